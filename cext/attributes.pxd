@@ -1,0 +1,95 @@
+# Attribute-set hashing and matching for the recording hot path.
+#
+# An attribute set is a dict; two sets are the same series when they hold the
+# same keys with equal values (as opentelemetry-sdk's frozenset of items: 1,
+# 1.0 and True are one series). The fast path touches only dicts whose keys
+# are exact str and whose values are exact str/int/float/bool: for those,
+# hashing and comparing cannot run Python code, cannot raise and allocate
+# nothing, so a known series costs a few dict probes. Anything else is
+# sanitised first (attributes.pyx) into such a dict, with tuple values for
+# sequences.
+
+from cpython.dict cimport PyDict_Next, PyDict_GetItem
+from cpython.object cimport PyObject, PyObject_Hash, PyObject_RichCompareBool, Py_EQ
+from cpython.set cimport PySet_Contains
+from libc.stdint cimport uint64_t
+
+cdef extern from *:
+    """
+    #define OM_IS_STR(o) (Py_TYPE(o) == &PyUnicode_Type)
+    #define OM_IS_PLAIN(o) (Py_TYPE(o) == &PyUnicode_Type || Py_TYPE(o) == &PyLong_Type \
+                            || Py_TYPE(o) == &PyFloat_Type || Py_TYPE(o) == &PyBool_Type)
+    #define OM_IS_TUPLE(o) (Py_TYPE(o) == &PyTuple_Type)
+    """
+    bint OM_IS_STR(PyObject *o) nogil
+    bint OM_IS_PLAIN(PyObject *o) nogil
+    bint OM_IS_TUPLE(PyObject *o) nogil
+
+cdef extern from "Python.h":
+    ctypedef long Py_hash_t
+
+# Hash of the empty attribute set (also None).
+cdef enum:
+    EMPTY_SET_HASH = 0x2545F491
+
+cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
+    # splitmix64 finaliser: spreads the bits of one key/value pair.
+    x ^= x >> 30
+    x *= <uint64_t>0xbf58476d1ce4e5b9ULL
+    x ^= x >> 27
+    x *= <uint64_t>0x94d049bb133111ebULL
+    x ^= x >> 31
+    return x
+
+cdef inline bint _plain_value(PyObject *v, bint allow_tuple) noexcept:
+    return OM_IS_PLAIN(v) or (allow_tuple and OM_IS_TUPLE(v))
+
+cdef inline bint _key_kept(PyObject *k, object allowed, object excluded) except -1:
+    if allowed is not None and not PySet_Contains(allowed, <object>k):
+        return False
+    if excluded is not None and PySet_Contains(excluded, <object>k):
+        return False
+    return True
+
+cdef inline bint hash_attributes(dict d, object allowed, object excluded, bint allow_tuple,
+                                 Py_hash_t *out_hash, Py_ssize_t *out_n) except -1:
+    """Order-independent hash of the kept pairs of ``d``.
+
+    Returns False (without hashing) when ``d`` needs sanitising first.
+    ``allowed``/``excluded`` are frozensets of keys or None (view filters).
+    ``allow_tuple`` is set only for already-sanitised dicts, whose tuples hold
+    plain values.
+    """
+    cdef Py_ssize_t pos = 0, n = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    cdef uint64_t acc = 0
+    cdef Py_hash_t hk, hv
+    while PyDict_Next(d, &pos, &k, &v):
+        if not OM_IS_STR(k) or not _plain_value(v, allow_tuple):
+            return False
+        if (allowed is not None or excluded is not None) and not _key_kept(k, allowed, excluded):
+            continue
+        hk = PyObject_Hash(<object>k)
+        hv = PyObject_Hash(<object>v)
+        acc += _mix(<uint64_t>hk * <uint64_t>0x9E3779B97F4A7C15ULL ^ <uint64_t>hv)
+        n += 1
+    out_n[0] = n
+    out_hash[0] = <Py_hash_t>(_mix(acc + <uint64_t>n) if n else <uint64_t>EMPTY_SET_HASH)
+    return True
+
+cdef inline bint same_attributes(dict stored, dict d, object allowed, object excluded) except -1:
+    """True when the kept pairs of ``d`` (already hashed, so plain) equal ``stored``."""
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    cdef PyObject *sv
+    while PyDict_Next(d, &pos, &k, &v):
+        if (allowed is not None or excluded is not None) and not _key_kept(k, allowed, excluded):
+            continue
+        sv = PyDict_GetItem(stored, <object>k)
+        if sv == NULL:
+            return False
+        if sv != v and not PyObject_RichCompareBool(<object>sv, <object>v, Py_EQ):
+            return False
+    return True

@@ -1,0 +1,282 @@
+"""The recording entry points: one C call per measurement.
+
+An instrument core turns the amount into an int64 or a double, finds the
+series' cell in each of its streams and updates it. What is dropped (and why)
+is reported to a Python callable supplied by the Python layer, which counts and
+rate-limits the warnings; nothing here raises into the caller.
+"""
+
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
+from cpython.object cimport PyObject
+from libc.math cimport isfinite
+from libc.stdint cimport int64_t
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+
+from otelmetrics._native.streams cimport Stream, NEEDS_SANITIZE
+from otelmetrics._native.attributes import sanitize
+
+cdef extern from "Python.h":
+    double PyFloat_AS_DOUBLE(object o)
+
+# Drop reasons, as reported to the Python layer.
+BAD_VALUE = "dropped: non-numeric value"
+NON_FINITE = "dropped: NaN or infinite value"
+NEGATIVE = "dropped: negative value on a monotonic instrument"
+BAD_ATTRIBUTES = "kept without its invalid attributes (non-str keys, None, nested or mixed values)"
+INTERNAL = "dropped: internal error"
+
+# Value kinds returned by _parse.
+cdef enum:
+    V_DROP = 0
+    V_INT = 1
+    V_FLOAT = 2
+
+
+cdef int _parse_slow(object amount, int64_t *iv, double *dv, object report) except -1:
+    """Numbers that are not exact int/float: subclasses, bool, numpy scalars,
+    Decimal, Fraction... Converted if they say how; dropped otherwise."""
+    cdef int overflow = 0
+    cdef long long i
+    try:
+        if isinstance(amount, (str, bytes)) or amount is None:
+            report(BAD_VALUE)
+            return V_DROP
+        if isinstance(amount, int) or hasattr(type(amount), "__index__"):
+            amount = int(amount.__index__())
+            i = PyLong_AsLongLongAndOverflow(amount, &overflow)
+            if not overflow:
+                iv[0] = i
+                return V_INT
+            dv[0] = float(amount)
+        else:
+            dv[0] = float(amount)
+    except Exception:
+        report(BAD_VALUE)
+        return V_DROP
+    return V_FLOAT
+
+
+cdef inline int _parse(object amount, int64_t *iv, double *dv, object report) except -1:
+    cdef int overflow = 0
+    cdef long long i
+    if type(amount) is int:
+        i = PyLong_AsLongLongAndOverflow(amount, &overflow)
+        if not overflow:
+            iv[0] = i
+            return V_INT
+        # Past int64 either way: kept as the nearest double.
+        dv[0] = float(amount)
+        return V_FLOAT
+    if type(amount) is float:
+        dv[0] = PyFloat_AS_DOUBLE(amount)
+        return V_FLOAT
+    return _parse_slow(amount, iv, dv, report)
+
+
+cdef class SyncCore:
+    """Shared machinery of the four synchronous instruments."""
+
+    cdef tuple _streams
+    cdef Py_ssize_t _n
+    cdef bint _monotonic
+    cdef readonly bint _active
+    cdef object _report
+
+    def __cinit__(self, *args, **kwargs):
+        self._streams = ()
+        self._n = 0
+        self._active = True
+
+    def _bind_core(self, tuple streams, bint monotonic, object report):
+        """Wire the instrument to its streams; ``report(reason)`` hears about drops."""
+        self._streams = streams
+        self._n = len(streams)
+        self._monotonic = monotonic
+        self._report = report
+
+    def _deactivate(self):
+        """After shutdown: measurements are ignored."""
+        self._active = False
+
+    cdef inline int _value(self, object amount, int64_t *iv, double *dv) except -1:
+        cdef int k = _parse(amount, iv, dv, self._report)
+        if k == V_FLOAT and not isfinite(dv[0]):
+            self._report(NON_FINITE)
+            return V_DROP
+        if self._monotonic and ((k == V_INT and iv[0] < 0) or (k == V_FLOAT and dv[0] < 0)):
+            self._report(NEGATIVE)
+            return V_DROP
+        return k
+
+    cdef object _clean(self, object attributes):
+        clean, dropped = sanitize(attributes)
+        if dropped:
+            self._report(BAD_ATTRIBUTES)
+        return clean
+
+    cdef inline int _measure(self, object amount, object attributes) except -1:
+        cdef int64_t iv = 0
+        cdef double dv = 0.0
+        cdef int k
+        cdef Py_ssize_t i, c
+        cdef Stream s
+        cdef bint clean = False
+        if not self._active or self._n == 0:
+            return 0
+        try:
+            k = self._value(amount, &iv, &dv)
+            if k == V_DROP:
+                return 0
+            for i in range(self._n):
+                s = <Stream>PyTuple_GET_ITEM(self._streams, i)
+                c = s.cell_for(attributes, clean)
+                if c == NEEDS_SANITIZE:
+                    attributes = self._clean(attributes)
+                    clean = True
+                    c = s.cell_for(attributes, True)
+                if k == V_INT:
+                    s.add_i(c, iv)
+                else:
+                    s.add_d(c, dv)
+        except Exception:
+            try:
+                self._report(INTERNAL)
+            except Exception:
+                pass
+        return 0
+
+    def _bind_cells(self, attributes):
+        """Pin ``attributes``' cell in every stream (for a bound handle)."""
+        clean = self._clean(attributes)
+        return [(s, s.pin(clean)) for s in self._streams]
+
+
+cdef class CounterCore(SyncCore):
+    def add(self, amount, attributes=None, context=None):
+        self._measure(amount, attributes)
+
+    def bind(self, attributes=None):
+        """A handle whose ``add`` skips the attribute lookup."""
+        return BoundHandle(self, attributes)
+
+
+cdef class HistogramCore(SyncCore):
+    def record(self, amount, attributes=None, context=None):
+        self._measure(amount, attributes)
+
+    def bind(self, attributes=None):
+        """A handle whose ``record`` skips the attribute lookup."""
+        return BoundHandle(self, attributes)
+
+
+cdef class GaugeCore(SyncCore):
+    def set(self, amount, attributes=None, context=None):
+        self._measure(amount, attributes)
+
+    def bind(self, attributes=None):
+        """A handle whose ``set`` skips the attribute lookup."""
+        return BoundHandle(self, attributes)
+
+
+cdef class BoundHandle:
+    """One series of one instrument, looked up once. ``add``, ``record`` and
+    ``set`` are the same operation under the instrument's verb."""
+
+    cdef SyncCore _core
+    cdef tuple _streams
+    cdef Py_ssize_t *_cells
+    cdef Py_ssize_t _n
+    cdef readonly dict attributes
+
+    def __cinit__(self, SyncCore core, attributes):
+        cdef Py_ssize_t i
+        self._core = core
+        pinned = core._bind_cells(attributes)
+        self._n = len(pinned)
+        self._streams = tuple(s for s, _ in pinned)
+        self._cells = <Py_ssize_t *>PyMem_Malloc((self._n or 1) * sizeof(Py_ssize_t))
+        if self._cells == NULL:
+            raise MemoryError()
+        for i in range(self._n):
+            self._cells[i] = pinned[i][1]
+        self.attributes = core._clean(attributes)
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        cdef Stream s
+        if self._cells != NULL:
+            for i in range(self._n):
+                s = <Stream>PyTuple_GET_ITEM(self._streams, i)
+                if s.pins[self._cells[i]] > 0:
+                    s.pins[self._cells[i]] -= 1
+            PyMem_Free(self._cells)
+
+    cdef inline int _apply(self, object amount) except -1:
+        cdef int64_t iv = 0
+        cdef double dv = 0.0
+        cdef Py_ssize_t i
+        cdef Stream s
+        cdef int k
+        if not self._core._active:
+            return 0
+        try:
+            k = self._core._value(amount, &iv, &dv)
+        except Exception:
+            return 0
+        if k == V_DROP:
+            return 0
+        for i in range(self._n):
+            s = <Stream>PyTuple_GET_ITEM(self._streams, i)
+            if k == V_INT:
+                s.add_i(self._cells[i], iv)
+            else:
+                s.add_d(self._cells[i], dv)
+        return 0
+
+    def add(self, amount):
+        self._apply(amount)
+
+    def record(self, amount):
+        self._apply(amount)
+
+    def set(self, amount):
+        self._apply(amount)
+
+
+def observe(tuple streams, object amount, object attributes, object report):
+    """Feed one callback observation into the streams of one reader.
+
+    Returns True if it was recorded. Observations use gauge/sum semantics of
+    the stream; values are parsed and attributes sanitised like sync ones."""
+    cdef int64_t iv = 0
+    cdef double dv = 0.0
+    cdef Py_ssize_t i, c
+    cdef Stream s
+    cdef int k
+    cdef bint clean = False
+    try:
+        k = _parse(amount, &iv, &dv, report)
+        if k == V_FLOAT and not isfinite(dv):
+            report(NON_FINITE)
+            return False
+        if k == V_DROP:
+            return False
+        for i in range(PyTuple_GET_SIZE(streams)):
+            s = <Stream>PyTuple_GET_ITEM(streams, i)
+            c = s.cell_for(attributes, clean)
+            if c == NEEDS_SANITIZE:
+                clean_attrs, dropped = sanitize(attributes)
+                if dropped:
+                    report(BAD_ATTRIBUTES)
+                attributes = clean_attrs
+                clean = True
+                c = s.cell_for(attributes, True)
+            if k == V_INT:
+                s.add_i(c, iv)
+            else:
+                s.add_d(c, dv)
+        return True
+    except Exception:
+        report(INTERNAL)
+        return False

@@ -1,0 +1,21 @@
+# Exported point types; cimported by the aggregation storage to build points from C.
+
+cdef class _Point:
+    cdef tuple _fields(self)
+
+cdef class Exemplar(_Point):
+    cdef readonly object filtered_attributes, value, time_unix_nano, span_id, trace_id
+
+cdef class NumberDataPoint(_Point):
+    cdef readonly object attributes, start_time_unix_nano, time_unix_nano, value, exemplars
+
+cdef class HistogramDataPoint(_Point):
+    cdef readonly object attributes, start_time_unix_nano, time_unix_nano, count, sum
+    cdef readonly object bucket_counts, explicit_bounds, min, max, exemplars
+
+cdef class Buckets(_Point):
+    cdef readonly object offset, bucket_counts
+
+cdef class ExponentialHistogramDataPoint(_Point):
+    cdef readonly object attributes, start_time_unix_nano, time_unix_nano, count, sum, scale
+    cdef readonly object zero_count, positive, negative, flags, min, max, exemplars

@@ -1,0 +1,29 @@
+"""otelmetrics: a compiled, bounded-memory OpenTelemetry Metrics SDK.
+
+Names mirror ``opentelemetry.sdk.metrics``: migrating is changing imports.
+"""
+from otelmetrics._version import __version__
+from otelmetrics._instruments import (
+    Counter,
+    Gauge,
+    Histogram,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
+from otelmetrics._provider import MeterProvider
+from otelmetrics.resources import Resource
+
+__all__ = [
+    "Counter", "Gauge", "Histogram", "MeterProvider", "ObservableCounter", "ObservableGauge",
+    "ObservableUpDownCounter", "Resource", "UpDownCounter", "__version__", "configure",
+]
+
+
+def __getattr__(name):
+    if name == "configure":
+        from otelmetrics._configure import configure
+
+        return configure
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))

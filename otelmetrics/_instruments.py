@@ -1,0 +1,113 @@
+"""The seven instruments. Each is an instance of the matching
+``opentelemetry.metrics`` class; the synchronous ones record through their
+compiled core (one C call per measurement).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+from opentelemetry import metrics as api
+
+from otelmetrics._native.instruments import CounterCore, GaugeCore, HistogramCore
+from otelmetrics.view import (
+    DEFAULT_BOUNDARIES,
+    ExplicitBucketHistogramAggregation,
+    LastValueAggregation,
+    SumAggregation,
+)
+
+__all__ = ["Counter", "UpDownCounter", "Histogram", "Gauge",
+           "ObservableCounter", "ObservableUpDownCounter", "ObservableGauge"]
+
+
+class _Identity:
+    """Name, unit, description and the meter's scope; set by the Meter."""
+
+    _async = False
+    _monotonic = False
+
+    def _init_identity(self, name: str, unit: str, description: str, scope, advisory=None) -> None:
+        self.name = name
+        self.unit = unit
+        self.description = description
+        self._scope = scope
+        self._advisory = advisory
+
+    @classmethod
+    def _default_aggregation(cls):
+        return SumAggregation()
+
+    def __repr__(self) -> str:
+        return "%s(name=%r, unit=%r, description=%r)" % (type(self).__name__, self.name, self.unit,
+                                                        self.description)
+
+
+class Counter(CounterCore, _Identity, api.Counter):
+    """Monotonic sum: ``add(amount >= 0, attributes)``."""
+
+    _monotonic = True
+
+    def __init__(self, *args, **kwargs) -> None:  # built by Meter.create_counter
+        pass
+
+
+class UpDownCounter(CounterCore, _Identity, api.UpDownCounter):
+    """Non-monotonic sum: ``add(amount, attributes)``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+
+class Histogram(HistogramCore, _Identity, api.Histogram):
+    """Distribution of ``record(amount, attributes)`` measurements."""
+
+    _monotonic = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    @classmethod
+    def _default_aggregation(cls):
+        return ExplicitBucketHistogramAggregation()
+
+
+class Gauge(GaugeCore, _Identity, api._Gauge):
+    """Last value: ``set(amount, attributes)``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    @classmethod
+    def _default_aggregation(cls):
+        return LastValueAggregation()
+
+
+class _Observable(_Identity):
+    """Asynchronous instrument: callbacks run at each collection of each reader."""
+
+    _async = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def _init_callbacks(self, callbacks: Optional[Sequence[Callable]]) -> None:
+        self._callbacks = list(callbacks or ())
+
+
+class ObservableCounter(_Observable, api.ObservableCounter):
+    _monotonic = True
+
+
+class ObservableUpDownCounter(_Observable, api.ObservableUpDownCounter):
+    pass
+
+
+class ObservableGauge(_Observable, api.ObservableGauge):
+    @classmethod
+    def _default_aggregation(cls):
+        return LastValueAggregation()
+
+
+SYNC_KINDS = (Counter, UpDownCounter, Histogram, Gauge)
+ASYNC_KINDS = (ObservableCounter, ObservableUpDownCounter, ObservableGauge)
+ALL_KINDS = SYNC_KINDS + ASYNC_KINDS

@@ -1,0 +1,90 @@
+"""Meter: creates instruments and registers them with the provider's pipeline."""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+from opentelemetry import metrics as api
+
+from otelmetrics import _instruments as inst
+from otelmetrics.export._data import InstrumentationScope
+
+_logger = logging.getLogger("otelmetrics")
+
+# Instrument name syntax from the API specification.
+_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_./-]{0,254}\Z")
+_UNIT_RE = re.compile(r"[\x00-\x7F]{0,63}\Z")
+
+
+class Meter(api.Meter):
+    """Creates instruments for one instrumentation scope."""
+
+    def __init__(self, scope: InstrumentationScope, pipeline) -> None:
+        super().__init__(scope.name, scope.version, scope.schema_url)
+        self._scope = scope
+        self._pipeline = pipeline
+        self._lock = threading.Lock()
+        # Identical registrations return the first instrument (one stream).
+        self._by_identity: Dict[Tuple, object] = {}
+
+    def _create(self, cls, name, unit, description, advisory=None, callbacks=None):
+        name = name if isinstance(name, str) else str(name)
+        unit = "" if unit is None else (unit if isinstance(unit, str) else str(unit))
+        description = "" if description is None else (
+            description if isinstance(description, str) else str(description))
+        if not _NAME_RE.match(name):
+            _logger.warning(
+                "instrument name %r is invalid: it must start with a letter and contain at most 255 "
+                "of letters, digits, '_', '.', '/' and '-'; the instrument works, but backends may "
+                "reject it: rename it", name)
+        if not _UNIT_RE.match(unit):
+            _logger.warning("instrument %r: unit %r must be ASCII and at most 63 characters; "
+                            "exporting it without a unit", name, unit)
+            unit = ""
+        key = (name.lower(), cls, unit, description, advisory)
+        with self._lock:
+            if callbacks is None and key in self._by_identity:
+                return self._by_identity[key]
+            instrument = cls()
+            instrument._init_identity(name, unit, description, self._scope, advisory)
+            if callbacks is not None or cls._async:
+                instrument._init_callbacks(callbacks)
+            self._pipeline.register(instrument)
+            if callbacks is None:
+                self._by_identity[key] = instrument
+            return instrument
+
+    def create_counter(self, name: str, unit: str = "", description: str = "") -> api.Counter:
+        return self._create(inst.Counter, name, unit, description)
+
+    def create_up_down_counter(self, name: str, unit: str = "", description: str = "") -> api.UpDownCounter:
+        return self._create(inst.UpDownCounter, name, unit, description)
+
+    def create_histogram(self, name: str, unit: str = "", description: str = "", *,
+                         explicit_bucket_boundaries_advisory: Optional[Sequence[float]] = None) -> api.Histogram:
+        advisory = None
+        if explicit_bucket_boundaries_advisory is not None:
+            from otelmetrics.view import _check_boundaries
+            try:
+                advisory = _check_boundaries(explicit_bucket_boundaries_advisory,
+                                             "explicit_bucket_boundaries_advisory")
+            except ValueError as e:
+                _logger.warning("histogram %r: %s; using the default boundaries", name, e)
+        return self._create(inst.Histogram, name, unit, description, advisory=advisory)
+
+    def create_gauge(self, name: str, unit: str = "", description: str = ""):
+        return self._create(inst.Gauge, name, unit, description)
+
+    def create_observable_counter(self, name: str, callbacks: Optional[Sequence[Callable]] = None,
+                                  unit: str = "", description: str = "") -> api.ObservableCounter:
+        return self._create(inst.ObservableCounter, name, unit, description, callbacks=callbacks or [])
+
+    def create_observable_up_down_counter(self, name: str, callbacks: Optional[Sequence[Callable]] = None,
+                                          unit: str = "", description: str = "") -> api.ObservableUpDownCounter:
+        return self._create(inst.ObservableUpDownCounter, name, unit, description, callbacks=callbacks or [])
+
+    def create_observable_gauge(self, name: str, callbacks: Optional[Sequence[Callable]] = None,
+                                unit: str = "", description: str = "") -> api.ObservableGauge:
+        return self._create(inst.ObservableGauge, name, unit, description, callbacks=callbacks or [])

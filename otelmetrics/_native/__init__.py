@@ -1,0 +1,1 @@
+"""Compiled core modules (built from cext/*.pyx)."""

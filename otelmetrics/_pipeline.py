@@ -1,0 +1,199 @@
+"""From instruments to MetricsData: resolves views into streams for each
+reader, runs asynchronous callbacks, and assembles a reader's collection.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from typing import Dict, List, Optional
+
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from otelmetrics._native.instruments import observe
+from otelmetrics._native.streams import time_ns
+from otelmetrics.export._data import (
+    AggregationTemporality,
+    ExponentialHistogram,
+    Gauge,
+    Histogram,
+    Metric,
+    MetricsData,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
+from otelmetrics.view import (
+    DefaultAggregation,
+    ExplicitBucketHistogramAggregation,
+    ExponentialBucketHistogramAggregation,
+    LastValueAggregation,
+    SumAggregation,
+)
+from otelmetrics import _instruments as inst
+
+_logger = logging.getLogger("otelmetrics")
+
+DEFAULT_CARDINALITY_LIMIT = 2000
+
+
+class _StreamOut:
+    """One exported metric stream: its identity and how its points are wrapped."""
+
+    __slots__ = ("name", "description", "unit", "stream", "temporality", "monotonic", "wrap")
+
+    def __init__(self, name, description, unit, stream, temporality, monotonic, wrap):
+        self.name = name
+        self.description = description
+        self.unit = unit
+        self.stream = stream
+        self.temporality = temporality
+        self.monotonic = monotonic
+        self.wrap = wrap
+
+    def metric(self, points) -> Metric:
+        if self.wrap is Sum:
+            data = Sum(points, self.temporality, self.monotonic)
+        elif self.wrap is Gauge:
+            data = Gauge(points)
+        else:
+            data = self.wrap(points, self.temporality)
+        return Metric(self.name, self.description, self.unit, data)
+
+
+def _wrapper_for(aggregation, kind):
+    if isinstance(aggregation, SumAggregation):
+        return Sum
+    if isinstance(aggregation, LastValueAggregation):
+        return Gauge
+    if isinstance(aggregation, ExplicitBucketHistogramAggregation):
+        return Histogram
+    if isinstance(aggregation, ExponentialBucketHistogramAggregation):
+        return ExponentialHistogram
+    raise TypeError("no data type for aggregation %r" % (aggregation,))
+
+
+def _aggregation_applies(aggregation, kind) -> bool:
+    """Histograms need synchronous measurements (the spec's compatibility table)."""
+    if isinstance(aggregation, (ExplicitBucketHistogramAggregation, ExponentialBucketHistogramAggregation)):
+        return kind in (inst.Counter, inst.UpDownCounter, inst.Histogram, inst.Gauge)
+    return True
+
+
+class Pipeline:
+    """All instruments of one MeterProvider and their streams per reader."""
+
+    def __init__(self, provider) -> None:
+        self._provider = provider
+        self._lock = threading.RLock()
+        self._instruments: List = []                         # registration order
+        self._outs: Dict[int, Dict[int, List[_StreamOut]]] = {}  # id(reader) -> id(instrument) -> outs
+        self._callback_lock = threading.Lock()
+
+    # -- registration ----------------------------------------------------------
+
+    def register(self, instrument) -> None:
+        provider = self._provider
+        kind = type(instrument)
+        all_streams = []
+        with self._lock:
+            for reader in provider._readers:
+                outs = self._resolve(instrument, kind, reader)
+                self._outs.setdefault(id(reader), {})[id(instrument)] = outs
+                all_streams.extend(o.stream for o in outs)
+            self._instruments.append(instrument)
+        if not kind._async:
+            instrument._bind_core(tuple(all_streams), kind._monotonic,
+                                  provider._diagnostics.reporter(instrument.name))
+            if provider._is_shutdown:
+                instrument._deactivate()
+
+    def _resolve(self, instrument, kind, reader) -> List[_StreamOut]:
+        views = [v for v in self._provider._views if v._match(instrument)]
+        temporality = reader._temporality_for(kind)
+        delta = temporality is AggregationTemporality.DELTA
+        outs = []
+        if not views:
+            spec = [(instrument.name, instrument.description, None, None,
+                     reader._aggregation_for(kind), reader._cardinality_limit_for(kind))]
+        else:
+            spec = []
+            for v in views:
+                agg = v._aggregation
+                if isinstance(agg, DefaultAggregation):
+                    agg = reader._aggregation_for(kind)
+                spec.append((v._name or instrument.name,
+                             v._description if v._description is not None else instrument.description,
+                             v._attribute_keys, v._excluded_attribute_keys, agg,
+                             v._cardinality_limit or reader._cardinality_limit_for(kind)))
+        for name, description, allowed, excluded, agg, limit in spec:
+            if isinstance(agg, DefaultAggregation):
+                agg = kind._default_aggregation()
+            if not _aggregation_applies(agg, kind):
+                _logger.warning("instrument %r: %s cannot aggregate a %s; using its default "
+                                "aggregation instead", instrument.name, type(agg).__name__, kind.__name__)
+                agg = kind._default_aggregation()
+            stream = agg._build(kind, delta=delta, limit=limit, allowed=allowed, excluded=excluded,
+                                advisory=instrument._advisory)
+            if stream is None:
+                continue
+            # Histograms report a monotonic sum only for monotonic instruments.
+            outs.append(_StreamOut(name, description, instrument.unit, stream, temporality,
+                                   kind._monotonic, _wrapper_for(agg, kind)))
+        return outs
+
+    # -- collection ------------------------------------------------------------
+
+    def _observe(self, instrument, outs: List[_StreamOut], timeout_millis: float) -> None:
+        streams = tuple(o.stream for o in outs)
+        report = self._provider._diagnostics.reporter(instrument.name)
+        options = CallbackOptions(timeout_millis=timeout_millis)
+        for callback in instrument._callbacks:
+            try:
+                if inspect.isgenerator(callback):
+                    observations = callback.send(options)
+                else:
+                    observations = callback(options)
+                for obs in observations or ():
+                    if isinstance(obs, Observation):
+                        if streams:
+                            observe(streams, obs.value, obs.attributes, report)
+                    else:
+                        report("dropped: callback returned %s, not an Observation"
+                               % type(obs).__name__)
+            except StopIteration:
+                report("dropped: generator callback is exhausted")
+            except Exception as e:  # a callback's failure must not stop collection
+                _logger.warning("instrument %r: callback %r raised %s: %s", instrument.name,
+                                getattr(callback, "__name__", callback), type(e).__name__, e)
+                self._provider._diagnostics.record_drop(instrument.name, "callback error")
+
+    def collect(self, reader, timeout_millis: float = 10_000) -> Optional[MetricsData]:
+        """One collection for ``reader``; None when there is nothing to report."""
+        provider = self._provider
+        with self._lock:
+            instruments = list(self._instruments)
+            per_reader = self._outs.get(id(reader), {})
+        by_scope: Dict[object, List[Metric]] = {}
+        scopes = {}
+        now = time_ns()   # every point of a collection ends at the same instant
+        for instrument in instruments:
+            outs = per_reader.get(id(instrument))
+            if not outs:
+                continue
+            if type(instrument)._async:
+                with self._callback_lock:
+                    self._observe(instrument, outs, timeout_millis)
+            for out in outs:
+                points = out.stream.collect(now)
+                if points:
+                    scope = instrument._scope
+                    scopes[id(scope)] = scope
+                    by_scope.setdefault(id(scope), []).append(out.metric(points))
+        if not by_scope:
+            return None
+        resource = provider._resource
+        scope_metrics = [ScopeMetrics(scopes[k], metrics, scopes[k].schema_url or "")
+                         for k, metrics in by_scope.items()]
+        return MetricsData([ResourceMetrics(resource, scope_metrics,
+                                            getattr(resource, "schema_url", "") or "")])

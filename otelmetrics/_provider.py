@@ -1,0 +1,153 @@
+"""MeterProvider: the SDK's entry point, an opentelemetry-api MeterProvider."""
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from typing import Dict, Optional, Sequence
+
+from opentelemetry import metrics as api
+
+from otelmetrics._diagnostics import Diagnostics
+from otelmetrics._meter import Meter
+from otelmetrics._pipeline import Pipeline
+from otelmetrics.export._data import InstrumentationScope
+from otelmetrics.resources import Resource
+
+_logger = logging.getLogger("otelmetrics")
+
+
+def _freeze(attributes) -> tuple:
+    try:
+        return tuple(sorted((str(k), repr(v)) for k, v in dict(attributes or {}).items()))
+    except Exception:
+        return ()
+
+
+class MeterProvider(api.MeterProvider):
+    """Owns the readers, views and resource; hands out Meters.
+
+    After ``opentelemetry.metrics.set_meter_provider(provider)``, code that knows
+    only the API records into it.
+    """
+
+    def __init__(
+        self,
+        metric_readers: Sequence = (),
+        resource: Optional[object] = None,
+        shutdown_on_exit: bool = True,
+        views: Sequence = (),
+        exemplar_filter: Optional[object] = None,
+    ) -> None:
+        from otelmetrics.export._readers import MetricReader  # avoid an import cycle
+        from otelmetrics.view import View
+
+        self._resource = resource if resource is not None else Resource.create()
+        if not hasattr(self._resource, "attributes"):
+            raise TypeError("MeterProvider: resource must have .attributes (an otelmetrics or "
+                            "opentelemetry-sdk Resource), got %r" % (resource,))
+        self._views = list(views or ())
+        for v in self._views:
+            if not isinstance(v, View):
+                raise TypeError("MeterProvider: views must be otelmetrics.view.View objects, got %r" % (v,))
+        self._readers = list(metric_readers or ())
+        for reader in self._readers:
+            if not isinstance(reader, MetricReader):
+                raise TypeError("MeterProvider: metric_readers must be otelmetrics.export.MetricReader "
+                                "objects, got %r" % (reader,))
+        self._exemplar_filter = exemplar_filter
+        self._diagnostics = Diagnostics()
+        self._pipeline = Pipeline(self)
+        self._meters: Dict[tuple, Meter] = {}
+        self._lock = threading.Lock()
+        self._is_shutdown = False
+        self._shutdown_once = threading.Lock()
+        for reader in self._readers:
+            reader._register(self)
+        self._atexit = None
+        if shutdown_on_exit:
+            ref = weakref.ref(self)
+
+            def _on_exit() -> None:
+                provider = ref()
+                if provider is not None:
+                    provider.shutdown()
+
+            self._atexit = _on_exit
+            atexit.register(_on_exit)
+
+    @property
+    def resource(self):
+        return self._resource
+
+    def get_meter(self, name: str, version: Optional[str] = None, schema_url: Optional[str] = None,
+                  attributes=None) -> api.Meter:
+        if not isinstance(name, str) or not name:
+            _logger.warning("get_meter: invalid meter name %r; using it as %r — pass the name of the "
+                            "instrumenting library", name, str(name or ""))
+            name = "" if name is None else str(name)
+        key = (name, version, schema_url, _freeze(attributes))
+        with self._lock:
+            meter = self._meters.get(key)
+            if meter is None:
+                scope = InstrumentationScope(name, version, schema_url or "",
+                                             dict(attributes) if attributes else None)
+                meter = self._meters[key] = Meter(scope, self._pipeline)
+            return meter
+
+    def _collect(self, reader, timeout_millis: float = 10_000):
+        return self._pipeline.collect(reader, timeout_millis)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Collect and export on every reader; True if all succeeded in time."""
+        deadline = time.monotonic() + timeout_millis / 1e3
+        ok = True
+        for reader in self._readers:
+            left = (deadline - time.monotonic()) * 1e3
+            if left <= 0:
+                _logger.warning("MeterProvider.force_flush: timed out after %.0f ms", timeout_millis)
+                return False
+            try:
+                ok = bool(reader.force_flush(timeout_millis=left)) and ok
+            except Exception as e:
+                _logger.warning("MeterProvider.force_flush: reader %r failed: %s", reader, e)
+                ok = False
+        return ok
+
+    def shutdown(self, timeout_millis: float = 30_000) -> bool:
+        """Flush and shut down every reader; later measurements are ignored.
+        Returns False if called twice, a reader failed, or time ran out."""
+        if not self._shutdown_once.acquire(blocking=False):
+            _logger.warning("MeterProvider.shutdown: already shut down")
+            return False
+        self._is_shutdown = True
+        for instrument in list(self._pipeline._instruments):
+            if hasattr(instrument, "_deactivate"):
+                instrument._deactivate()
+        deadline = time.monotonic() + timeout_millis / 1e3
+        ok = True
+        for reader in self._readers:
+            left = (deadline - time.monotonic()) * 1e3
+            if left <= 0:
+                _logger.warning("MeterProvider.shutdown: timed out after %.0f ms", timeout_millis)
+                ok = False
+                break
+            try:
+                result = reader.shutdown(timeout_millis=left)
+                ok = ok and result is not False
+            except Exception as e:
+                _logger.warning("MeterProvider.shutdown: reader %r failed: %s", reader, e)
+                ok = False
+        if self._atexit is not None:
+            atexit.unregister(self._atexit)
+            self._atexit = None
+        return ok
+
+    def stats(self) -> dict:
+        """What was dropped and why, per instrument and in total."""
+        d = self._diagnostics
+        with d._lock:
+            per = {"%s: %s" % k: n for k, n in d.dropped.items()}
+        return {"dropped_by_reason": d.totals_by_reason(), "dropped": per}

@@ -1,0 +1,363 @@
+"""The OpenTelemetry SDK environment variables, read in one place.
+
+Precedence everywhere: an explicit argument, then the signal-specific variable
+(``OTEL_EXPORTER_OTLP_METRICS_*``), then the generic one (``OTEL_EXPORTER_OTLP_*``),
+then the specification's default. An invalid variable logs one warning that names
+it and the default is used instead; an invalid explicit argument raises ValueError,
+since that is a mistake in code, found at start-up.
+
+Durations in variables are milliseconds, as the specification says. (opentelemetry-
+python reads ``OTEL_EXPORTER_OTLP_TIMEOUT`` as seconds; a value small enough to be
+one of those gets a warning.)
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Tuple
+from urllib.parse import unquote, urlsplit
+
+_logger = logging.getLogger("otelmetrics")
+
+OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
+OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"
+OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
+OTEL_METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
+OTEL_METRIC_EXPORT_INTERVAL = "OTEL_METRIC_EXPORT_INTERVAL"
+OTEL_METRIC_EXPORT_TIMEOUT = "OTEL_METRIC_EXPORT_TIMEOUT"
+OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
+OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION = (
+    "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION"
+)
+
+DEFAULT_EXPORT_INTERVAL_MILLIS = 60_000.0
+DEFAULT_EXPORT_TIMEOUT_MILLIS = 30_000.0
+DEFAULT_OTLP_ENDPOINT = "http://localhost:4318"
+METRICS_PATH = "/v1/metrics"
+DEFAULT_OTLP_TIMEOUT = 10.0  # seconds, as the exporter's ``timeout`` argument takes it
+
+PROTOBUF = "http/protobuf"
+JSON = "http/json"
+PROTOCOLS = (PROTOBUF, JSON)
+COMPRESSIONS = ("none", "gzip")
+EXPORTERS = ("otlp", "console", "none")
+
+
+def _warn_invalid(name: str, value: str, expected: str, default: object) -> None:
+    _logger.warning("%s=%r is invalid (expected %s); using %s", name, value, expected, default)
+
+
+def env(name: str) -> Optional[str]:
+    """The stripped value of ``name``; None when unset or blank."""
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _otlp_env(suffix: str) -> Tuple[str, Optional[str]]:
+    """``OTEL_EXPORTER_OTLP_METRICS_<suffix>`` if set, else ``OTEL_EXPORTER_OTLP_<suffix>``."""
+    for name in ("OTEL_EXPORTER_OTLP_METRICS_" + suffix, "OTEL_EXPORTER_OTLP_" + suffix):
+        value = env(name)
+        if value is not None:
+            return name, value
+    return "OTEL_EXPORTER_OTLP_" + suffix, None
+
+
+def _millis(name: str, default: float) -> float:
+    raw = env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        _warn_invalid(name, raw, "a positive number of milliseconds", "%g ms" % default)
+        return default
+    return value
+
+
+# ---------------------------------------------------------------- general SDK
+
+def sdk_disabled() -> bool:
+    """``OTEL_SDK_DISABLED``: "true" (any case) turns the SDK into a no-op."""
+    raw = env(OTEL_SDK_DISABLED)
+    if raw is None:
+        return False
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    _warn_invalid(OTEL_SDK_DISABLED, raw, "true or false", "false")
+    return False
+
+
+def metrics_exporters() -> List[str]:
+    """``OTEL_METRICS_EXPORTER``: a comma-separated list of otlp, console, none (default otlp).
+
+    "none" alone means no exporter; an unknown name is skipped with a warning, and a
+    list left empty by that falls back to the default.
+    """
+    raw = env(OTEL_METRICS_EXPORTER)
+    if raw is None:
+        return ["otlp"]
+    names: List[str] = []
+    invalid = False
+    for item in raw.split(","):
+        name = item.strip().lower()
+        if not name:
+            continue
+        if name not in EXPORTERS:
+            _warn_invalid(OTEL_METRICS_EXPORTER, name, "otlp, console or none", "the others")
+            invalid = True
+        elif name not in names:
+            names.append(name)
+    if not names and invalid:
+        _warn_invalid(OTEL_METRICS_EXPORTER, raw, "otlp, console or none", "otlp")
+        return ["otlp"]
+    if "none" in names:
+        if len(names) > 1:
+            _logger.warning("%s=%r: 'none' ignores the other exporters listed", OTEL_METRICS_EXPORTER, raw)
+        return []
+    return names
+
+
+def export_interval_millis(explicit: Optional[float] = None) -> float:
+    """``OTEL_METRIC_EXPORT_INTERVAL`` (default 60000 ms)."""
+    if explicit is not None:
+        return float(explicit)
+    return _millis(OTEL_METRIC_EXPORT_INTERVAL, DEFAULT_EXPORT_INTERVAL_MILLIS)
+
+
+def export_timeout_millis(explicit: Optional[float] = None) -> float:
+    """``OTEL_METRIC_EXPORT_TIMEOUT`` (default 30000 ms)."""
+    if explicit is not None:
+        return float(explicit)
+    return _millis(OTEL_METRIC_EXPORT_TIMEOUT, DEFAULT_EXPORT_TIMEOUT_MILLIS)
+
+
+# ---------------------------------------------------------------- OTLP exporter
+
+@dataclass(frozen=True)
+class OTLPSettings:
+    """Everything the OTLP/HTTP exporter needs, resolved."""
+
+    endpoint: str = DEFAULT_OTLP_ENDPOINT + METRICS_PATH
+    headers: Dict[str, str] = field(default_factory=dict)
+    timeout: float = DEFAULT_OTLP_TIMEOUT          # seconds
+    compression: str = "none"
+    certificate_file: Optional[str] = None
+    client_key_file: Optional[str] = None
+    client_certificate_file: Optional[str] = None
+    protocol: str = PROTOBUF
+
+
+def parse_headers(raw: str, name: str = "OTEL_EXPORTER_OTLP_HEADERS") -> Dict[str, str]:
+    """``key1=value1,key2=value2`` with percent-encoded parts (W3C baggage style)."""
+    headers: Dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = unquote(key).strip().lower()
+        if not sep or not key or any(c in key for c in " \t\r\n:") or "\n" in value or "\r" in value:
+            _logger.warning("%s: ignoring %r, expected key=value", name, item.strip())
+            continue
+        headers[key] = unquote(value).strip()
+    return headers
+
+
+def _check_endpoint(url: str) -> Optional[str]:
+    """What is wrong with ``url`` as an OTLP/HTTP endpoint, or None."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError as e:
+        return str(e)
+    if parts.scheme not in ("http", "https"):
+        return "the scheme must be http or https"
+    if not parts.hostname:
+        return "no host"
+    return None
+
+
+def normalize_endpoint(url: str) -> str:
+    """``host:port/path`` without a scheme means http, as gRPC-style endpoints are often written."""
+    url = url.strip()
+    if "://" not in url:
+        url = "http://" + url
+    return url
+
+
+def _resolve_endpoint(explicit: Optional[str]) -> str:
+    if explicit is not None:
+        url = normalize_endpoint(str(explicit))
+        problem = _check_endpoint(url)
+        if problem:
+            raise ValueError("OTLPMetricExporter endpoint %r: %s" % (explicit, problem))
+        return url
+    for name, suffix in (("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", ""),
+                         ("OTEL_EXPORTER_OTLP_ENDPOINT", METRICS_PATH)):
+        raw = env(name)
+        if raw is None:
+            continue
+        # The signal-specific variable is the full URL; the generic one is a base.
+        url = normalize_endpoint(raw).rstrip("/") + suffix if suffix else normalize_endpoint(raw)
+        problem = _check_endpoint(url)
+        if problem is None:
+            return url
+        _warn_invalid(name, raw, "an http:// or https:// URL (%s)" % problem, "the next setting")
+    return DEFAULT_OTLP_ENDPOINT + METRICS_PATH
+
+
+def _resolve_choice(explicit: Optional[str], suffix: str, choices: Tuple[str, ...], default: str,
+                    what: str) -> str:
+    if explicit is not None:
+        value = str(getattr(explicit, "value", explicit)).strip().lower()
+        if value not in choices:
+            raise ValueError("OTLPMetricExporter %s %r: expected one of %s" % (what, explicit, ", ".join(choices)))
+        return value
+    name, raw = _otlp_env(suffix)
+    if raw is None:
+        return default
+    value = raw.lower()
+    if value not in choices:
+        expected = " or ".join(choices)
+        if value == "grpc":
+            expected += " (gRPC is not supported by this SDK)"
+        _warn_invalid(name, raw, expected, default)
+        return default
+    return value
+
+
+def _resolve_timeout(explicit: Optional[float]) -> float:
+    if explicit is not None:
+        value = float(explicit)
+        if not value > 0:
+            raise ValueError("OTLPMetricExporter timeout %r: expected a positive number of seconds" % (explicit,))
+        return value
+    name, raw = _otlp_env("TIMEOUT")
+    if raw is None:
+        return DEFAULT_OTLP_TIMEOUT
+    try:
+        millis = float(raw)
+    except ValueError:
+        millis = float("nan")
+    if not 0 < millis < float("inf"):
+        _warn_invalid(name, raw, "a positive number of milliseconds", "%g s" % DEFAULT_OTLP_TIMEOUT)
+        return DEFAULT_OTLP_TIMEOUT
+    if millis < 100:
+        _logger.warning("%s=%r is read as milliseconds, as the specification says; "
+                        "write %g for %s seconds", name, raw, millis * 1000, raw)
+    return millis / 1000.0
+
+
+def _resolve_file(explicit: Optional[str], suffix: str) -> Optional[str]:
+    if explicit is not None:
+        if not os.path.isfile(explicit):
+            raise ValueError("OTLPMetricExporter: %s file %r does not exist" % (suffix.lower(), explicit))
+        return explicit
+    name, raw = _otlp_env(suffix)
+    if raw is None:
+        return None
+    if not os.path.isfile(raw):
+        _warn_invalid(name, raw, "the path of an existing file", "none")
+        return None
+    return raw
+
+
+def otlp_settings(
+    endpoint: Optional[str] = None,
+    headers: Optional[Mapping[str, str]] = None,
+    timeout: Optional[float] = None,
+    compression: Optional[str] = None,
+    certificate_file: Optional[str] = None,
+    client_key_file: Optional[str] = None,
+    client_certificate_file: Optional[str] = None,
+    protocol: Optional[str] = None,
+) -> OTLPSettings:
+    """Resolve the exporter's settings from explicit arguments and the environment."""
+    name, raw = _otlp_env("HEADERS")
+    merged = parse_headers(raw, name) if raw else {}
+    # As the reference does: variable headers, then explicit ones on top.
+    merged.update({str(k).lower(): str(v) for k, v in (headers or {}).items()})
+    return OTLPSettings(
+        endpoint=_resolve_endpoint(endpoint),
+        headers=merged,
+        timeout=_resolve_timeout(timeout),
+        compression=_resolve_choice(compression, "COMPRESSION", COMPRESSIONS, "none", "compression"),
+        certificate_file=_resolve_file(certificate_file, "CERTIFICATE"),
+        client_key_file=_resolve_file(client_key_file, "CLIENT_KEY"),
+        client_certificate_file=_resolve_file(client_certificate_file, "CLIENT_CERTIFICATE"),
+        protocol=_resolve_choice(protocol, "PROTOCOL", PROTOCOLS, PROTOBUF, "protocol"),
+    )
+
+
+# ---------------------------------------------------------------- temporality, aggregation
+
+def _instrument_kinds():
+    from opentelemetry import metrics as api
+
+    return (api.Counter, api.UpDownCounter, api.Histogram,
+            api.ObservableCounter, api.ObservableUpDownCounter, api.ObservableGauge)
+
+
+def _by_api_class(preferences: Optional[Mapping[type, object]]) -> dict:
+    """Key user preferences by the API instrument class they belong to, so that one
+    given for our class, the API's or the reference SDK's replaces the default."""
+    out: dict = {}
+    kinds = _instrument_kinds()
+    for cls, value in (preferences or {}).items():
+        for kind in kinds:
+            if isinstance(cls, type) and issubclass(cls, kind):
+                out[kind] = value
+                break
+        else:
+            out[cls] = value
+    return out
+
+
+def preferred_temporality(explicit: Optional[Mapping[type, object]] = None) -> dict:
+    """``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` (cumulative, delta, lowmemory),
+    mapped to instrument classes as the reference does, with ``explicit`` on top."""
+    from otelmetrics.export._data import AggregationTemporality as T
+
+    counter, updown, histogram, ocounter, oupdown, ogauge = _instrument_kinds()
+    raw = env(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE)
+    choice = (raw or "cumulative").lower()
+    if choice not in ("cumulative", "delta", "lowmemory"):
+        _warn_invalid(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, raw,
+                      "cumulative, delta or lowmemory", "cumulative")
+        choice = "cumulative"
+    delta_counters = T.DELTA if choice != "cumulative" else T.CUMULATIVE
+    out = {
+        counter: delta_counters,
+        updown: T.CUMULATIVE,
+        histogram: delta_counters,
+        ocounter: T.DELTA if choice == "delta" else T.CUMULATIVE,
+        oupdown: T.CUMULATIVE,
+        ogauge: T.CUMULATIVE,
+    }
+    out.update(_by_api_class(explicit))
+    return out
+
+
+def preferred_aggregation(explicit: Optional[Mapping[type, object]] = None) -> dict:
+    """``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION``, with ``explicit`` on top."""
+    from opentelemetry.metrics import Histogram
+
+    from otelmetrics import view
+
+    raw = env(OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION)
+    choice = (raw or "explicit_bucket_histogram").lower()
+    if choice not in ("explicit_bucket_histogram", "base2_exponential_bucket_histogram"):
+        _warn_invalid(OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION, raw,
+                      "explicit_bucket_histogram or base2_exponential_bucket_histogram",
+                      "explicit_bucket_histogram")
+        choice = "explicit_bucket_histogram"
+    aggregation = (view.ExponentialBucketHistogramAggregation() if choice.startswith("base2")
+                   else view.ExplicitBucketHistogramAggregation())
+    out = {Histogram: aggregation}
+    out.update(_by_api_class(explicit))
+    return out

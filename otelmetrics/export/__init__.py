@@ -1,0 +1,38 @@
+"""Readers, exporters and the exported data model (``opentelemetry.sdk.metrics.export`` names)."""
+from otelmetrics.export._console import ConsoleMetricExporter
+from otelmetrics.export._data import (
+    AggregationTemporality,
+    Buckets,
+    Exemplar,
+    ExponentialHistogram,
+    ExponentialHistogramDataPoint,
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    InstrumentationScope,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
+from otelmetrics.export._exporter import MetricExporter, MetricExportResult
+from otelmetrics.export._readers import InMemoryMetricReader, MetricReader, PeriodicExportingMetricReader
+
+__all__ = [
+    "AggregationTemporality", "Buckets", "ConsoleMetricExporter", "Exemplar", "ExponentialHistogram",
+    "ExponentialHistogramDataPoint", "Gauge", "Histogram", "HistogramDataPoint", "InMemoryMetricReader",
+    "InstrumentationScope", "Metric", "MetricExportResult", "MetricExporter", "MetricReader",
+    "MetricsData", "NumberDataPoint", "OTLPMetricExporter", "PeriodicExportingMetricReader",
+    "ResourceMetrics", "ScopeMetrics", "Sum",
+]
+
+
+def __getattr__(name):
+    # The OTLP exporter (and its HTTP/TLS imports) loads only when asked for.
+    if name == "OTLPMetricExporter":
+        from otelmetrics.export.otlp import OTLPMetricExporter
+
+        return OTLPMetricExporter
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))

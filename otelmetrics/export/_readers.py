@@ -1,0 +1,277 @@
+"""Metric readers: who collects, when, and in which temporality and aggregation."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from abc import ABC, abstractmethod
+from typing import Dict, Optional, Union
+
+from otelmetrics import _instruments as inst
+from otelmetrics.export._data import AggregationTemporality, MetricsData
+from otelmetrics.export._exporter import MetricExporter, MetricExportResult
+
+_logger = logging.getLogger("otelmetrics")
+
+DEFAULT_CARDINALITY_LIMIT = 2000
+
+
+def _by_kind(mapping: Optional[dict], what: str) -> Dict[type, object]:
+    """Resolve a {class: value} mapping keyed by our, the API's or (by name)
+    opentelemetry-sdk's instrument classes into {our class: value}."""
+    out: Dict[type, object] = {}
+    for key, value in (mapping or {}).items():
+        if not isinstance(key, type):
+            raise TypeError("%s: keys must be instrument classes, got %r" % (what, key))
+        hits = [k for k in inst.ALL_KINDS
+                if issubclass(k, key) or (key.__module__.startswith("opentelemetry.sdk")
+                                          and key.__name__ == k.__name__)]
+        if not hits:
+            raise TypeError("%s: %r is not an instrument class" % (what, key))
+        for k in hits:
+            out[k] = value
+    return out
+
+
+class MetricReader(ABC):
+    """Base reader. ``preferred_temporality`` and ``preferred_aggregation`` map
+    instrument classes to a temporality / aggregation (default: cumulative and
+    each instrument's default aggregation); ``default_cardinality_limit`` is an
+    int or a {class: int} mapping (default 2000; a view's limit wins)."""
+
+    def __init__(
+        self,
+        preferred_temporality: Optional[Dict[type, AggregationTemporality]] = None,
+        preferred_aggregation: Optional[Dict[type, object]] = None,
+        default_cardinality_limit: Union[int, Dict[type, int], None] = None,
+    ) -> None:
+        from otelmetrics.view import Aggregation
+
+        self._temporality = _by_kind(preferred_temporality, "preferred_temporality")
+        for k, t in self._temporality.items():
+            if t not in (AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE):
+                raise ValueError("preferred_temporality[%s] must be AggregationTemporality.DELTA or "
+                                 "CUMULATIVE, got %r" % (k.__name__, t))
+        self._aggregation = _by_kind(preferred_aggregation, "preferred_aggregation")
+        for k, a in self._aggregation.items():
+            if not isinstance(a, Aggregation):
+                raise TypeError("preferred_aggregation[%s] must be an otelmetrics.view aggregation, "
+                                "got %r" % (k.__name__, a))
+        if isinstance(default_cardinality_limit, dict):
+            self._limits = _by_kind(default_cardinality_limit, "default_cardinality_limit")
+            self._limit = DEFAULT_CARDINALITY_LIMIT
+        else:
+            self._limits = {}
+            self._limit = default_cardinality_limit or DEFAULT_CARDINALITY_LIMIT
+        for v in list(self._limits.values()) + [self._limit]:
+            if not isinstance(v, int) or v < 1:
+                raise ValueError("default_cardinality_limit must be a positive int, got %r" % (v,))
+        self._provider_ref = None
+        self._reader_lock = threading.Lock()
+
+    # -- configuration the pipeline reads ----------------------------------------
+
+    def _temporality_for(self, kind) -> AggregationTemporality:
+        return self._temporality.get(kind, AggregationTemporality.CUMULATIVE)
+
+    def _aggregation_for(self, kind):
+        from otelmetrics.view import DefaultAggregation
+
+        return self._aggregation.get(kind) or DefaultAggregation()
+
+    def _cardinality_limit_for(self, kind) -> int:
+        return self._limits.get(kind, self._limit)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def _register(self, provider) -> None:
+        with self._reader_lock:
+            if self._provider_ref is not None and self._provider_ref() is not None:
+                raise ValueError("%s is already registered on another MeterProvider; a reader "
+                                 "belongs to one provider: create one reader per provider"
+                                 % type(self).__name__)
+            self._provider_ref = weakref.ref(provider)
+
+    def collect(self, timeout_millis: float = 10_000) -> None:
+        """Collect from the provider and hand the result to ``_receive_metrics``."""
+        data = self._collect_data(timeout_millis)
+        if data is not None:
+            self._receive_metrics(data, timeout_millis=timeout_millis)
+
+    def _collect_data(self, timeout_millis: float = 10_000) -> Optional[MetricsData]:
+        provider = self._provider_ref() if self._provider_ref is not None else None
+        if provider is None:
+            _logger.warning("%s.collect: the reader is not registered on a MeterProvider",
+                            type(self).__name__)
+            return None
+        return provider._collect(self, timeout_millis)
+
+    @abstractmethod
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs) -> None:
+        """Do something with one collection."""
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        self.collect(timeout_millis=timeout_millis)
+        return True
+
+    @abstractmethod
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
+        """Stop; later collections do nothing."""
+
+
+class InMemoryMetricReader(MetricReader):
+    """Pull reader for tests and local inspection: ``get_metrics_data()``."""
+
+    def __init__(self, preferred_temporality=None, preferred_aggregation=None,
+                 default_cardinality_limit=None) -> None:
+        super().__init__(preferred_temporality, preferred_aggregation, default_cardinality_limit)
+        self._lock = threading.Lock()
+        self._data: Optional[MetricsData] = None
+        self._shutdown = False
+
+    def get_metrics_data(self) -> Optional[MetricsData]:
+        """Collect now and return the result (None when nothing was recorded)."""
+        if self._shutdown:
+            return None
+        with self._lock:
+            self._data = None
+            self.collect()
+            data, self._data = self._data, None
+            return data
+
+    def _receive_metrics(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> None:
+        self._data = metrics_data
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
+        self._shutdown = True
+
+
+def _env_millis(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+        if value <= 0:
+            raise ValueError
+        return value
+    except ValueError:
+        _logger.warning("%s=%r is not a positive number of milliseconds; using %g", name, raw, default)
+        return default
+
+
+class PeriodicExportingMetricReader(MetricReader):
+    """Collects every ``export_interval_millis`` on a daemon thread and hands the
+    result to the exporter; exports never overlap. Defaults from
+    OTEL_METRIC_EXPORT_INTERVAL (60000) and OTEL_METRIC_EXPORT_TIMEOUT (30000)."""
+
+    def __init__(self, exporter: MetricExporter, export_interval_millis: Optional[float] = None,
+                 export_timeout_millis: Optional[float] = None) -> None:
+        if not isinstance(exporter, MetricExporter):
+            raise TypeError("PeriodicExportingMetricReader: exporter must be an "
+                            "otelmetrics.export.MetricExporter, got %r" % (exporter,))
+        super().__init__(getattr(exporter, "_preferred_temporality", None),
+                         getattr(exporter, "_preferred_aggregation", None))
+        self._exporter = exporter
+        interval = (export_interval_millis if export_interval_millis is not None
+                    else _env_millis("OTEL_METRIC_EXPORT_INTERVAL", 60_000))
+        timeout = (export_timeout_millis if export_timeout_millis is not None
+                   else _env_millis("OTEL_METRIC_EXPORT_TIMEOUT", 30_000))
+        if not isinstance(interval, (int, float)) or not interval > 0 or interval == float("inf"):
+            raise ValueError("export_interval_millis must be a positive finite number, got %r" % (interval,))
+        if not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError("export_timeout_millis must be a positive number, got %r" % (timeout,))
+        self._interval_s = interval / 1e3
+        self._timeout_ms = timeout
+        self._export_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._shutdown_done = False
+        self._thread: Optional[threading.Thread] = None
+        self._start_thread()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def _after_fork_in_child() -> None:
+                reader = ref()
+                if reader is not None:
+                    reader._restart_after_fork()
+
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="otelmetrics-periodic-reader", daemon=True)
+        self._thread.start()
+
+    def _restart_after_fork(self) -> None:
+        # The parent's thread and locks do not exist in the child: fresh ones.
+        self._export_lock = threading.Lock()
+        self._stop = threading.Event()
+        if not self._shutdown_done:
+            self._start_thread()
+
+    def _run(self) -> None:
+        stop = self._stop
+        while not stop.wait(self._interval_s):
+            self._collect_and_export(self._timeout_ms)
+
+    def _collect_and_export(self, timeout_millis: float) -> bool:
+        try:
+            self.collect(timeout_millis=timeout_millis)
+            return self._last_ok
+        except Exception as e:  # the background thread must survive anything
+            _logger.warning("periodic export failed: %s: %s", type(e).__name__, e)
+            return False
+
+    _last_ok = True
+
+    def _receive_metrics(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> None:
+        # Exports never overlap; a caller does not wait past its own timeout for one.
+        if not self._export_lock.acquire(timeout=timeout_millis / 1e3):
+            self._last_ok = False
+            _logger.warning("export skipped: the previous export still runs after %.0f ms", timeout_millis)
+            return
+        try:
+            result = self._exporter.export(metrics_data, timeout_millis=timeout_millis)
+            self._last_ok = result is MetricExportResult.SUCCESS
+        except Exception as e:
+            self._last_ok = False
+            _logger.warning("exporter %s raised %s: %s", type(self._exporter).__name__,
+                            type(e).__name__, e)
+        finally:
+            self._export_lock.release()
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        if self._shutdown_done:
+            return False
+        deadline = time.monotonic() + timeout_millis / 1e3
+        self._last_ok = True
+        ok = self._collect_and_export(timeout_millis)
+        left = max(0.0, (deadline - time.monotonic()) * 1e3)
+        try:
+            ok = bool(self._exporter.force_flush(timeout_millis=left)) and ok
+        except Exception as e:
+            _logger.warning("exporter force_flush raised %s: %s", type(e).__name__, e)
+            ok = False
+        return ok
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> bool:
+        if self._shutdown_done:
+            _logger.warning("PeriodicExportingMetricReader.shutdown: already shut down")
+            return False
+        deadline = time.monotonic() + timeout_millis / 1e3
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+        left = max(1.0, (deadline - time.monotonic()) * 1e3)
+        self._last_ok = True
+        ok = self._collect_and_export(min(self._timeout_ms, left))
+        self._shutdown_done = True
+        try:
+            self._exporter.shutdown(timeout_millis=max(0.0, (deadline - time.monotonic()) * 1e3))
+        except Exception as e:
+            _logger.warning("exporter shutdown raised %s: %s", type(e).__name__, e)
+            ok = False
+        return ok

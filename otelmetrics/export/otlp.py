@@ -1,0 +1,362 @@
+"""OTLP/HTTP metric exporter: our protobuf (or JSON) encoder over one kept-alive
+``http.client`` connection, with retries as the OTLP/HTTP specification asks.
+
+- 2xx is success; a ``partial_success`` in the response body is logged.
+- 429, 502, 503, 504 and connection errors are retried with exponential backoff and
+  jitter, or after the server's ``Retry-After``, while the export's deadline allows.
+- Any other status fails at once; the server's ``google.rpc.Status`` message is logged.
+
+No protobuf runtime, no requests, no grpc: http.client, ssl and gzip come from the
+standard library and are imported when first needed, so importing this module is cheap.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from dataclasses import replace
+from typing import Iterator, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
+
+from otelmetrics import config
+from otelmetrics._native.otlp_wire import decode_fields, encode_request
+from otelmetrics._version import __version__
+from otelmetrics.export._exporter import MetricExporter, MetricExportResult
+
+_logger = logging.getLogger("otelmetrics.export.otlp")
+
+_RETRYABLE = frozenset((429, 502, 503, 504))
+_MAX_RESPONSE_BYTES = 1 << 20   # a larger body is cut and the connection dropped
+_USER_AGENT = "otelmetrics/" + __version__
+
+
+class OTLPMetricExporter(MetricExporter):
+    """Push metrics to an OTLP/HTTP receiver (the collector's ``:4318/v1/metrics``).
+
+    Arguments are those of opentelemetry-sdk's OTLP/HTTP exporter plus ``protocol``
+    ("http/protobuf" or "http/json"); each one left out is read from the standard
+    ``OTEL_EXPORTER_OTLP_[METRICS_]*`` variables (see ``otelmetrics.config``).
+    Everything after ``endpoint`` is keyword-only: the reference orders its
+    arguments differently, so positional calls would be ambiguous. ``timeout`` is
+    in seconds and bounds each export, retries included.
+    """
+
+    # Backoff before retry n (0-based) is base * 2**n seconds, capped, times a jitter factor.
+    _backoff_base = 1.0
+    _backoff_max = 32.0
+    _jitter = 0.2
+
+    def __init__(
+        self,
+        endpoint: Optional[str] = None,
+        *,
+        headers: Optional[Mapping[str, str]] = None,
+        timeout: Optional[float] = None,
+        compression=None,
+        certificate_file: Optional[str] = None,
+        client_key_file: Optional[str] = None,
+        client_certificate_file: Optional[str] = None,
+        preferred_temporality=None,
+        preferred_aggregation=None,
+        max_export_batch_size: Optional[int] = None,
+        protocol: Optional[str] = None,
+    ) -> None:
+        settings = config.otlp_settings(
+            endpoint=endpoint, headers=headers, timeout=timeout, compression=compression,
+            certificate_file=certificate_file, client_key_file=client_key_file,
+            client_certificate_file=client_certificate_file, protocol=protocol,
+        )
+        if max_export_batch_size is not None and (
+            isinstance(max_export_batch_size, bool) or not isinstance(max_export_batch_size, int)
+            or max_export_batch_size <= 0
+        ):
+            raise ValueError("max_export_batch_size %r: expected a positive integer" % (max_export_batch_size,))
+        super().__init__(
+            preferred_temporality=config.preferred_temporality(preferred_temporality),
+            preferred_aggregation=config.preferred_aggregation(preferred_aggregation),
+        )
+        self._settings = settings
+        self._max_export_batch_size = max_export_batch_size
+        url = urlsplit(settings.endpoint)
+        if url.path in ("", "/"):
+            _logger.warning("OTLP endpoint %s has no path; receivers expect %s",
+                            settings.endpoint, config.METRICS_PATH)
+        self._https = url.scheme == "https"
+        self._host = url.hostname
+        self._port = url.port
+        self._path = (url.path or "/") + ("?" + url.query if url.query else "")
+        self._json = settings.protocol == config.JSON
+        self._gzip = settings.compression == "gzip"
+        self._ssl_context = self._make_ssl_context() if self._https else None
+        self._headers = {
+            "Content-Type": "application/json" if self._json else "application/x-protobuf",
+            "User-Agent": _USER_AGENT,
+        }
+        if self._gzip:
+            self._headers["Content-Encoding"] = "gzip"
+        self._headers.update(settings.headers)
+        self._conn = None
+        self._lock = threading.Lock()
+        self._shutdown_event = threading.Event()
+
+    @property
+    def endpoint(self) -> str:
+        return self._settings.endpoint
+
+    def _make_ssl_context(self):
+        import ssl
+
+        s = self._settings
+        try:
+            ctx = ssl.create_default_context(cafile=s.certificate_file)
+            if s.client_certificate_file:
+                ctx.load_cert_chain(s.client_certificate_file, s.client_key_file)
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError("OTLPMetricExporter: cannot load the TLS certificate or key: %s" % e) from e
+        return ctx
+
+    # ------------------------------------------------------------ encoding
+
+    def _bodies(self, metrics_data) -> Iterator[bytes]:
+        """One request body per batch, already compressed when asked."""
+        batches = (_split(metrics_data, self._max_export_batch_size)
+                   if self._max_export_batch_size else (metrics_data,))
+        for batch in batches:
+            failed: list = []
+            dropped: list = []
+            if self._json:
+                from otelmetrics.export.otlp_json import encode_request_json
+
+                body = encode_request_json(batch, failed, dropped)
+            else:
+                body = encode_request(batch, failed, dropped)
+            for name, error in failed:
+                _logger.warning("OTLP: metric %r left out of the export, it cannot be encoded: %s", name, error)
+            if dropped:
+                _logger.warning("OTLP: %d attribute(s) left out, their values cannot be sent (first: %r, %s)",
+                                len(dropped), dropped[0][0], dropped[0][1])
+            if self._gzip:
+                import gzip
+
+                body = gzip.compress(body, compresslevel=6, mtime=0)
+            yield body
+
+    # ------------------------------------------------------------ the exporter interface
+
+    def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
+        if self._shutdown_event.is_set():
+            _logger.warning("OTLP exporter is shut down; dropping the batch")
+            return MetricExportResult.FAILURE
+        try:
+            if not metrics_data.resource_metrics:
+                return MetricExportResult.SUCCESS
+            timeout = self._settings.timeout
+            if timeout_millis is not None and timeout_millis >= 0:
+                timeout = min(timeout, timeout_millis / 1000.0)
+            deadline = time.monotonic() + timeout
+            with self._lock:
+                for body in self._bodies(metrics_data):
+                    if not self._send(body, deadline):
+                        return MetricExportResult.FAILURE
+            return MetricExportResult.SUCCESS
+        except Exception:  # never into the reader's thread
+            _logger.exception("OTLP export failed")
+            return MetricExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True  # nothing is buffered here
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
+        if self._shutdown_event.is_set():
+            return
+        self._shutdown_event.set()  # wakes an export sleeping before a retry
+        got = self._lock.acquire(timeout=max(timeout_millis, 0) / 1000.0)
+        try:
+            self._close()
+        finally:
+            if got:
+                self._lock.release()
+
+    # ------------------------------------------------------------ transport
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def _connection(self, timeout: float):
+        if self._conn is None:
+            import http.client
+
+            if self._https:
+                self._conn = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=timeout, context=self._ssl_context)
+            else:
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        return self._conn
+
+    def _post(self, body: bytes, timeout: float) -> Tuple[int, str, dict, bytes]:
+        """One request on the kept-alive connection: (status, reason, headers, body)."""
+        conn = self._connection(timeout)
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        conn.request("POST", self._path, body=body, headers=self._headers)
+        response = conn.getresponse()
+        payload = response.read(_MAX_RESPONSE_BYTES + 1)
+        if len(payload) > _MAX_RESPONSE_BYTES or not response.isclosed():
+            payload = payload[:_MAX_RESPONSE_BYTES]
+            self._close()
+        elif response.will_close:
+            self._close()
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        return response.status, response.reason, headers, payload
+
+    def _backoff(self, attempt: int) -> float:
+        delay = min(self._backoff_max, self._backoff_base * (2 ** attempt))
+        return delay * random.uniform(1 - self._jitter, 1 + self._jitter)
+
+    def _send(self, body: bytes, deadline: float) -> bool:
+        attempt = 0
+        fresh_retry_done = False
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _logger.error("OTLP export to %s timed out", self.endpoint)
+                return False
+            reused = self._conn is not None and self._conn.sock is not None
+            try:
+                status, reason, headers, payload = self._post(body, remaining)
+            except Exception as e:  # OSError, http.client.HTTPException, ssl errors
+                self._close()
+                if reused and not fresh_retry_done:
+                    # A kept-alive connection the server has since closed: retry at once.
+                    fresh_retry_done = True
+                    continue
+                what, retry_after = "connection error: %s" % (e or type(e).__name__), None
+            else:
+                if 200 <= status < 300:
+                    self._log_partial_success(headers, payload)
+                    return True
+                if status not in _RETRYABLE:
+                    _logger.error("OTLP export to %s failed with HTTP %d %s: %s", self.endpoint, status,
+                                  reason, self._status_message(headers, payload) or "(no message)")
+                    return False
+                what = "HTTP %d %s" % (status, reason)
+                retry_after = _retry_after(headers.get("retry-after"))
+            delay = retry_after if retry_after is not None else self._backoff(attempt)
+            attempt += 1
+            if time.monotonic() + delay >= deadline:
+                _logger.error("OTLP export to %s failed (%s); the next try, in %.1f s, would pass "
+                              "the export deadline", self.endpoint, what, delay)
+                return False
+            _logger.debug("OTLP export to %s: %s; retrying in %.2f s", self.endpoint, what, delay)
+            if self._shutdown_event.wait(delay):
+                return False
+
+    # ------------------------------------------------------------ responses
+
+    def _decode(self, headers: dict, payload: bytes):
+        """The response body as a dict (JSON) or a field list (protobuf), by Content-Type."""
+        kind = headers.get("content-type", "")
+        if "json" in kind or ("protobuf" not in kind and self._json):
+            return json.loads(payload.decode("utf-8"))
+        return decode_fields(payload)
+
+    def _log_partial_success(self, headers: dict, payload: bytes) -> None:
+        if not payload:
+            return
+        try:
+            body = self._decode(headers, payload)
+            if isinstance(body, dict):
+                partial = body.get("partialSuccess") or body.get("partial_success") or {}
+                rejected = int(partial.get("rejectedDataPoints", partial.get("rejected_data_points", 0)) or 0)
+                message = str(partial.get("errorMessage", partial.get("error_message", "")) or "")
+            else:
+                rejected, message = 0, ""
+                for number, _, value in body:
+                    if number == 1 and isinstance(value, bytes):   # ExportMetricsPartialSuccess
+                        for n, _, v in decode_fields(value):
+                            if n == 1 and isinstance(v, int):      # rejected_data_points (int64)
+                                rejected = v - (1 << 64) if v >= 1 << 63 else v
+                            elif n == 2 and isinstance(v, bytes):  # error_message
+                                message = v.decode("utf-8", "replace")
+        except Exception as e:
+            _logger.debug("OTLP: undecodable success response body: %s", e)
+            return
+        if rejected or message:
+            _logger.warning("OTLP partial success from %s: %d data point(s) rejected: %s",
+                            self.endpoint, rejected, message or "(no message)")
+
+    def _status_message(self, headers: dict, payload: bytes) -> str:
+        """The ``message`` of a google.rpc.Status body, else the start of the body as text."""
+        if not payload:
+            return ""
+        try:
+            body = self._decode(headers, payload)
+            if isinstance(body, dict):
+                return str(body.get("message", "")) or json.dumps(body)[:200]
+            for number, _, value in body:
+                if number == 2 and isinstance(value, bytes):       # Status.message
+                    return value.decode("utf-8", "replace")
+        except Exception:
+            pass
+        return payload[:200].decode("utf-8", "replace")
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    """``Retry-After`` as seconds to wait: delay-seconds or an HTTP-date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        return max(0.0, when.timestamp() - time.time())
+    return max(0.0, seconds) if seconds == seconds and seconds != float("inf") else None
+
+
+def _split(metrics_data, limit: int):
+    """Batches of at most ``limit`` data points, in order; each batch repeats the
+    resource, scope and metric framing of the points it carries. Metrics without
+    points are left out, as the reference does when it splits."""
+    batch: list = []
+    scopes: list = []
+    metrics: list = []
+    room = limit
+    for rm in metrics_data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                points = metric.data.data_points
+                start, n = 0, len(points)
+                while start < n:
+                    take = points[start:start + room]
+                    start += len(take)
+                    room -= len(take)
+                    metrics.append(replace(metric, data=replace(metric.data, data_points=list(take))))
+                    if room == 0:
+                        scopes.append(replace(sm, metrics=metrics))
+                        batch.append(replace(rm, scope_metrics=scopes))
+                        yield replace(metrics_data, resource_metrics=batch)
+                        batch, scopes, metrics, room = [], [], [], limit
+            if metrics:
+                scopes.append(replace(sm, metrics=metrics))
+                metrics = []
+        if scopes:
+            batch.append(replace(rm, scope_metrics=scopes))
+            scopes = []
+    if batch:
+        yield replace(metrics_data, resource_metrics=batch)

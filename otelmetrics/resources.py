@@ -1,0 +1,156 @@
+"""The entity producing telemetry: a set of attributes plus a schema URL.
+
+Anything with ``.attributes`` (a mapping) and ``.schema_url`` is accepted where a
+Resource is expected, so opentelemetry-sdk's ``Resource`` works here unchanged.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from types import MappingProxyType
+from typing import Mapping, Optional
+from urllib.parse import unquote
+
+from otelmetrics._version import __version__
+
+_logger = logging.getLogger("otelmetrics")
+
+TELEMETRY_SDK_NAME = "telemetry.sdk.name"
+TELEMETRY_SDK_LANGUAGE = "telemetry.sdk.language"
+TELEMETRY_SDK_VERSION = "telemetry.sdk.version"
+SERVICE_NAME = "service.name"
+OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
+OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"
+
+_SCALARS = (str, bool, int, float)
+
+
+def _clean_value(key, value):
+    """The value as stored (sequences become tuples), or raise ValueError."""
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, (list, tuple)):
+        kinds = {type(v) for v in value if v is not None}
+        if len(kinds) > 1 or (kinds and not kinds.issubset(_SCALARS)):
+            raise ValueError("a sequence must hold values of one primitive type")
+        return tuple(value)
+    raise ValueError("type %s is not a primitive or a sequence of primitives" % type(value).__name__)
+
+
+def _clean(attributes: Optional[Mapping]) -> dict:
+    out = {}
+    for key, value in (attributes or {}).items():
+        if not isinstance(key, str) or not key:
+            _logger.warning("Resource: dropping attribute %r, keys must be non-empty strings", key)
+            continue
+        try:
+            out[key] = _clean_value(key, value)
+        except ValueError as e:
+            _logger.warning("Resource: dropping attribute %r: %s", key, e)
+    return out
+
+
+def _parse_resource_attributes(raw: str) -> dict:
+    """``OTEL_RESOURCE_ATTRIBUTES``: comma-separated ``key=value``, percent-decoded.
+
+    As the specification says, a value with any malformed pair is discarded whole.
+    """
+    out = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = unquote(key).strip()
+        if not sep or not key:
+            _logger.warning("%s=%r is invalid (%r is not key=value); ignoring the variable",
+                            OTEL_RESOURCE_ATTRIBUTES, raw, item.strip())
+            return {}
+        out[key] = unquote(value.strip())
+    return out
+
+
+def _default_service_name() -> str:
+    exe = os.path.basename(sys.executable or "")
+    return "unknown_service:" + exe if exe else "unknown_service"
+
+
+class Resource:
+    """Immutable resource: ``attributes`` (a read-only mapping) and ``schema_url``."""
+
+    __slots__ = ("_attributes", "_schema_url")
+
+    def __init__(self, attributes: Optional[Mapping] = None, schema_url: Optional[str] = None):
+        self._attributes = MappingProxyType(_clean(attributes))
+        self._schema_url = schema_url or ""
+
+    @property
+    def attributes(self) -> Mapping:
+        return self._attributes
+
+    @property
+    def schema_url(self) -> str:
+        return self._schema_url
+
+    @staticmethod
+    def get_empty() -> "Resource":
+        return _EMPTY
+
+    @staticmethod
+    def create(attributes: Optional[Mapping] = None, schema_url: Optional[str] = None) -> "Resource":
+        """SDK identity, then ``OTEL_RESOURCE_ATTRIBUTES``, then ``OTEL_SERVICE_NAME``
+        (which beats a service.name in the former), then ``attributes``, which win.
+        ``service.name`` defaults to ``unknown_service:<executable>`` as the
+        specification says."""
+        attrs: dict = {
+            TELEMETRY_SDK_LANGUAGE: "python",
+            TELEMETRY_SDK_NAME: "otelmetrics",
+            TELEMETRY_SDK_VERSION: __version__,
+        }
+        attrs.update(_parse_resource_attributes(os.environ.get(OTEL_RESOURCE_ATTRIBUTES, "")))
+        service = os.environ.get(OTEL_SERVICE_NAME, "").strip()
+        if service:
+            attrs[SERVICE_NAME] = service
+        attrs.update(attributes or {})
+        if not attrs.get(SERVICE_NAME):
+            attrs[SERVICE_NAME] = _default_service_name()
+        return Resource(attrs, schema_url)
+
+    def merge(self, other) -> "Resource":
+        """A new Resource: the attributes of ``other`` win; a schema URL set on one side
+        is kept; two different ones keep ours, with a warning."""
+        attrs = dict(self._attributes)
+        attrs.update(getattr(other, "attributes", None) or {})
+        mine, theirs = self._schema_url, getattr(other, "schema_url", "") or ""
+        if mine and theirs and mine != theirs:
+            _logger.warning("Resource.merge: schema URLs %r and %r differ; keeping %r", mine, theirs, mine)
+        return Resource(attrs, mine or theirs)
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Resource):
+            return NotImplemented
+        return (dict(self._attributes), self._schema_url) == (dict(other._attributes), other._schema_url)
+
+    def __hash__(self) -> int:
+        return hash((frozenset(self._attributes.items()), self._schema_url))
+
+    def __repr__(self) -> str:
+        return "Resource(%r, %r)" % (dict(self._attributes), self._schema_url)
+
+    def to_json(self, indent: Optional[int] = 4) -> str:
+        import json
+
+        return json.dumps({"attributes": dict(self._attributes), "schema_url": self._schema_url}, indent=indent)
+
+
+def as_resource(resource) -> Resource:
+    """Ours as-is; anything with ``.attributes`` / ``.schema_url`` (the reference's
+    Resource) copied into ours; None means ``Resource.create()``."""
+    if resource is None:
+        return Resource.create()
+    if isinstance(resource, Resource):
+        return resource
+    return Resource(getattr(resource, "attributes", None) or {}, getattr(resource, "schema_url", "") or "")
+
+
+_EMPTY = Resource({})

@@ -1,0 +1,227 @@
+"""Views and aggregations: which streams an instrument produces, and how.
+
+Same names and arguments as ``opentelemetry.sdk.metrics.view``; besides them
+a View takes ``excluded_attribute_keys`` (a deny-list applied after the
+allow-list) and ``aggregation_cardinality_limit``.
+"""
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+import re
+from typing import Callable, Iterable, Optional, Sequence
+
+from otelmetrics._native import streams as _streams
+
+_logger = logging.getLogger("otelmetrics")
+
+__all__ = [
+    "Aggregation", "DefaultAggregation", "DropAggregation", "ExplicitBucketHistogramAggregation",
+    "ExponentialBucketHistogramAggregation", "LastValueAggregation", "SumAggregation", "View",
+]
+
+# The specification's default explicit bucket boundaries.
+DEFAULT_BOUNDARIES = (0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0,
+                      1000.0, 2500.0, 5000.0, 7500.0, 10000.0)
+
+
+class Aggregation:
+    """Base of the aggregations a View can select."""
+
+    #: Instrument kinds (see otelmetrics._kinds) this aggregation can apply to; None = all.
+    _kinds: Optional[frozenset] = None
+
+    def _build(self, kind, *, delta: bool, limit: int, allowed, excluded, advisory) -> Optional[object]:
+        """A compiled stream for one instrument, or None to drop it."""
+        raise NotImplementedError
+
+    def _applies_to(self, kind) -> bool:
+        return self._kinds is None or kind in self._kinds
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __repr__(self) -> str:
+        args = ", ".join("%s=%r" % (k.lstrip("_"), v) for k, v in self.__dict__.items())
+        return "%s(%s)" % (type(self).__name__, args)
+
+
+class DropAggregation(Aggregation):
+    """The instrument's measurements are ignored: no stream, no cost."""
+
+    def _build(self, kind, **_):
+        return None
+
+
+class SumAggregation(Aggregation):
+    """Arithmetic sum; monotonic for counters and histograms."""
+
+    def _build(self, kind, *, delta, limit, allowed, excluded, advisory):
+        return _streams.SumStream(limit, delta, kind._async, allowed, excluded)
+
+
+class LastValueAggregation(Aggregation):
+    """The last measurement of each series."""
+
+    def _build(self, kind, *, delta, limit, allowed, excluded, advisory):
+        return _streams.LastValueStream(limit, delta, kind._async, allowed, excluded)
+
+
+def _check_boundaries(boundaries: Iterable[float], what: str) -> tuple:
+    try:
+        out = tuple(float(b) for b in boundaries)
+    except (TypeError, ValueError):
+        raise ValueError("%s must be a sequence of numbers, got %r" % (what, boundaries)) from None
+    if any(math.isnan(b) or math.isinf(b) for b in out):
+        raise ValueError("%s must be finite numbers, got %r" % (what, out))
+    if any(b2 <= b1 for b1, b2 in zip(out, out[1:])):
+        raise ValueError("%s must be strictly increasing, got %r" % (what, out))
+    return out
+
+
+class ExplicitBucketHistogramAggregation(Aggregation):
+    """Histogram over fixed boundaries: bucket i counts (b[i-1], b[i]]."""
+
+    def __init__(self, boundaries: Optional[Sequence[float]] = None, record_min_max: bool = True) -> None:
+        self._boundaries = None if boundaries is None else _check_boundaries(
+            boundaries, "ExplicitBucketHistogramAggregation boundaries")
+        self._record_min_max = bool(record_min_max)
+
+    @property
+    def boundaries(self) -> tuple:
+        return DEFAULT_BOUNDARIES if self._boundaries is None else self._boundaries
+
+    def _build(self, kind, *, delta, limit, allowed, excluded, advisory):
+        bounds = self._boundaries
+        if bounds is None:
+            bounds = advisory if advisory is not None else DEFAULT_BOUNDARIES
+        return _streams.HistogramStream(limit, delta, kind._async, allowed, excluded,
+                                        boundaries=bounds, record_min_max=self._record_min_max)
+
+
+class ExponentialBucketHistogramAggregation(Aggregation):
+    """Base-2 exponential histogram (max_size buckets per sign, scale <= max_scale)."""
+
+    def __init__(self, max_size: int = 160, max_scale: int = 20, record_min_max: bool = True) -> None:
+        if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 2:
+            raise ValueError("ExponentialBucketHistogramAggregation max_size must be an int >= 2, "
+                             "got %r" % (max_size,))
+        if not isinstance(max_scale, int) or isinstance(max_scale, bool) or not -10 <= max_scale <= 20:
+            raise ValueError("ExponentialBucketHistogramAggregation max_scale must be an int in "
+                             "[-10, 20], got %r" % (max_scale,))
+        self._max_size = max_size
+        self._max_scale = max_scale
+        self._record_min_max = bool(record_min_max)
+
+    def _build(self, kind, *, delta, limit, allowed, excluded, advisory):
+        from otelmetrics._native import expo_streams  # compiled with the exponential histogram
+        return expo_streams.ExpoHistogramStream(limit, delta, kind._async, allowed, excluded,
+                                                max_size=self._max_size, max_scale=self._max_scale,
+                                                record_min_max=self._record_min_max)
+
+
+class DefaultAggregation(Aggregation):
+    """Per instrument kind: sum for counters, last value for gauges, explicit-
+    bucket histogram (with the advisory boundaries) for histograms."""
+
+    def _resolve(self, kind) -> Aggregation:
+        return kind._default_aggregation()
+
+    def _build(self, kind, **kw):
+        return self._resolve(kind)._build(kind, **kw)
+
+
+_NAME_OK = re.compile(r"[A-Za-z][A-Za-z0-9_./-]{0,254}\Z")
+
+
+class View:
+    """Selects instruments (all given criteria must match) and configures the
+    resulting stream. Without a ``name`` a view may match many instruments;
+    with one it must match at most one (enforced when instruments register).
+
+    Criteria: ``instrument_type`` (a class, ours or the API's), ``instrument_name``
+    (exact, case-insensitive, with ``*`` and ``?`` wildcards), ``instrument_unit``,
+    ``meter_name``, ``meter_version``, ``meter_schema_url``.
+    """
+
+    def __init__(
+        self,
+        instrument_type: Optional[type] = None,
+        instrument_name: Optional[str] = None,
+        meter_name: Optional[str] = None,
+        meter_version: Optional[str] = None,
+        meter_schema_url: Optional[str] = None,
+        name: Optional[str] = None,
+        description: Optional[str] = None,
+        attribute_keys: Optional[Iterable[str]] = None,
+        aggregation: Optional[Aggregation] = None,
+        exemplar_reservoir_factory: Optional[Callable] = None,
+        instrument_unit: Optional[str] = None,
+        excluded_attribute_keys: Optional[Iterable[str]] = None,
+        aggregation_cardinality_limit: Optional[int] = None,
+    ) -> None:
+        criteria = (instrument_type, instrument_name, meter_name, meter_version, meter_schema_url,
+                    instrument_unit)
+        if all(c is None for c in criteria):
+            raise ValueError("View: give at least one selection criterion (instrument_type, "
+                             "instrument_name, instrument_unit, meter_name, meter_version or "
+                             "meter_schema_url)")
+        if name is not None and not _NAME_OK.match(name):
+            raise ValueError("View: name %r is not a valid instrument name (a letter, then up to "
+                             "254 of letters, digits, '_', '.', '/', '-')" % (name,))
+        if name is not None and instrument_name is not None and ("*" in instrument_name
+                                                                 or "?" in instrument_name):
+            raise ValueError("View: a view with name=%r must select one instrument; "
+                             "instrument_name=%r is a wildcard" % (name, instrument_name))
+        if aggregation is not None and not isinstance(aggregation, Aggregation):
+            raise TypeError("View: aggregation must be an otelmetrics.view aggregation, got %r"
+                            % (aggregation,))
+        if aggregation_cardinality_limit is not None and (
+                not isinstance(aggregation_cardinality_limit, int) or aggregation_cardinality_limit < 1):
+            raise ValueError("View: aggregation_cardinality_limit must be a positive int, got %r"
+                             % (aggregation_cardinality_limit,))
+        if instrument_type is not None and not isinstance(instrument_type, type):
+            raise TypeError("View: instrument_type must be an instrument class, got %r" % (instrument_type,))
+        self._instrument_type = instrument_type
+        self._instrument_name = instrument_name
+        self._name_re = (re.compile(fnmatch.translate(instrument_name.lower()))
+                         if instrument_name is not None else None)
+        self._instrument_unit = instrument_unit
+        self._meter_name = meter_name
+        self._meter_version = meter_version
+        self._meter_schema_url = meter_schema_url
+        self._name = name
+        self._description = description
+        self._attribute_keys = frozenset(attribute_keys) if attribute_keys is not None else None
+        self._excluded_attribute_keys = (frozenset(excluded_attribute_keys)
+                                         if excluded_attribute_keys else None)
+        self._aggregation = aggregation or DefaultAggregation()
+        self._exemplar_reservoir_factory = exemplar_reservoir_factory
+        self._cardinality_limit = aggregation_cardinality_limit
+
+    def _match(self, instrument) -> bool:
+        if self._instrument_type is not None and not _is_kind(instrument, self._instrument_type):
+            return False
+        if self._name_re is not None and not self._name_re.match(instrument.name.lower()):
+            return False
+        if self._instrument_unit is not None and instrument.unit != self._instrument_unit:
+            return False
+        scope = instrument._scope
+        if self._meter_name is not None and scope.name != self._meter_name:
+            return False
+        if self._meter_version is not None and scope.version != self._meter_version:
+            return False
+        if self._meter_schema_url is not None and scope.schema_url != self._meter_schema_url:
+            return False
+        return True
+
+
+def _is_kind(instrument, cls: type) -> bool:
+    """isinstance, also for opentelemetry-sdk's classes given by habit (matched by name)."""
+    if isinstance(instrument, cls):
+        return True
+    return cls.__module__.startswith("opentelemetry.sdk") and cls.__name__ == type(instrument).__name__

@@ -1,0 +1,89 @@
+"""Build: every cext/*.pyx becomes the extension module otelmetrics._native.<name>.
+
+From a git checkout Cython translates the .pyx files; an sdist carries the
+generated .c files so installing it needs only a C compiler.
+"""
+import glob
+import os
+
+from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CEXT = os.path.join("cext")
+
+# Release flags for small devices: optimised, portable (never -march=native).
+# Cross builds may add their own through CFLAGS; these come first so CFLAGS wins.
+COMPILE_ARGS = ["-O2", "-fno-strict-aliasing", "-fvisibility=hidden"]
+if os.environ.get("OTELMETRICS_DEBUG"):
+    COMPILE_ARGS = ["-O0", "-g"]
+
+
+def _pxd_tree():
+    """Cython finds a module's own .pxd and its cimports by qualified name
+    (otelmetrics/_native/<name>.pxd), so mirror cext/*.pxd into that layout."""
+    root = os.path.join(HERE, "build", "pxd")
+    pkg = os.path.join(root, "otelmetrics", "_native")
+    os.makedirs(pkg, exist_ok=True)
+    for init in (os.path.join(root, "otelmetrics", "__init__.pxd"), os.path.join(pkg, "__init__.pxd")):
+        open(init, "a").close()
+    wanted = {os.path.basename(p): p for p in glob.glob(os.path.join(HERE, CEXT, "*.pxd"))}
+    for stale in glob.glob(os.path.join(pkg, "*.pxd")):
+        if os.path.basename(stale) not in wanted and not stale.endswith("__init__.pxd"):
+            os.remove(stale)
+    for name, pxd in wanted.items():
+        with open(pxd) as src:
+            text = src.read()
+        dest = os.path.join(pkg, name)
+        if not os.path.exists(dest) or open(dest).read() != text:  # keep mtimes for Cython's dependency check
+            with open(dest, "w") as dst:
+                dst.write(text)
+    return root
+
+
+def _extensions():
+    pyx = sorted(glob.glob(os.path.join(HERE, CEXT, "*.pyx")))
+    have_cython = True
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        have_cython = False
+    if pyx and have_cython:
+        exts = [
+            Extension(
+                "otelmetrics._native." + os.path.splitext(os.path.basename(p))[0],
+                [os.path.join(CEXT, os.path.basename(p))],
+                extra_compile_args=COMPILE_ARGS,
+            )
+            for p in pyx
+        ]
+        return cythonize(
+            exts,
+            include_path=[_pxd_tree()],
+            compiler_directives={
+                "language_level": 3,
+                "boundscheck": False,
+                "wraparound": False,
+                "cdivision": True,
+                "initializedcheck": False,
+                "embedsignature": True,
+            },
+            annotate=bool(os.environ.get("OTELMETRICS_ANNOTATE")),
+        )
+    # sdist without Cython: compile the generated C that ships with it.
+    csrc = sorted(glob.glob(os.path.join(HERE, CEXT, "*.c")))
+    if not csrc:
+        raise SystemExit(
+            "otelmetrics: neither Cython nor generated C sources found; "
+            "install Cython (pip install Cython) to build from a git checkout"
+        )
+    return [
+        Extension(
+            "otelmetrics._native." + os.path.splitext(os.path.basename(c))[0],
+            [os.path.join(CEXT, os.path.basename(c))],
+            extra_compile_args=COMPILE_ARGS,
+        )
+        for c in csrc
+    ]
+
+
+setup(ext_modules=_extensions())
