@@ -1,6 +1,7 @@
 # Attribute-set hashing and matching for the recording hot path.
 #
-# An attribute set is a dict; two sets are the same series when they hold the
+# An attribute set arrives as a dict and is stored as a flat (k0, v0, k1, v1, ...)
+# tuple (half the memory of a dict copy); two sets are the same series when they hold the
 # same keys with equal values (as opentelemetry-sdk's frozenset of items: 1,
 # 1.0 and True are one series). The fast path touches only dicts whose keys
 # are exact str and whose values are exact str/int/float/bool: for those,
@@ -12,16 +13,25 @@
 from cpython.dict cimport PyDict_Next, PyDict_GetItem
 from cpython.object cimport PyObject, PyObject_Hash, PyObject_RichCompareBool, Py_EQ
 from cpython.set cimport PySet_Contains
+from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 from libc.stdint cimport uint64_t
 
 cdef extern from *:
     """
-    #define OM_IS_STR(o) (Py_TYPE(o) == &PyUnicode_Type)
-    #define OM_IS_PLAIN(o) (Py_TYPE(o) == &PyUnicode_Type || Py_TYPE(o) == &PyLong_Type \
-                            || Py_TYPE(o) == &PyFloat_Type || Py_TYPE(o) == &PyBool_Type)
+    /* A key: exact, non-empty str. */
+    #define OM_IS_KEY(o) (Py_TYPE(o) == &PyUnicode_Type && PyUnicode_GET_LENGTH(o) > 0)
     #define OM_IS_TUPLE(o) (Py_TYPE(o) == &PyTuple_Type)
+    /* A value the hot path takes as-is: exact str/float/bool, or int within int64 (OTLP's). */
+    static inline int OM_IS_PLAIN(PyObject *o) {
+        PyTypeObject *t = Py_TYPE(o);
+        int overflow = 0;
+        if (t == &PyUnicode_Type || t == &PyFloat_Type || t == &PyBool_Type) return 1;
+        if (t != &PyLong_Type) return 0;
+        (void)PyLong_AsLongLongAndOverflow(o, &overflow);
+        return !overflow;
+    }
     """
-    bint OM_IS_STR(PyObject *o) nogil
+    bint OM_IS_KEY(PyObject *o) nogil
     bint OM_IS_PLAIN(PyObject *o) nogil
     bint OM_IS_TUPLE(PyObject *o) nogil
 
@@ -66,7 +76,7 @@ cdef inline bint hash_attributes(dict d, object allowed, object excluded, bint a
     cdef uint64_t acc = 0
     cdef Py_hash_t hk, hv
     while PyDict_Next(d, &pos, &k, &v):
-        if not OM_IS_STR(k) or not _plain_value(v, allow_tuple):
+        if not OM_IS_KEY(k) or not _plain_value(v, allow_tuple):
             return False
         if (allowed is not None or excluded is not None) and not _key_kept(k, allowed, excluded):
             continue
@@ -78,18 +88,18 @@ cdef inline bint hash_attributes(dict d, object allowed, object excluded, bint a
     out_hash[0] = <Py_hash_t>(_mix(acc + <uint64_t>n) if n else <uint64_t>EMPTY_SET_HASH)
     return True
 
-cdef inline bint same_attributes(dict stored, dict d, object allowed, object excluded) except -1:
-    """True when the kept pairs of ``d`` (already hashed, so plain) equal ``stored``."""
-    cdef Py_ssize_t pos = 0
-    cdef PyObject *k
+cdef inline bint same_attributes(tuple stored, dict d) except -1:
+    """True when ``d`` holds every pair of ``stored`` (a flat (k0, v0, k1, v1...)
+    tuple of kept pairs). The caller checked that ``d`` has as many kept pairs,
+    so the two sets are then equal."""
+    cdef Py_ssize_t j, n = PyTuple_GET_SIZE(stored)
     cdef PyObject *v
     cdef PyObject *sv
-    while PyDict_Next(d, &pos, &k, &v):
-        if (allowed is not None or excluded is not None) and not _key_kept(k, allowed, excluded):
-            continue
-        sv = PyDict_GetItem(stored, <object>k)
-        if sv == NULL:
+    for j in range(0, n, 2):
+        v = PyDict_GetItem(d, <object>PyTuple_GET_ITEM(stored, j))
+        if v == NULL:
             return False
+        sv = PyTuple_GET_ITEM(stored, j + 1)
         if sv != v and not PyObject_RichCompareBool(<object>sv, <object>v, Py_EQ):
             return False
     return True

@@ -32,6 +32,9 @@ cdef class Stream:
     cdef Py_ssize_t n_free
     cdef object allowed, excluded           # view key filters (frozenset or None)
     cdef Py_ssize_t snap_size               # bytes of one cell's snapshot record
+    cdef bint reclaim_tried                 # delta: table scanned for quiet cells this interval
+    cdef Py_ssize_t _reclaim(self) except -1
+    cdef void _free_cell(self, Py_ssize_t c) noexcept
 
     cdef Py_ssize_t cell_for(self, object attributes, bint clean) except -3
     cdef Py_ssize_t _insert(self, Py_hash_t h, dict d, Py_ssize_t n) except -3

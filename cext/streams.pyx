@@ -14,8 +14,10 @@ Python-free pass, then builds point objects from that copy, so a measurement
 racing a collection lands in exactly one interval.
 """
 
-from cpython.dict cimport PyDict_Copy, PyDict_Size, PyDict_Next
+from cpython.dict cimport PyDict_Next
 from cpython.list cimport PyList_GET_ITEM
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_SIZE
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.object cimport PyObject
 from libc.string cimport memset, memcpy
@@ -62,7 +64,7 @@ cdef enum:
     CELL_TOUCHED = 1        # measured since the last collection
     CELL_LIVE = 2           # holds a series (overflow cell: has ever been used)
 
-cdef dict OVERFLOW_ATTRIBUTES = {"otel.metric.overflow": True}
+cdef tuple OVERFLOW_ATTRIBUTES = ("otel.metric.overflow", True)
 cdef Py_ssize_t MIN_CAP = 8
 
 
@@ -175,18 +177,20 @@ cdef class Stream:
                 break
             if self.hashes[c] == h:
                 stored = PyList_GET_ITEM(self.keys, c)
-                if PyDict_Size(<dict>stored) == n and (
-                        n == 0 or same_attributes(<dict>stored, d, self.allowed, self.excluded)):
+                if PyTuple_GET_SIZE(<tuple>stored) == 2 * n and (
+                        n == 0 or same_attributes(<tuple>stored, d)):
                     return c
             i = (i + 1) & mask
         return self._insert(h, d, n)
 
     cdef Py_ssize_t _insert(self, Py_hash_t h, dict d, Py_ssize_t n) except -3:
-        cdef Py_ssize_t c, i, mask, newcap
-        cdef dict stored
+        cdef Py_ssize_t c, i, mask, newcap, j = 0
+        cdef tuple stored
         cdef PyObject *k
         cdef PyObject *v
         cdef Py_ssize_t pos = 0
+        if self.n_live >= self.limit - 1 and self.delta and not self.is_async and not self.reclaim_tried:
+            self._reclaim()
         if self.n_live >= self.limit - 1:
             self.overflowed += 1
             if not (self.flags[OVERFLOW_CELL] & CELL_LIVE):
@@ -195,15 +199,17 @@ cdef class Stream:
             return OVERFLOW_CELL
         # Build the stored copy before touching the table (allocation may run GC).
         if d is None or n == 0:
-            stored = {}
-        elif self.allowed is None and self.excluded is None:
-            stored = PyDict_Copy(d)
+            stored = ()
         else:
-            stored = {}
+            stored = PyTuple_New(2 * n)
             while PyDict_Next(d, &pos, &k, &v):
                 if (self.allowed is None or <object>k in self.allowed) and (
                         self.excluded is None or <object>k not in self.excluded):
-                    stored[<object>k] = <object>v
+                    Py_INCREF(<object>k)
+                    PyTuple_SET_ITEM(stored, j, <object>k)
+                    Py_INCREF(<object>v)
+                    PyTuple_SET_ITEM(stored, j + 1, <object>v)
+                    j += 2
         if self.n_free > 0:
             self.n_free -= 1
             c = self.free_cells[self.n_free]
@@ -227,6 +233,26 @@ cdef class Stream:
             i = (i + 1) & mask
         self.index[i] = <int32_t>c
         return c
+
+    cdef Py_ssize_t _reclaim(self) except -1:
+        """Delta only: free the cells with nothing recorded in this interval
+        (their data went out with the last collection), once per interval."""
+        cdef Py_ssize_t c, freed = 0
+        self.reclaim_tried = True
+        for c in range(1, self.n_used):
+            if (self.flags[c] & CELL_LIVE) and not (self.flags[c] & CELL_TOUCHED) and self.pins[c] == 0:
+                self._free_cell(c)
+                freed += 1
+        if freed:
+            self._rebuild_index(self.index_size)
+        return freed
+
+    cdef void _free_cell(self, Py_ssize_t c) noexcept:
+        self.keys[c] = None
+        self.flags[c] = 0
+        self.free_cells[self.n_free] = c
+        self.n_free += 1
+        self.n_live -= 1
 
     # -- bound handles -------------------------------------------------------
 
@@ -309,20 +335,17 @@ cdef class Stream:
                     self.flags[c] &= ~CELL_TOUCHED
                 elif self.delta and not self.is_async and c != OVERFLOW_CELL and self.pins[c] == 0:
                     # Quiet for a whole delta interval: free the slot for new series.
-                    self.keys[c] = None
-                    self.flags[c] = 0
-                    self.free_cells[self.n_free] = c
-                    self.n_free += 1
-                    self.n_live -= 1
+                    self._free_cell(c)
                     evicted = True
             if evicted:
                 self._rebuild_index(self.index_size)
             self.last_collect_ns = now
+            self.reclaim_tried = False
             # Phase 2: points from the private copy.
             points = [None] * k
             py_now = now
             for i in range(k):
-                points[i] = self.make_point(buf + i * rec + sizeof(int64_t), attrs[i],
+                points[i] = self.make_point(buf + i * rec + sizeof(int64_t), _as_dict(attrs[i]),
                                             (<int64_t *>(buf + i * rec))[0], py_now)
             return points
         finally:
@@ -345,6 +368,14 @@ cdef class Stream:
 
     def cell_nbytes(self):
         return 0
+
+
+cdef dict _as_dict(tuple flat):
+    cdef Py_ssize_t j
+    cdef dict d = {}
+    for j in range(0, PyTuple_GET_SIZE(flat), 2):
+        d[flat[j]] = flat[j + 1]
+    return d
 
 
 cdef inline object _number(bint isfloat, int64_t i, double d):

@@ -1,0 +1,31 @@
+"""Small helpers shared by the core tests."""
+import otelmetrics
+from otelmetrics.export import AggregationTemporality, InMemoryMetricReader
+from otelmetrics import _instruments as inst
+
+ALL_DELTA = {k: AggregationTemporality.DELTA for k in inst.ALL_KINDS}
+
+
+def provider(delta=False, views=(), limit=None, **kw):
+    """A provider with one in-memory reader; returns (provider, reader)."""
+    reader = InMemoryMetricReader(preferred_temporality=ALL_DELTA if delta else None,
+                                  default_cardinality_limit=limit)
+    return otelmetrics.MeterProvider(metric_readers=[reader], views=list(views),
+                                     shutdown_on_exit=False, **kw), reader
+
+
+def points(reader, name=None):
+    """{metric name: [points]} of one collection (or the points of ``name``)."""
+    data = reader.get_metrics_data()
+    out = {}
+    if data is not None:
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    out.setdefault(m.name, []).extend(m.data.data_points)
+    return out.get(name, []) if name is not None else out
+
+
+def by_attrs(pts):
+    """{frozenset(attributes.items()): point}"""
+    return {frozenset(p.attributes.items()): p for p in pts}
