@@ -2,8 +2,8 @@
 #
 # An attribute set arrives as a dict and is stored as a flat (k0, v0, k1, v1, ...)
 # tuple (half the memory of a dict copy); two sets are the same series when they hold the
-# same keys with equal values (as opentelemetry-sdk's frozenset of items: 1,
-# 1.0 and True are one series). The fast path touches only dicts whose keys
+# same keys with equal values of the same types (as in opentelemetry-sdk 1.45:
+# 1, 1.0 and True are three series). The fast path touches only dicts whose keys
 # are exact str and whose values are exact str/int/float/bool: for those,
 # hashing and comparing cannot run Python code, cannot raise and allocate
 # nothing, so a known series costs a few dict probes. Anything else is
@@ -21,6 +21,26 @@ cdef extern from *:
     /* A key: exact, non-empty str. */
     #define OM_IS_KEY(o) (Py_TYPE(o) == &PyUnicode_Type && PyUnicode_GET_LENGTH(o) > 0)
     #define OM_IS_TUPLE(o) (Py_TYPE(o) == &PyTuple_Type)
+    /* Values of different types are different attributes (True, 1 and 1.0 are
+       three series, as OTLP's bool/int/double values are): a tag per type. */
+    static inline unsigned long long OM_TYPE_TAG(PyObject *o) {
+        PyTypeObject *t = Py_TYPE(o);
+        if (t == &PyUnicode_Type) return 0x51ULL;
+        if (t == &PyLong_Type) return 0x1bULL;
+        if (t == &PyFloat_Type) return 0xf7ULL;
+        if (t == &PyBool_Type) return 0xb0ULL;
+        return 0x7eULL;
+    }
+    static inline int OM_SAME_TYPES(PyObject *a, PyObject *b) {
+        Py_ssize_t i, n;
+        if (Py_TYPE(a) != Py_TYPE(b)) return 0;
+        if (Py_TYPE(a) != &PyTuple_Type) return 1;
+        n = PyTuple_GET_SIZE(a);
+        if (PyTuple_GET_SIZE(b) != n) return 0;
+        for (i = 0; i < n; i++)
+            if (Py_TYPE(PyTuple_GET_ITEM(a, i)) != Py_TYPE(PyTuple_GET_ITEM(b, i))) return 0;
+        return 1;
+    }
     /* A value the hot path takes as-is: exact str/float/bool, or int within int64 (OTLP's). */
     static inline int OM_IS_PLAIN(PyObject *o) {
         PyTypeObject *t = Py_TYPE(o);
@@ -32,6 +52,8 @@ cdef extern from *:
     }
     """
     bint OM_IS_KEY(PyObject *o) nogil
+    uint64_t OM_TYPE_TAG(PyObject *o) nogil
+    bint OM_SAME_TYPES(PyObject *a, PyObject *b) nogil
     bint OM_IS_PLAIN(PyObject *o) nogil
     bint OM_IS_TUPLE(PyObject *o) nogil
 
@@ -82,7 +104,7 @@ cdef inline bint hash_attributes(dict d, object allowed, object excluded, bint a
             continue
         hk = PyObject_Hash(<object>k)
         hv = PyObject_Hash(<object>v)
-        acc += _mix(<uint64_t>hk * <uint64_t>0x9E3779B97F4A7C15ULL ^ <uint64_t>hv)
+        acc += _mix(<uint64_t>hk * <uint64_t>0x9E3779B97F4A7C15ULL ^ <uint64_t>hv ^ (OM_TYPE_TAG(v) << 56))
         n += 1
     out_n[0] = n
     out_hash[0] = <Py_hash_t>(_mix(acc + <uint64_t>n) if n else <uint64_t>EMPTY_SET_HASH)
@@ -100,6 +122,6 @@ cdef inline bint same_attributes(tuple stored, dict d) except -1:
         if v == NULL:
             return False
         sv = PyTuple_GET_ITEM(stored, j + 1)
-        if sv != v and not PyObject_RichCompareBool(<object>sv, <object>v, Py_EQ):
+        if sv != v and not (OM_SAME_TYPES(sv, v) and PyObject_RichCompareBool(<object>sv, <object>v, Py_EQ)):
             return False
     return True

@@ -13,8 +13,74 @@ from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 
-from otelmetrics._native.streams cimport Stream, NEEDS_SANITIZE
+from otelmetrics._native.streams cimport Stream, NEEDS_SANITIZE, now_ns
 from otelmetrics._native.attributes import sanitize
+from libc.stdint cimport uint64_t
+
+cdef extern from "Python.h":
+    int PyContextVar_Get(object var, PyObject *default_value, PyObject **value) except -1
+    Py_ssize_t PyDict_GET_SIZE(object d)
+    PyObject *PyDict_GetItem(object d, object k)
+    void Py_XDECREF(PyObject *o)
+
+# Exemplar filters.
+cdef enum:
+    EX_OFF = 0
+    EX_ON = 1
+    EX_TRACE_BASED = 2
+
+
+cdef class ExemplarSampler:
+    """Decides, per measurement, whether it may become an exemplar and with
+    which span. Trace-based with no span in the context costs one context-
+    variable read and a dict size check."""
+
+    cdef readonly int mode
+    cdef object ctxvar          # opentelemetry's current-context ContextVar, or None
+    cdef object span_key        # the context key of the current span
+    cdef object get_current     # fallback: opentelemetry.context.get_current
+    cdef uint64_t thi, tlo, span_id
+
+    def __cinit__(self, int mode, ctxvar, span_key, get_current):
+        self.mode = mode
+        self.ctxvar = ctxvar
+        self.span_key = span_key
+        self.get_current = get_current
+
+    cdef int sample(self, object context) except -1:
+        """1 when the measurement is eligible; span ids left in thi/tlo/span_id."""
+        cdef PyObject *raw = NULL
+        cdef PyObject *span
+        self.thi = self.tlo = self.span_id = 0
+        if self.mode == EX_OFF:
+            return 0
+        if context is None:
+            if self.ctxvar is not None:
+                PyContextVar_Get(self.ctxvar, NULL, &raw)
+                if raw == NULL:
+                    return self.mode == EX_ON
+                context = <object>raw
+                Py_XDECREF(raw)
+            else:
+                context = self.get_current()
+        if type(context) is not dict and not isinstance(context, dict):
+            return self.mode == EX_ON
+        if PyDict_GET_SIZE(context) == 0:
+            return self.mode == EX_ON
+        span = PyDict_GetItem(context, self.span_key)
+        if span == NULL:
+            return self.mode == EX_ON
+        try:
+            sc = (<object>span).get_span_context()
+            if not sc.is_valid:
+                return self.mode == EX_ON
+            sampled = sc.trace_flags.sampled
+            self.thi = (sc.trace_id >> 64) & 0xFFFFFFFFFFFFFFFF
+            self.tlo = sc.trace_id & 0xFFFFFFFFFFFFFFFF
+            self.span_id = sc.span_id
+        except Exception:
+            return self.mode == EX_ON
+        return 1 if (self.mode == EX_ON or sampled) else 0
 
 cdef extern from "Python.h":
     double PyFloat_AS_DOUBLE(object o)
@@ -82,6 +148,7 @@ cdef class SyncCore:
     cdef bint _monotonic
     cdef readonly bint _active
     cdef object _report
+    cdef ExemplarSampler _sampler     # None: exemplars off, no work at all
 
     def __cinit__(self, *args, **kwargs):
         self._streams = ()
@@ -94,6 +161,9 @@ cdef class SyncCore:
         self._n = len(streams)
         self._monotonic = monotonic
         self._report = report
+
+    def _set_sampler(self, ExemplarSampler sampler):
+        self._sampler = sampler if (sampler is not None and sampler.mode != EX_OFF) else None
 
     def _deactivate(self):
         """After shutdown: measurements are ignored."""
@@ -115,19 +185,25 @@ cdef class SyncCore:
             self._report(BAD_ATTRIBUTES)
         return clean
 
-    cdef inline int _measure(self, object amount, object attributes) except -1:
+    cdef inline int _measure(self, object amount, object attributes, object context) except -1:
         cdef int64_t iv = 0
         cdef double dv = 0.0
         cdef int k
         cdef Py_ssize_t i, c
         cdef Stream s
         cdef bint clean = False
+        cdef int sampled = 0
+        cdef int64_t t = 0
         if not self._active or self._n == 0:
             return 0
         try:
             k = self._value(amount, &iv, &dv)
             if k == V_DROP:
                 return 0
+            if self._sampler is not None:
+                sampled = self._sampler.sample(context)
+                if sampled:
+                    t = now_ns()
             for i in range(self._n):
                 s = <Stream>PyTuple_GET_ITEM(self._streams, i)
                 c = s.cell_for(attributes, clean)
@@ -139,6 +215,9 @@ cdef class SyncCore:
                     s.add_i(c, iv)
                 else:
                     s.add_d(c, dv)
+                if sampled:
+                    s.offer(c, k == V_INT, iv, dv, attributes, t, self._sampler.thi,
+                            self._sampler.tlo, self._sampler.span_id)
         except Exception:
             try:
                 self._report(INTERNAL)
@@ -154,7 +233,7 @@ cdef class SyncCore:
 
 cdef class CounterCore(SyncCore):
     def add(self, amount, attributes=None, context=None):
-        self._measure(amount, attributes)
+        self._measure(amount, attributes, context)
 
     def bind(self, attributes=None):
         """A handle whose ``add`` skips the attribute lookup."""
@@ -163,7 +242,7 @@ cdef class CounterCore(SyncCore):
 
 cdef class HistogramCore(SyncCore):
     def record(self, amount, attributes=None, context=None):
-        self._measure(amount, attributes)
+        self._measure(amount, attributes, context)
 
     def bind(self, attributes=None):
         """A handle whose ``record`` skips the attribute lookup."""
@@ -172,7 +251,7 @@ cdef class HistogramCore(SyncCore):
 
 cdef class GaugeCore(SyncCore):
     def set(self, amount, attributes=None, context=None):
-        self._measure(amount, attributes)
+        self._measure(amount, attributes, context)
 
     def bind(self, attributes=None):
         """A handle whose ``set`` skips the attribute lookup."""
@@ -212,7 +291,8 @@ cdef class BoundHandle:
                     s.pins[self._cells[i]] -= 1
             PyMem_Free(self._cells)
 
-    cdef inline int _apply(self, object amount) except -1:
+    cdef inline int _apply(self, object amount, object context) except -1:
+        cdef int64_t t
         cdef int64_t iv = 0
         cdef double dv = 0.0
         cdef Py_ssize_t i
@@ -232,16 +312,22 @@ cdef class BoundHandle:
                 s.add_i(self._cells[i], iv)
             else:
                 s.add_d(self._cells[i], dv)
+        if self._core._sampler is not None and self._core._sampler.sample(context):
+            t = now_ns()
+            for i in range(self._n):
+                s = <Stream>PyTuple_GET_ITEM(self._streams, i)
+                s.offer(self._cells[i], k == V_INT, iv, dv, self.attributes, t, self._core._sampler.thi,
+                        self._core._sampler.tlo, self._core._sampler.span_id)
         return 0
 
-    def add(self, amount):
-        self._apply(amount)
+    def add(self, amount, context=None):
+        self._apply(amount, context)
 
-    def record(self, amount):
-        self._apply(amount)
+    def record(self, amount, context=None):
+        self._apply(amount, context)
 
-    def set(self, amount):
-        self._apply(amount)
+    def set(self, amount, context=None):
+        self._apply(amount, context)
 
 
 def observe(tuple streams, object amount, object attributes, object report):

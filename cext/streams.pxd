@@ -3,6 +3,8 @@
 
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t, int32_t
 
+from otelmetrics._native.reservoirs cimport Reservoirs, ExSlot
+
 cdef extern from "Python.h":
     ctypedef long Py_hash_t
 
@@ -33,6 +35,9 @@ cdef class Stream:
     cdef object allowed, excluded           # view key filters (frozenset or None)
     cdef Py_ssize_t snap_size               # bytes of one cell's snapshot record
     cdef bint reclaim_tried                 # delta: table scanned for quiet cells this interval
+    cdef Reservoirs ex                      # exemplar samples; None until the first one
+    cdef readonly Py_ssize_t ex_k           # reservoir slots per cell (0: exemplars off)
+    cdef bint ex_aligned
     cdef Py_ssize_t _reclaim(self) except -1
     cdef void _free_cell(self, Py_ssize_t c) noexcept
 
@@ -48,8 +53,11 @@ cdef class Stream:
     cdef void add_d(self, Py_ssize_t c, double v) noexcept
     cdef bint exportable(self, Py_ssize_t c) noexcept
     cdef void snapshot_cell(self, Py_ssize_t c, char *dst, bint reset) noexcept
-    cdef object make_point(self, char *src, object attributes, object start, object now)
+    cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars)
     cpdef list collect(self, int64_t now)
+    cdef Py_ssize_t bucket_of(self, double v) noexcept
+    cdef int offer(self, Py_ssize_t c, bint isint, int64_t iv, double dv, object attributes,
+                   int64_t t, uint64_t thi, uint64_t tlo, uint64_t span) except -1
 
 cdef class SumStream(Stream):
     cdef int64_t *ival

@@ -26,6 +26,8 @@ from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t, int32_t
 
 from otelmetrics._native.attributes cimport hash_attributes, same_attributes, EMPTY_SET_HASH
 from otelmetrics._native.points cimport NumberDataPoint, HistogramDataPoint
+from otelmetrics._native.reservoirs cimport Reservoirs, ExSlot, build_exemplars
+from cpython.ref cimport Py_XDECREF
 
 cdef extern from "<time.h>" nogil:
     ctypedef long time_t
@@ -63,6 +65,7 @@ def time_ns():
 cdef enum:
     CELL_TOUCHED = 1        # measured since the last collection
     CELL_LIVE = 2           # holds a series (overflow cell: has ever been used)
+    CELL_HASDATA = 4        # measured at least once (a bound handle may pin an empty cell)
 
 cdef tuple OVERFLOW_ATTRIBUTES = ("otel.metric.overflow", True)
 cdef Py_ssize_t MIN_CAP = 8
@@ -116,6 +119,8 @@ cdef class Stream:
         self.starts = <int64_t *>_grow_array(self.starts, newcap, sizeof(int64_t))
         self.free_cells = <Py_ssize_t *>_grow_array(self.free_cells, newcap, sizeof(Py_ssize_t))
         self.grow_cells(newcap)
+        if self.ex is not None:
+            self.ex.grow(newcap)
         for c in range(old, newcap):
             self.hashes[c] = 0
             self.flags[c] = 0
@@ -148,6 +153,11 @@ cdef class Stream:
         return 0
 
     cdef inline void _touch(self, Py_ssize_t c) noexcept:
+        if not (self.flags[c] & CELL_HASDATA):
+            # A synchronous series starts at its first measurement (the spec).
+            self.flags[c] |= CELL_HASDATA
+            if not self.is_async:
+                self.starts[c] = now_ns()
         self.flags[c] |= CELL_TOUCHED
 
     cdef Py_ssize_t cell_for(self, object attributes, bint clean) except -3:
@@ -195,7 +205,7 @@ cdef class Stream:
             self.overflowed += 1
             if not (self.flags[OVERFLOW_CELL] & CELL_LIVE):
                 self.flags[OVERFLOW_CELL] |= CELL_LIVE
-                self.starts[OVERFLOW_CELL] = self.last_collect_ns if self.is_async else now_ns()
+                self.starts[OVERFLOW_CELL] = self.last_collect_ns
             return OVERFLOW_CELL
         # Build the stored copy before touching the table (allocation may run GC).
         if d is None or n == 0:
@@ -224,7 +234,7 @@ cdef class Stream:
         self.hashes[c] = h
         self.flags[c] = CELL_LIVE
         self.pins[c] = 0
-        self.starts[c] = self.last_collect_ns if self.is_async else now_ns()
+        self.starts[c] = self.last_collect_ns   # async; a sync series' start is its first measurement
         self.init_cell(c)
         self.n_live += 1
         mask = self.index_size - 1
@@ -248,11 +258,43 @@ cdef class Stream:
         return freed
 
     cdef void _free_cell(self, Py_ssize_t c) noexcept:
+        if self.ex is not None:
+            self.ex.clear_cell(c)
         self.keys[c] = None
         self.flags[c] = 0
         self.free_cells[self.n_free] = c
         self.n_free += 1
         self.n_live -= 1
+
+    # -- exemplars ------------------------------------------------------------
+
+    def enable_exemplars(self, Py_ssize_t slots, bint aligned=False):
+        """Keep up to ``slots`` exemplars per series (``aligned``: one per
+        histogram bucket). Storage is allocated with the first sample."""
+        if slots < 1:
+            raise ValueError("exemplar reservoir size must be >= 1, got %d" % slots)
+        self.ex_k = slots
+        self.ex_aligned = aligned
+
+    cdef Py_ssize_t bucket_of(self, double v) noexcept:
+        return 0
+
+    cdef int offer(self, Py_ssize_t c, bint isint, int64_t iv, double dv, object attributes,
+                   int64_t t, uint64_t thi, uint64_t tlo, uint64_t span) except -1:
+        """Offer a sampled measurement of cell ``c``; ``attributes`` is the full
+        (sanitised or plain) set, of which the view-dropped part is kept."""
+        cdef dict filtered = None
+        if self.ex_k == 0:
+            return 0
+        if self.ex is None:
+            self.ex = Reservoirs(self.ex_k, self.ex_aligned, self.cap)
+        if (self.allowed is not None or self.excluded is not None) and type(attributes) is dict:
+            filtered = {k: v for k, v in (<dict>attributes).items()
+                        if not ((self.allowed is None or k in self.allowed)
+                                and (self.excluded is None or k not in self.excluded))}
+        self.ex.offer(c, self.bucket_of(dv if not isint else <double>iv) if self.ex_aligned else 0,
+                      isint, iv, dv, t, thi, tlo, span, filtered)
+        return 0
 
     # -- bound handles -------------------------------------------------------
 
@@ -298,19 +340,19 @@ cdef class Stream:
         """Whether cell ``c`` yields a point in this collection."""
         if self.delta or self.is_async:
             return (self.flags[c] & CELL_TOUCHED) != 0
-        return (self.flags[c] & CELL_LIVE) != 0
+        return (self.flags[c] & CELL_HASDATA) != 0
 
     cdef void snapshot_cell(self, Py_ssize_t c, char *dst, bint reset) noexcept:
         pass
 
-    cdef object make_point(self, char *src, object attributes, object start, object now):
+    cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars):
         return None
 
     # -- collection ------------------------------------------------------------
 
     cpdef list collect(self, int64_t now):
         """Points for this collection interval, ending at ``now`` (ns)."""
-        cdef Py_ssize_t n_cells = self.n_used, c, k = 0, i
+        cdef Py_ssize_t n_cells = self.n_used, c, k = 0, i, j
         cdef Py_ssize_t rec = sizeof(int64_t) + self.snap_size
         cdef bint reset = self.delta or self.is_async
         cdef bint evicted = False
@@ -318,9 +360,21 @@ cdef class Stream:
         cdef char *buf
         cdef list attrs = [None] * n_cells
         cdef list points
+        cdef Reservoirs ex = self.ex
+        cdef ExSlot *exbuf = NULL
+        cdef Py_ssize_t *ex_n = NULL
+        cdef Py_ssize_t ek = self.ex_k
         buf = <char *>PyMem_Malloc(<size_t>(n_cells * rec) if n_cells else 1)
         if buf == NULL:
             raise MemoryError()
+        if ex is not None:
+            exbuf = <ExSlot *>PyMem_Malloc(<size_t>(n_cells * ek) * sizeof(ExSlot) + 1)
+            ex_n = <Py_ssize_t *>PyMem_Malloc(<size_t>n_cells * sizeof(Py_ssize_t) + 1)
+            if exbuf == NULL or ex_n == NULL:
+                PyMem_Free(buf)
+                PyMem_Free(exbuf)
+                PyMem_Free(ex_n)
+                raise MemoryError()
         try:
             # Phase 1, no Python code: copy (and for delta reset) what is exported.
             for i in range(1, n_cells + 1):
@@ -330,6 +384,8 @@ cdef class Stream:
                 if self.exportable(c):
                     (<int64_t *>(buf + k * rec))[0] = interval_start if self.delta else self.starts[c]
                     self.snapshot_cell(c, buf + k * rec + sizeof(int64_t), reset)
+                    if ex is not None:
+                        ex_n[k] = ex.take(c, exbuf + k * ek)
                     attrs[k] = self.keys[c]
                     k += 1
                     self.flags[c] &= ~CELL_TOUCHED
@@ -345,11 +401,20 @@ cdef class Stream:
             points = [None] * k
             py_now = now
             for i in range(k):
-                points[i] = self.make_point(buf + i * rec + sizeof(int64_t), _as_dict(attrs[i]),
-                                            (<int64_t *>(buf + i * rec))[0], py_now)
+                points[i] = self.make_point(buf + i * rec + sizeof(int64_t), attrs[i],
+                                            (<int64_t *>(buf + i * rec))[0], py_now,
+                                            build_exemplars(exbuf + i * ek, ex_n[i]) if ex is not None else [])
             return points
         finally:
             PyMem_Free(buf)
+            if exbuf != NULL:
+                # References not handed to Exemplar objects (only after an error).
+                for i in range(k):
+                    for j in range(ex_n[i]):
+                        Py_XDECREF(exbuf[i * ek + j].filtered)
+                        exbuf[i * ek + j].filtered = NULL
+                PyMem_Free(exbuf)
+                PyMem_Free(ex_n)
 
     @property
     def series(self):
@@ -368,14 +433,6 @@ cdef class Stream:
 
     def cell_nbytes(self):
         return 0
-
-
-cdef dict _as_dict(tuple flat):
-    cdef Py_ssize_t j
-    cdef dict d = {}
-    for j in range(0, PyTuple_GET_SIZE(flat), 2):
-        d[flat[j]] = flat[j + 1]
-    return d
 
 
 cdef inline object _number(bint isfloat, int64_t i, double d):
@@ -431,7 +488,7 @@ cdef class SumStream(Stream):
 
     cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:
         cdef int64_t r
-        self.flags[c] |= CELL_TOUCHED
+        self._touch(c)
         if self.isfloat[c]:
             self.dval[c] += <double>v
         elif om_add_overflow(self.ival[c], v, &r):
@@ -441,7 +498,7 @@ cdef class SumStream(Stream):
             self.ival[c] = r
 
     cdef void add_d(self, Py_ssize_t c, double v) noexcept:
-        self.flags[c] |= CELL_TOUCHED
+        self._touch(c)
         if self.isfloat[c]:
             self.dval[c] += v
         else:
@@ -450,39 +507,43 @@ cdef class SumStream(Stream):
 
     cdef void snapshot_cell(self, Py_ssize_t c, char *dst, bint reset) noexcept:
         cdef NumSnap *s = <NumSnap *>dst
-        cdef int64_t r
+        cdef int64_t r, cur_i
+        cdef double cur_d
+        cdef uint8_t cur_float
         s.i = self.ival[c]
         s.d = self.dval[c]
         s.isfloat = self.isfloat[c]
         if self.is_async and self.delta:
-            # Cumulative observation -> change since the previous collection.
-            if s.isfloat or self.prev_float[c]:
-                cur = s.d if s.isfloat else <double>s.i
-                prv = self.prev_d[c] if self.prev_float[c] else <double>self.prev_i[c]
-                s.d = cur - prv
+            # Cumulative observation -> change since the previous collection;
+            # the previous value keeps the type it was observed with.
+            cur_float = s.isfloat
+            cur_i = s.i
+            cur_d = s.d
+            if cur_float or self.prev_float[c]:
+                s.d = (cur_d if cur_float else <double>cur_i) - (
+                    self.prev_d[c] if self.prev_float[c] else <double>self.prev_i[c])
                 s.isfloat = 1
-                self.prev_d[c] = cur
-                self.prev_float[c] = 1
-            elif om_sub_overflow(s.i, self.prev_i[c], &r):
-                s.d = <double>s.i - <double>self.prev_i[c]
+            elif om_sub_overflow(cur_i, self.prev_i[c], &r):
+                s.d = <double>cur_i - <double>self.prev_i[c]
                 s.isfloat = 1
-                self.prev_i[c] = s.i
             else:
-                self.prev_i[c] = s.i
                 s.i = r
+            self.prev_float[c] = cur_float
+            self.prev_i[c] = cur_i
+            self.prev_d[c] = cur_d
         if reset:
             self.ival[c] = 0
             self.dval[c] = 0.0
             self.isfloat[c] = 0
 
-    cdef object make_point(self, char *src, object attributes, object start, object now):
+    cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars):
         cdef NumSnap *s = <NumSnap *>src
         cdef NumberDataPoint p = NumberDataPoint.__new__(NumberDataPoint)
-        p.attributes = attributes
+        p._flat_attributes = attributes
         p.start_time_unix_nano = start
         p.time_unix_nano = now
         p.value = _number(s.isfloat, s.i, s.d)
-        p.exemplars = []
+        p.exemplars = exemplars
         return p
 
     def cell_nbytes(self):
@@ -519,12 +580,12 @@ cdef class LastValueStream(Stream):
         self.isfloat[c] = 0
 
     cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:
-        self.flags[c] |= CELL_TOUCHED
+        self._touch(c)
         self.ival[c] = v
         self.isfloat[c] = 0
 
     cdef void add_d(self, Py_ssize_t c, double v) noexcept:
-        self.flags[c] |= CELL_TOUCHED
+        self._touch(c)
         self.dval[c] = v
         self.isfloat[c] = 1
 
@@ -534,14 +595,14 @@ cdef class LastValueStream(Stream):
         s.d = self.dval[c]
         s.isfloat = self.isfloat[c]
 
-    cdef object make_point(self, char *src, object attributes, object start, object now):
+    cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars):
         cdef NumSnap *s = <NumSnap *>src
         cdef NumberDataPoint p = NumberDataPoint.__new__(NumberDataPoint)
-        p.attributes = attributes
+        p._flat_attributes = attributes
         p.start_time_unix_nano = None
         p.time_unix_nano = now
         p.value = _number(s.isfloat, s.i, s.d)
-        p.exemplars = []
+        p.exemplars = exemplars
         return p
 
     def cell_nbytes(self):
@@ -608,7 +669,7 @@ cdef class HistogramStream(Stream):
         self.vmin[c] = INFINITY
         self.vmax[c] = -INFINITY
 
-    cdef inline void _bucket(self, Py_ssize_t c, double v) noexcept:
+    cdef Py_ssize_t bucket_of(self, double v) noexcept:
         # First boundary >= v (upper bounds inclusive): binary search.
         cdef Py_ssize_t lo = 0, hi = self.nb, mid
         while lo < hi:
@@ -617,7 +678,10 @@ cdef class HistogramStream(Stream):
                 lo = mid + 1
             else:
                 hi = mid
-        self.counts[c * (self.nb + 1) + lo] += 1
+        return lo
+
+    cdef inline void _bucket(self, Py_ssize_t c, double v) noexcept:
+        self.counts[c * (self.nb + 1) + self.bucket_of(v)] += 1
         self.count[c] += 1
         if self.record_min_max:
             if v < self.vmin[c]:
@@ -627,7 +691,7 @@ cdef class HistogramStream(Stream):
 
     cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:
         cdef int64_t r
-        self.flags[c] |= CELL_TOUCHED
+        self._touch(c)
         self._bucket(c, <double>v)
         if self.isfloat[c]:
             self.dsum[c] += <double>v
@@ -638,7 +702,7 @@ cdef class HistogramStream(Stream):
             self.isum[c] = r
 
     cdef void add_d(self, Py_ssize_t c, double v) noexcept:
-        self.flags[c] |= CELL_TOUCHED
+        self._touch(c)
         self._bucket(c, v)
         self.minmax_float[c] = 1
         if self.isfloat[c]:
@@ -660,12 +724,12 @@ cdef class HistogramStream(Stream):
         if reset:
             self.init_cell(c)
 
-    cdef object make_point(self, char *src, object attributes, object start, object now):
+    cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars):
         cdef HistSnap *s = <HistSnap *>src
         cdef uint64_t *counts = <uint64_t *>(src + sizeof(HistSnap))
         cdef HistogramDataPoint p = HistogramDataPoint.__new__(HistogramDataPoint)
         cdef Py_ssize_t j
-        p.attributes = attributes
+        p._flat_attributes = attributes
         p.start_time_unix_nano = start
         p.time_unix_nano = now
         p.count = s.count
@@ -678,7 +742,7 @@ cdef class HistogramStream(Stream):
         else:
             p.min = s.vmin
             p.max = s.vmax
-        p.exemplars = []
+        p.exemplars = exemplars
         return p
 
     def cell_nbytes(self):

@@ -12,10 +12,20 @@ from otelmetrics._instruments import (
     ObservableUpDownCounter,
     UpDownCounter,
 )
+from otelmetrics._exemplars import (
+    AlignedHistogramBucketExemplarReservoir,
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    ExemplarFilter,
+    SimpleFixedSizeExemplarReservoir,
+    TraceBasedExemplarFilter,
+)
 from otelmetrics._provider import MeterProvider
 from otelmetrics.resources import Resource
 
 __all__ = [
+    "AlignedHistogramBucketExemplarReservoir", "AlwaysOffExemplarFilter", "AlwaysOnExemplarFilter",
+    "ExemplarFilter", "SimpleFixedSizeExemplarReservoir", "TraceBasedExemplarFilter",
     "Counter", "Gauge", "Histogram", "MeterProvider", "ObservableCounter", "ObservableGauge",
     "ObservableUpDownCounter", "Resource", "UpDownCounter", "__version__", "configure",
 ]

@@ -31,6 +31,7 @@ from otelmetrics.view import (
     SumAggregation,
 )
 from otelmetrics import _instruments as inst
+from otelmetrics._exemplars import AlignedHistogramBucketExemplarReservoir, SimpleFixedSizeExemplarReservoir
 
 _logger = logging.getLogger("otelmetrics")
 
@@ -89,6 +90,7 @@ class Pipeline:
         self._instruments: List = []                         # registration order
         self._outs: Dict[int, Dict[int, List[_StreamOut]]] = {}  # id(reader) -> id(instrument) -> outs
         self._callback_lock = threading.Lock()
+        self._identities: Dict[tuple, tuple] = {}   # first definition of each metric name
 
     # -- registration ----------------------------------------------------------
 
@@ -101,10 +103,13 @@ class Pipeline:
                 outs = self._resolve(instrument, kind, reader)
                 self._outs.setdefault(id(reader), {})[id(instrument)] = outs
                 all_streams.extend(o.stream for o in outs)
+                for out in outs:
+                    self._check_identity(reader, instrument, out)
             self._instruments.append(instrument)
         if not kind._async:
             instrument._bind_core(tuple(all_streams), kind._monotonic,
                                   provider._diagnostics.reporter(instrument.name))
+            instrument._set_sampler(provider._sampler)
             if provider._is_shutdown:
                 instrument._deactivate()
 
@@ -115,7 +120,7 @@ class Pipeline:
         outs = []
         if not views:
             spec = [(instrument.name, instrument.description, None, None,
-                     reader._aggregation_for(kind), reader._cardinality_limit_for(kind))]
+                     reader._aggregation_for(kind), reader._cardinality_limit_for(kind), None)]
         else:
             spec = []
             for v in views:
@@ -125,8 +130,9 @@ class Pipeline:
                 spec.append((v._name or instrument.name,
                              v._description if v._description is not None else instrument.description,
                              v._attribute_keys, v._excluded_attribute_keys, agg,
-                             v._cardinality_limit or reader._cardinality_limit_for(kind)))
-        for name, description, allowed, excluded, agg, limit in spec:
+                             v._cardinality_limit or reader._cardinality_limit_for(kind),
+                             v._exemplar_reservoir_factory))
+        for name, description, allowed, excluded, agg, limit, factory in spec:
             if isinstance(agg, DefaultAggregation):
                 agg = kind._default_aggregation()
             if not _aggregation_applies(agg, kind):
@@ -137,10 +143,45 @@ class Pipeline:
                                 advisory=instrument._advisory)
             if stream is None:
                 continue
+            if self._provider._sampler is not None and not kind._async:
+                self._configure_exemplars(instrument, stream, agg, factory)
             # Histograms report a monotonic sum only for monotonic instruments.
             outs.append(_StreamOut(name, description, instrument.unit, stream, temporality,
                                    kind._monotonic, _wrapper_for(agg, kind)))
         return outs
+
+    def _check_identity(self, reader, instrument, out: _StreamOut) -> None:
+        """Two instruments whose streams share a name in one meter are both
+        exported (the spec), with a warning that says how to separate them."""
+        scope = instrument._scope
+        key = (id(reader), scope.name, scope.version, scope.schema_url, out.name.lower())
+        first = self._identities.setdefault(key, instrument)
+        if first is not instrument:
+            _logger.warning(
+                "meter %r: metric %r is produced by two different instruments (%s %r and %s %r); both "
+                "are exported and backends may merge or reject them. Rename one with a View, e.g. "
+                "View(instrument_name=%r, meter_name=%r, name=%r)",
+                scope.name, out.name, type(first).__name__, first.name, type(instrument).__name__,
+                instrument.name, instrument.name, scope.name, out.name + "." + type(instrument).__name__.lower())
+
+    @staticmethod
+    def _configure_exemplars(instrument, stream, agg, factory) -> None:
+        """The spec's default reservoir per aggregation, unless the view brings one."""
+        reservoir = None
+        if factory is not None:
+            try:
+                reservoir = factory(type(agg))
+                reservoir._configure(stream)
+                return
+            except Exception as e:
+                _logger.warning("instrument %r: exemplar_reservoir_factory failed (%s: %s); using the "
+                                "default reservoir", instrument.name, type(e).__name__, e)
+        if isinstance(agg, ExplicitBucketHistogramAggregation) and len(stream.boundaries) > 0:
+            AlignedHistogramBucketExemplarReservoir()._configure(stream)
+        elif isinstance(agg, ExponentialBucketHistogramAggregation):
+            SimpleFixedSizeExemplarReservoir(min(20, agg._max_size))._configure(stream)
+        else:
+            SimpleFixedSizeExemplarReservoir(1)._configure(stream)
 
     # -- collection ------------------------------------------------------------
 

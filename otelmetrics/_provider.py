@@ -11,6 +11,7 @@ from typing import Dict, Optional, Sequence
 from opentelemetry import metrics as api
 
 from otelmetrics._diagnostics import Diagnostics
+from otelmetrics._exemplars import sampler_for
 from otelmetrics._meter import Meter
 from otelmetrics._pipeline import Pipeline
 from otelmetrics.export._data import InstrumentationScope
@@ -57,7 +58,7 @@ class MeterProvider(api.MeterProvider):
             if not isinstance(reader, MetricReader):
                 raise TypeError("MeterProvider: metric_readers must be otelmetrics.export.MetricReader "
                                 "objects, got %r" % (reader,))
-        self._exemplar_filter = exemplar_filter
+        self._sampler = sampler_for(exemplar_filter)
         self._diagnostics = Diagnostics()
         self._pipeline = Pipeline(self)
         self._meters: Dict[tuple, Meter] = {}

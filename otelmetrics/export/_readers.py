@@ -216,6 +216,23 @@ class PeriodicExportingMetricReader(MetricReader):
         while not stop.wait(self._interval_s):
             self._collect_and_export(self._timeout_ms)
 
+    def _bounded(self, timeout_millis: float) -> bool:
+        """Collect and export, but return after ``timeout_millis`` even if the
+        exporter hangs (it then finishes, or not, on its own daemon thread)."""
+        done = threading.Event()
+        result = [False]
+
+        def run() -> None:
+            result[0] = self._collect_and_export(timeout_millis)
+            done.set()
+
+        t = threading.Thread(target=run, name="otelmetrics-final-export", daemon=True)
+        t.start()
+        if not done.wait(timeout_millis / 1e3):
+            _logger.warning("export did not finish within %.0f ms; giving up on it", timeout_millis)
+            return False
+        return result[0]
+
     def _collect_and_export(self, timeout_millis: float) -> bool:
         try:
             self.collect(timeout_millis=timeout_millis)
@@ -247,7 +264,7 @@ class PeriodicExportingMetricReader(MetricReader):
             return False
         deadline = time.monotonic() + timeout_millis / 1e3
         self._last_ok = True
-        ok = self._collect_and_export(timeout_millis)
+        ok = self._bounded(timeout_millis)
         left = max(0.0, (deadline - time.monotonic()) * 1e3)
         try:
             ok = bool(self._exporter.force_flush(timeout_millis=left)) and ok
@@ -267,7 +284,7 @@ class PeriodicExportingMetricReader(MetricReader):
             thread.join(max(0.0, deadline - time.monotonic()))
         left = max(1.0, (deadline - time.monotonic()) * 1e3)
         self._last_ok = True
-        ok = self._collect_and_export(min(self._timeout_ms, left))
+        ok = self._bounded(min(self._timeout_ms, left))
         self._shutdown_done = True
         try:
             self._exporter.shutdown(timeout_millis=max(0.0, (deadline - time.monotonic()) * 1e3))
