@@ -90,7 +90,9 @@ class Pipeline:
         self._instruments: List = []                         # registration order
         self._outs: Dict[int, Dict[int, List[_StreamOut]]] = {}  # id(reader) -> id(instrument) -> outs
         self._callback_lock = threading.Lock()
-        self._identities: Dict[tuple, tuple] = {}   # first definition of each metric name
+        self._identities: Dict[tuple, object] = {}  # first instrument behind each metric name
+        self._renamed_by: Dict[int, object] = {}    # renaming view -> first instrument it matched
+        self._warned_views: set = set()
 
     # -- registration ----------------------------------------------------------
 
@@ -115,6 +117,9 @@ class Pipeline:
 
     def _resolve(self, instrument, kind, reader) -> List[_StreamOut]:
         views = [v for v in self._provider._views if v._match(instrument)]
+        for v in views:
+            if v._name is not None:
+                self._check_renaming_view(v, instrument)
         temporality = reader._temporality_for(kind)
         delta = temporality is AggregationTemporality.DELTA
         outs = []
@@ -149,6 +154,17 @@ class Pipeline:
             outs.append(_StreamOut(name, description, instrument.unit, stream, temporality,
                                    kind._monotonic, _wrapper_for(agg, kind)))
         return outs
+
+    def _check_renaming_view(self, view, instrument) -> None:
+        first = self._renamed_by.setdefault(id(view), instrument)
+        if first is not instrument and id(view) not in self._warned_views:
+            self._warned_views.add(id(view))
+            _logger.warning(
+                "View(name=%r) matches more than one instrument (%s %r of meter %r and %s %r of meter %r): "
+                "every match is exported under that name. A view that renames must select one "
+                "instrument: add instrument_name= and meter_name= to it", view._name,
+                type(first).__name__, first.name, first._scope.name, type(instrument).__name__,
+                instrument.name, instrument._scope.name)
 
     def _check_identity(self, reader, instrument, out: _StreamOut) -> None:
         """Two instruments whose streams share a name in one meter are both

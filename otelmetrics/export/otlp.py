@@ -156,10 +156,15 @@ class OTLPMetricExporter(MetricExporter):
             if timeout_millis is not None and timeout_millis >= 0:
                 timeout = min(timeout, timeout_millis / 1000.0)
             deadline = time.monotonic() + timeout
-            with self._lock:
+            if not self._lock.acquire(timeout=timeout):
+                _logger.warning("OTLP export skipped: another export still holds the connection")
+                return MetricExportResult.FAILURE
+            try:
                 for body in self._bodies(metrics_data):
                     if not self._send(body, deadline):
                         return MetricExportResult.FAILURE
+            finally:
+                self._lock.release()
             return MetricExportResult.SUCCESS
         except Exception:  # never into the reader's thread
             _logger.exception("OTLP export failed")
@@ -172,12 +177,21 @@ class OTLPMetricExporter(MetricExporter):
         if self._shutdown_event.is_set():
             return
         self._shutdown_event.set()  # wakes an export sleeping before a retry
-        got = self._lock.acquire(timeout=max(timeout_millis, 0) / 1000.0)
+        if not self._lock.acquire(timeout=max(timeout_millis, 0) / 1000.0):
+            # An export is still in network I/O: cut its socket so that it returns.
+            conn = self._conn
+            if conn is not None and conn.sock is not None:
+                import socket
+
+                try:
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            return
         try:
             self._close()
         finally:
-            if got:
-                self._lock.release()
+            self._lock.release()
 
     # ------------------------------------------------------------ transport
 
