@@ -287,7 +287,9 @@ cdef class Stream:
         if self.ex_k == 0:
             return 0
         if self.ex is None:
-            self.ex = Reservoirs(self.ex_k, self.ex_aligned, self.cap)
+            # Seeded per stream and moment, so that separate reservoirs don't pick alike.
+            self.ex = Reservoirs(self.ex_k, self.ex_aligned, self.cap,
+                                 <uint64_t>now_ns() ^ (<uint64_t><size_t><void *>self * <uint64_t>0x9E3779B97F4A7C15ULL))
         if (self.allowed is not None or self.excluded is not None) and type(attributes) is dict:
             filtered = {k: v for k, v in (<dict>attributes).items()
                         if not ((self.allowed is None or k in self.allowed)

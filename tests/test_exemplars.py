@@ -1,0 +1,176 @@
+"""Exemplars (spec: Exemplar, ExemplarFilter, ExemplarReservoir, Exemplar defaults),
+with real spans from opentelemetry-sdk's TracerProvider."""
+import os
+import subprocess
+import sys
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+from opentelemetry import trace
+
+import otelmetrics
+from otelmetrics.view import ExplicitBucketHistogramAggregation, View
+
+from _util import points, provider
+
+SAMPLED = TracerProvider(sampler=ALWAYS_ON).get_tracer("t")
+UNSAMPLED = TracerProvider(sampler=ALWAYS_OFF).get_tracer("t")
+
+
+def ids(span):
+    sc = span.get_span_context()
+    return sc.trace_id, sc.span_id
+
+
+def test_trace_based_default_samples_only_in_sampled_spans():
+    mp, reader = provider()
+    c = mp.get_meter("m").create_counter("c")
+    c.add(1, {"a": 1})                                   # no span: no exemplar
+    with UNSAMPLED.start_as_current_span("u"):
+        c.add(2, {"a": 1})                               # unsampled span: none
+    with SAMPLED.start_as_current_span("s") as span:
+        c.add(3, {"a": 1})
+        expected = ids(span)
+    (p,) = points(reader, "c")
+    assert p.value == 6
+    (ex,) = p.exemplars
+    assert (ex.trace_id, ex.span_id) == expected
+    assert ex.value == 3 and ex.filtered_attributes == {}
+    assert ex.time_unix_nano <= p.time_unix_nano
+
+
+def test_exemplar_keeps_attributes_the_view_dropped():
+    """Spec example: view keeps X and Y; the exemplar carries Z."""
+    mp, reader = provider(views=[View(instrument_name="cache_miss", attribute_keys=["X", "Y"])])
+    c = mp.get_meter("m").create_counter("cache_miss")
+    with SAMPLED.start_as_current_span("makeRequest"):
+        c.add(1, {"X": "x-value", "Y": "y-value", "Z": "z-value"})
+    (p,) = points(reader, "cache_miss")
+    assert p.attributes == {"X": "x-value", "Y": "y-value"}
+    (ex,) = p.exemplars
+    assert ex.filtered_attributes == {"Z": "z-value"}
+    assert {**p.attributes, **ex.filtered_attributes} == {"X": "x-value", "Y": "y-value", "Z": "z-value"}
+
+
+def test_always_on_samples_without_span_and_always_off_never():
+    mp, reader = provider(exemplar_filter=otelmetrics.AlwaysOnExemplarFilter())
+    c = mp.get_meter("m").create_counter("c")
+    c.add(5)
+    (p,) = points(reader, "c")
+    (ex,) = p.exemplars
+    assert ex.value == 5 and ex.trace_id is None and ex.span_id is None
+
+    mp, reader = provider(exemplar_filter=otelmetrics.AlwaysOffExemplarFilter())
+    c = mp.get_meter("m").create_counter("c")
+    with SAMPLED.start_as_current_span("s"):
+        c.add(5)
+    assert points(reader, "c")[0].exemplars == []
+
+
+def test_explicit_context_argument_is_used():
+    mp, reader = provider()
+    c = mp.get_meter("m").create_counter("c")
+    with SAMPLED.start_as_current_span("s") as span:
+        ctx = trace.set_span_in_context(span)
+        expected = ids(span)
+    c.add(1, context=ctx)     # outside the span, but its context is given
+    (ex,) = points(reader, "c")[0].exemplars
+    assert (ex.trace_id, ex.span_id) == expected
+
+
+def test_aligned_histogram_reservoir_one_per_bucket():
+    mp, reader = provider(views=[View(instrument_name="h", aggregation=ExplicitBucketHistogramAggregation(
+        boundaries=(10, 100)))])
+    h = mp.get_meter("m").create_histogram("h")
+    with SAMPLED.start_as_current_span("s"):
+        for v in (1, 2, 3, 50, 60, 500):
+            h.record(v)
+    (p,) = points(reader, "h")
+    assert len(p.exemplars) == 3
+    buckets = sorted(0 if e.value <= 10 else 1 if e.value <= 100 else 2 for e in p.exemplars)
+    assert buckets == [0, 1, 2]
+
+
+def test_simple_reservoir_default_size_one_and_reset_each_collection():
+    mp, reader = provider(delta=True)
+    c = mp.get_meter("m").create_counter("c")
+    with SAMPLED.start_as_current_span("s"):
+        for v in range(1, 101):
+            c.add(v)
+    (p,) = points(reader, "c")
+    assert len(p.exemplars) == 1 and 1 <= p.exemplars[0].value <= 100
+    c.add(7)            # no span: nothing sampled in this interval
+    (p,) = points(reader, "c")
+    assert p.exemplars == []
+
+
+def test_simple_reservoir_is_uniform():
+    """Algorithm R: every measurement equally likely to be kept (chi-square-ish bound)."""
+    counts = [0] * 10
+    for trial in range(600):
+        mp, reader = provider(delta=True, exemplar_filter=otelmetrics.AlwaysOnExemplarFilter())
+        c = mp.get_meter("m").create_counter("c")
+        for v in range(10):
+            c.add(v)
+        counts[points(reader, "c")[0].exemplars[0].value] += 1
+    assert min(counts) > 25 and max(counts) < 110, counts
+
+
+def test_custom_reservoir_factory():
+    mp, reader = provider(views=[View(instrument_name="c", exemplar_reservoir_factory=lambda agg:
+                                      otelmetrics.SimpleFixedSizeExemplarReservoir(size=4))],
+                          exemplar_filter=otelmetrics.AlwaysOnExemplarFilter())
+    c = mp.get_meter("m").create_counter("c")
+    for v in range(10):
+        c.add(v)
+    assert len(points(reader, "c")[0].exemplars) == 4
+
+
+def test_exemplar_filter_from_environment():
+    code = ("import otelmetrics; from otelmetrics.export import InMemoryMetricReader;"
+            "r = InMemoryMetricReader(); mp = otelmetrics.MeterProvider(metric_readers=[r]);"
+            "c = mp.get_meter('m').create_counter('c'); c.add(1);"
+            "p = r.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics[0].data.data_points[0];"
+            "print(len(p.exemplars))")
+    for value, expected in (("always_on", "1"), ("always_off", "0"), ("trace_based", "0"), ("bogus", "0")):
+        env = dict(os.environ, OTEL_METRICS_EXEMPLAR_FILTER=value)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == expected, (value, out.stderr)
+
+
+def test_off_means_no_reservoir_storage():
+    mp, reader = provider(exemplar_filter=otelmetrics.AlwaysOffExemplarFilter())
+    c = mp.get_meter("m").create_counter("c")
+    with SAMPLED.start_as_current_span("s"):
+        c.add(1)
+    stream = mp._pipeline._outs[id(reader)][id(c)][0].stream
+    assert stream.ex_k == 0
+
+
+def test_bound_handle_samples_exemplars():
+    mp, reader = provider()
+    h = mp.get_meter("m").create_counter("c").bind({"a": 1})
+    with SAMPLED.start_as_current_span("s") as span:
+        h.add(2)
+        expected = ids(span)
+    (ex,) = points(reader, "c")[0].exemplars
+    assert (ex.trace_id, ex.span_id, ex.value) == (*expected, 2)
+
+
+def test_same_exemplar_fields_as_reference():
+    from opentelemetry.sdk.metrics import MeterProvider as RefProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader as RefReader
+
+    rr = RefReader()
+    rp = RefProvider(metric_readers=[rr])
+    rc = rp.get_meter("m").create_counter("c")
+    mp, reader = provider()
+    c = mp.get_meter("m").create_counter("c")
+    with SAMPLED.start_as_current_span("s"):
+        rc.add(3, {"a": 1})
+        c.add(3, {"a": 1})
+    ref_ex = rr.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics[0].data.data_points[0].exemplars[0]
+    (ours,) = points(reader, "c")[0].exemplars
+    for f in ("filtered_attributes", "value", "span_id", "trace_id"):
+        assert getattr(ours, f) == getattr(ref_ex, f), f
