@@ -6,10 +6,12 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+import time
 from typing import Dict, List, Optional
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from otelmetrics._callbacks import CallbackRunner, CallbackTimeout
 from otelmetrics._native.instruments import observe
 from otelmetrics._native.streams import time_ns
 from otelmetrics.export._data import (
@@ -81,6 +83,10 @@ def _aggregation_applies(aggregation, kind) -> bool:
     return True
 
 
+def _materialise(run, options) -> list:
+    return list(run(options) or ())
+
+
 class Pipeline:
     """All instruments of one MeterProvider and their streams per reader."""
 
@@ -90,6 +96,7 @@ class Pipeline:
         self._instruments: List = []                         # registration order
         self._outs: Dict[int, Dict[int, List[_StreamOut]]] = {}  # id(reader) -> id(instrument) -> outs
         self._callback_lock = threading.Lock()
+        self._runner = CallbackRunner()
         self._identities: Dict[tuple, object] = {}  # first instrument behind each metric name
         self._renamed_by: Dict[int, object] = {}    # renaming view -> first instrument it matched
         self._warned_views: set = set()
@@ -201,17 +208,19 @@ class Pipeline:
 
     # -- collection ------------------------------------------------------------
 
-    def _observe(self, instrument, outs: List[_StreamOut], timeout_millis: float) -> None:
+    def _observe(self, instrument, outs: List[_StreamOut], deadline: float) -> None:
         streams = tuple(o.stream for o in outs)
         report = self._provider._diagnostics.reporter(instrument.name)
-        options = CallbackOptions(timeout_millis=timeout_millis)
         for callback in instrument._callbacks:
+            left = deadline - time.monotonic()
+            options = CallbackOptions(timeout_millis=max(0.0, left * 1e3))
             try:
-                if inspect.isgenerator(callback):
-                    observations = callback.send(options)
-                else:
-                    observations = callback(options)
-                for obs in observations or ():
+                if left <= 0:
+                    raise CallbackTimeout("the collection's timeout was used up before it ran")
+                run = callback.send if inspect.isgenerator(callback) else callback
+                # Materialise inside the time bound: a generator may hang while iterated.
+                observations = self._runner.run(_materialise, run, options, timeout=left)
+                for obs in observations:
                     if isinstance(obs, Observation):
                         if streams:
                             observe(streams, obs.value, obs.attributes, report)
@@ -220,6 +229,10 @@ class Pipeline:
                                % type(obs).__name__)
             except StopIteration:
                 report("dropped: generator callback is exhausted")
+            except CallbackTimeout as e:
+                _logger.warning("instrument %r: callback %r skipped: %s", instrument.name,
+                                getattr(callback, "__name__", callback), e)
+                self._provider._diagnostics.record_drop(instrument.name, "callback timeout")
             except Exception as e:  # a callback's failure must not stop collection
                 _logger.warning("instrument %r: callback %r raised %s: %s", instrument.name,
                                 getattr(callback, "__name__", callback), type(e).__name__, e)
@@ -234,13 +247,14 @@ class Pipeline:
         by_scope: Dict[object, List[Metric]] = {}
         scopes = {}
         now = time_ns()   # every point of a collection ends at the same instant
+        deadline = time.monotonic() + timeout_millis / 1e3   # bounds all callbacks together
         for instrument in instruments:
             outs = per_reader.get(id(instrument))
             if not outs:
                 continue
             if type(instrument)._async:
                 with self._callback_lock:
-                    self._observe(instrument, outs, timeout_millis)
+                    self._observe(instrument, outs, deadline)
             for out in outs:
                 points = out.stream.collect(now)
                 if points:
