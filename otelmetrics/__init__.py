@@ -20,13 +20,13 @@ from otelmetrics._exemplars import (
     SimpleFixedSizeExemplarReservoir,
     TraceBasedExemplarFilter,
 )
-from otelmetrics._provider import MeterProvider
+from otelmetrics._provider import MeterConfig, MeterProvider
 from otelmetrics.resources import Resource
 
 __all__ = [
     "AlignedHistogramBucketExemplarReservoir", "AlwaysOffExemplarFilter", "AlwaysOnExemplarFilter",
     "ExemplarFilter", "SimpleFixedSizeExemplarReservoir", "TraceBasedExemplarFilter",
-    "Counter", "Gauge", "Histogram", "MeterProvider", "ObservableCounter", "ObservableGauge",
+    "Counter", "Gauge", "Histogram", "MeterConfig", "MeterProvider", "ObservableCounter", "ObservableGauge",
     "ObservableUpDownCounter", "Resource", "UpDownCounter", "__version__", "configure",
 ]
 

@@ -33,6 +33,14 @@ class _Identity:
         self._scope = scope
         self._advisory = advisory
 
+    _has_streams = True
+    _meter_enabled = True
+
+    def enabled(self) -> bool:
+        """False when measurements would be thrown away: every view drops this
+        instrument, its meter is disabled, or the provider is shut down."""
+        return self._has_streams and getattr(self, "_active", True)
+
     @classmethod
     def _default_aggregation(cls):
         return SumAggregation()

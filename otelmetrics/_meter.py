@@ -28,6 +28,7 @@ class Meter(api.Meter):
         self._lock = threading.Lock()
         # Identical registrations return the first instrument (one stream).
         self._by_identity: Dict[Tuple, object] = {}
+        self._enabled = True     # set by the provider's meter_configurator
 
     def _create(self, cls, name, unit, description, advisory=None, callbacks=None):
         name = name if isinstance(name, str) else str(name)
@@ -49,6 +50,7 @@ class Meter(api.Meter):
                 return self._by_identity[key]
             instrument = cls()
             instrument._init_identity(name, unit, description, self._scope, advisory)
+            instrument._meter_enabled = self._enabled
             if callbacks is not None or cls._async:
                 instrument._init_callbacks(callbacks)
             self._pipeline.register(instrument)

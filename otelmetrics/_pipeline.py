@@ -107,14 +107,16 @@ class Pipeline:
         provider = self._provider
         kind = type(instrument)
         all_streams = []
+        meter_enabled = instrument._meter_enabled
         with self._lock:
             for reader in provider._readers:
-                outs = self._resolve(instrument, kind, reader)
+                outs = self._resolve(instrument, kind, reader) if meter_enabled else []
                 self._outs.setdefault(id(reader), {})[id(instrument)] = outs
                 all_streams.extend(o.stream for o in outs)
                 for out in outs:
                     self._check_identity(reader, instrument, out)
             self._instruments.append(instrument)
+        instrument._has_streams = bool(all_streams)
         if not kind._async:
             instrument._bind_core(tuple(all_streams), kind._monotonic,
                                   provider._diagnostics.reporter(instrument.name))

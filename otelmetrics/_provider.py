@@ -27,6 +27,44 @@ def _freeze(attributes) -> tuple:
         return ()
 
 
+class MeterConfig:
+    """What a meter_configurator returns for a scope (the spec's MeterConfig)."""
+
+    __slots__ = ("enabled",)
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = bool(enabled)
+
+    def __repr__(self) -> str:
+        return "MeterConfig(enabled=%r)" % self.enabled
+
+
+def _configurator(cfg):
+    """A callable scope -> MeterConfig/bool; a {meter-name pattern: bool} mapping
+    (``*``/``?`` wildcards, first match wins) is accepted as a shortcut."""
+    if cfg is None:
+        return lambda scope: True
+    if callable(cfg):
+        return cfg
+    if isinstance(cfg, dict):
+        import fnmatch
+
+        rules = list(cfg.items())
+        for pattern, enabled in rules:
+            if not isinstance(pattern, str) or not isinstance(enabled, bool):
+                raise TypeError("meter_configurator: a mapping must be {meter name pattern: bool}, got "
+                                "%r: %r" % (pattern, enabled))
+
+        def by_pattern(scope):
+            for pattern, enabled in rules:
+                if fnmatch.fnmatchcase(scope.name, pattern):
+                    return enabled
+            return True
+        return by_pattern
+    raise TypeError("meter_configurator must be a callable (scope -> MeterConfig) or a "
+                    "{meter name pattern: bool} mapping, got %r" % (cfg,))
+
+
 class MeterProvider(api.MeterProvider):
     """Owns the readers, views and resource; hands out Meters.
 
@@ -41,6 +79,7 @@ class MeterProvider(api.MeterProvider):
         shutdown_on_exit: bool = True,
         views: Sequence = (),
         exemplar_filter: Optional[object] = None,
+        meter_configurator=None,
     ) -> None:
         from otelmetrics.export._readers import MetricReader  # avoid an import cycle
         from otelmetrics.view import View
@@ -59,6 +98,7 @@ class MeterProvider(api.MeterProvider):
                 raise TypeError("MeterProvider: metric_readers must be otelmetrics.export.MetricReader "
                                 "objects, got %r" % (reader,))
         self._sampler = sampler_for(exemplar_filter)
+        self._meter_configurator = _configurator(meter_configurator)
         self._diagnostics = Diagnostics()
         self._pipeline = Pipeline(self)
         self._meters: Dict[tuple, Meter] = {}
@@ -96,7 +136,17 @@ class MeterProvider(api.MeterProvider):
                 scope = InstrumentationScope(name, version, schema_url or "",
                                              dict(attributes) if attributes else None)
                 meter = self._meters[key] = Meter(scope, self._pipeline)
+                meter._enabled = self._meter_enabled(scope)
             return meter
+
+    def _meter_enabled(self, scope) -> bool:
+        try:
+            config = self._meter_configurator(scope)
+        except Exception as e:
+            _logger.warning("meter_configurator raised %s: %s; meter %r stays enabled",
+                            type(e).__name__, e, scope.name)
+            return True
+        return bool(getattr(config, "enabled", config))
 
     def _collect(self, reader, timeout_millis: float = 10_000):
         return self._pipeline.collect(reader, timeout_millis)

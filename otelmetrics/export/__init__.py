@@ -18,12 +18,17 @@ from otelmetrics.export._data import (
     Sum,
 )
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
-from otelmetrics.export._readers import InMemoryMetricReader, MetricReader, PeriodicExportingMetricReader
+from otelmetrics.export._readers import (
+    InMemoryMetricReader,
+    MetricProducer,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 
 __all__ = [
     "AggregationTemporality", "Buckets", "ConsoleMetricExporter", "Exemplar", "ExponentialHistogram",
     "ExponentialHistogramDataPoint", "Gauge", "Histogram", "HistogramDataPoint", "InMemoryMetricReader",
-    "InstrumentationScope", "Metric", "MetricExportResult", "MetricExporter", "MetricReader",
+    "InstrumentationScope", "Metric", "MetricExportResult", "MetricExporter", "MetricProducer", "MetricReader",
     "MetricsData", "NumberDataPoint", "OTLPMetricExporter", "PeriodicExportingMetricReader",
     "ResourceMetrics", "ScopeMetrics", "Sum",
 ]

@@ -35,6 +35,16 @@ def _by_kind(mapping: Optional[dict], what: str) -> Dict[type, object]:
     return out
 
 
+class MetricProducer(ABC):
+    """A source of metrics besides the SDK's instruments (a bridge from another
+    library, say). A reader given ``metric_producers`` exports their data with
+    its own collection, as is: no temporality or aggregation is applied."""
+
+    @abstractmethod
+    def produce(self, timeout_millis: float = 10_000) -> Optional[MetricsData]:
+        """Metrics now, or None."""
+
+
 class MetricReader(ABC):
     """Base reader. ``preferred_temporality`` and ``preferred_aggregation`` map
     instrument classes to a temporality / aggregation (default: cumulative and
@@ -46,8 +56,14 @@ class MetricReader(ABC):
         preferred_temporality: Optional[Dict[type, AggregationTemporality]] = None,
         preferred_aggregation: Optional[Dict[type, object]] = None,
         default_cardinality_limit: Union[int, Dict[type, int], None] = None,
+        metric_producers=(),
     ) -> None:
         from otelmetrics.view import Aggregation
+
+        self._producers = list(metric_producers or ())
+        for p in self._producers:
+            if not callable(getattr(p, "produce", None)):
+                raise TypeError("metric_producers must have a produce(timeout_millis) method, got %r" % (p,))
 
         self._temporality = _by_kind(preferred_temporality, "preferred_temporality")
         for k, t in self._temporality.items():
@@ -106,7 +122,19 @@ class MetricReader(ABC):
             _logger.warning("%s.collect: the reader is not registered on a MeterProvider",
                             type(self).__name__)
             return None
-        return provider._collect(self, timeout_millis)
+        data = provider._collect(self, timeout_millis)
+        if not self._producers:
+            return data
+        resource_metrics = list(data.resource_metrics) if data is not None else []
+        for producer in self._producers:
+            try:
+                extra = producer.produce(timeout_millis=timeout_millis)
+            except Exception as e:  # one bad producer must not lose the SDK's data
+                _logger.warning("MetricProducer %r failed: %s: %s", producer, type(e).__name__, e)
+                continue
+            if extra is not None:
+                resource_metrics.extend(extra.resource_metrics)
+        return MetricsData(resource_metrics) if resource_metrics else None
 
     @abstractmethod
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs) -> None:
@@ -125,8 +153,9 @@ class InMemoryMetricReader(MetricReader):
     """Pull reader for tests and local inspection: ``get_metrics_data()``."""
 
     def __init__(self, preferred_temporality=None, preferred_aggregation=None,
-                 default_cardinality_limit=None) -> None:
-        super().__init__(preferred_temporality, preferred_aggregation, default_cardinality_limit)
+                 default_cardinality_limit=None, metric_producers=()) -> None:
+        super().__init__(preferred_temporality, preferred_aggregation, default_cardinality_limit,
+                         metric_producers)
         self._lock = threading.Lock()
         self._data: Optional[MetricsData] = None
         self._shutdown = False
@@ -168,12 +197,13 @@ class PeriodicExportingMetricReader(MetricReader):
     OTEL_METRIC_EXPORT_INTERVAL (60000) and OTEL_METRIC_EXPORT_TIMEOUT (30000)."""
 
     def __init__(self, exporter: MetricExporter, export_interval_millis: Optional[float] = None,
-                 export_timeout_millis: Optional[float] = None) -> None:
+                 export_timeout_millis: Optional[float] = None, metric_producers=()) -> None:
         if not isinstance(exporter, MetricExporter):
             raise TypeError("PeriodicExportingMetricReader: exporter must be an "
                             "otelmetrics.export.MetricExporter, got %r" % (exporter,))
         super().__init__(getattr(exporter, "_preferred_temporality", None),
-                         getattr(exporter, "_preferred_aggregation", None))
+                         getattr(exporter, "_preferred_aggregation", None),
+                         metric_producers=metric_producers)
         self._exporter = exporter
         interval = (export_interval_millis if export_interval_millis is not None
                     else _env_millis("OTEL_METRIC_EXPORT_INTERVAL", 60_000))
