@@ -39,16 +39,20 @@ cdef class Stream:
     cdef readonly Py_ssize_t ex_k           # reservoir slots per cell (0: exemplars off)
     cdef bint ex_aligned
     cdef Py_ssize_t _reclaim(self) except -1
+    cdef inline Py_ssize_t _overflow(self) noexcept
     cdef void _free_cell(self, Py_ssize_t c) noexcept
 
     cdef Py_ssize_t cell_for(self, object attributes, bint clean) except -3
     cdef Py_ssize_t _insert(self, Py_hash_t h, dict d, Py_ssize_t n) except -3
+    cdef inline Py_ssize_t _find(self, Py_hash_t h, dict d, Py_ssize_t n) except -3
     cdef int _grow(self, Py_ssize_t newcap) except -1
     cdef int _rebuild_index(self, Py_ssize_t size) except -1
     cdef inline void _touch(self, Py_ssize_t c) noexcept
     # Aggregation hooks, implemented by subclasses.
     cdef int grow_cells(self, Py_ssize_t newcap) except -1
     cdef void init_cell(self, Py_ssize_t c) noexcept
+    cdef object new_cell_objects(self)
+    cdef void adopt_cell(self, Py_ssize_t c, object pending) noexcept
     cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept
     cdef void add_d(self, Py_ssize_t c, double v) noexcept
     cdef bint exportable(self, Py_ssize_t c) noexcept

@@ -179,19 +179,24 @@ cdef class Stream:
                 return NEEDS_SANITIZE
         else:
             return NEEDS_SANITIZE
-        mask = self.index_size - 1
+        c = self._find(h, d, n)
+        return c if c >= 0 else self._insert(h, d, n)
+
+    cdef inline Py_ssize_t _find(self, Py_hash_t h, dict d, Py_ssize_t n) except -3:
+        """The cell holding these attributes, or -1. Runs no Python code."""
+        cdef Py_ssize_t i, c, mask = self.index_size - 1
+        cdef PyObject *stored
         i = <Py_ssize_t>(<size_t>h & <size_t>mask)
         while True:
             c = self.index[i]
             if c < 0:
-                break
+                return -1
             if self.hashes[c] == h:
                 stored = PyList_GET_ITEM(self.keys, c)
                 if PyTuple_GET_SIZE(<tuple>stored) == 2 * n and (
                         n == 0 or same_attributes(<tuple>stored, d)):
                     return c
             i = (i + 1) & mask
-        return self._insert(h, d, n)
 
     cdef Py_ssize_t _insert(self, Py_hash_t h, dict d, Py_ssize_t n) except -3:
         cdef Py_ssize_t c, i, mask, newcap, j = 0
@@ -202,12 +207,10 @@ cdef class Stream:
         if self.n_live >= self.limit - 1 and self.delta and not self.is_async and not self.reclaim_tried:
             self._reclaim()
         if self.n_live >= self.limit - 1:
-            self.overflowed += 1
-            if not (self.flags[OVERFLOW_CELL] & CELL_LIVE):
-                self.flags[OVERFLOW_CELL] |= CELL_LIVE
-                self.starts[OVERFLOW_CELL] = self.last_collect_ns
-            return OVERFLOW_CELL
-        # Build the stored copy before touching the table (allocation may run GC).
+            return self._overflow()
+        # Allocate before touching the table: allocation may run the garbage
+        # collector, hence other threads, which may insert meanwhile.
+        pending = self.new_cell_objects()
         if d is None or n == 0:
             stored = ()
         else:
@@ -220,6 +223,12 @@ cdef class Stream:
                     Py_INCREF(<object>v)
                     PyTuple_SET_ITEM(stored, j + 1, <object>v)
                     j += 2
+        # From here on no Python code runs: re-check what other threads may have done.
+        c = self._find(h, d, n)
+        if c >= 0:
+            return c
+        if self.n_live >= self.limit - 1:
+            return self._overflow()
         if self.n_free > 0:
             self.n_free -= 1
             c = self.free_cells[self.n_free]
@@ -236,6 +245,7 @@ cdef class Stream:
         self.pins[c] = 0
         self.starts[c] = self.last_collect_ns   # async; a sync series' start is its first measurement
         self.init_cell(c)
+        self.adopt_cell(c, pending)
         self.n_live += 1
         mask = self.index_size - 1
         i = <Py_ssize_t>(<size_t>h & <size_t>mask)
@@ -243,6 +253,13 @@ cdef class Stream:
             i = (i + 1) & mask
         self.index[i] = <int32_t>c
         return c
+
+    cdef inline Py_ssize_t _overflow(self) noexcept:
+        self.overflowed += 1
+        if not (self.flags[OVERFLOW_CELL] & CELL_LIVE):
+            self.flags[OVERFLOW_CELL] |= CELL_LIVE
+            self.starts[OVERFLOW_CELL] = self.last_collect_ns
+        return OVERFLOW_CELL
 
     cdef Py_ssize_t _reclaim(self) except -1:
         """Delta only: free the cells with nothing recorded in this interval
@@ -330,6 +347,14 @@ cdef class Stream:
         return 0
 
     cdef void init_cell(self, Py_ssize_t c) noexcept:
+        pass
+
+    cdef object new_cell_objects(self):
+        """Per-series Python objects a subclass needs (allocated before the
+        table changes); handed to adopt_cell."""
+        return None
+
+    cdef void adopt_cell(self, Py_ssize_t c, object pending) noexcept:
         pass
 
     cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:

@@ -12,6 +12,7 @@ import math
 import re
 from typing import Callable, Iterable, Optional, Sequence
 
+from otelmetrics._native import expo_streams as _expo_streams
 from otelmetrics._native import streams as _streams
 
 _logger = logging.getLogger("otelmetrics")
@@ -118,8 +119,7 @@ class ExponentialBucketHistogramAggregation(Aggregation):
         self._record_min_max = bool(record_min_max)
 
     def _build(self, kind, *, delta, limit, allowed, excluded, advisory):
-        from otelmetrics._native import expo_streams  # compiled with the exponential histogram
-        return expo_streams.ExpoHistogramStream(limit, delta, kind._async, allowed, excluded,
+        return _expo_streams.ExpoHistogramStream(limit, delta, kind._async, allowed, excluded,
                                                 max_size=self._max_size, max_scale=self._max_scale,
                                                 record_min_max=self._record_min_max)
 

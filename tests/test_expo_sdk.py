@@ -1,0 +1,81 @@
+"""The exponential histogram through the whole SDK (view -> stream -> points),
+against opentelemetry-sdk, with the cell-level tests' data generators."""
+import pytest
+from hypothesis import given, strategies as st
+
+import otelmetrics
+from otelmetrics.export import AggregationTemporality, InMemoryMetricReader
+from otelmetrics.view import ExponentialBucketHistogramAggregation, View
+
+from test_expo_histogram_core import (GENERATORS, avoid_reference_cumulative_bugs, make_batches,
+                                      max_scales, max_sizes, reference, summary)
+
+
+def ours_sdk(batches, temporality, max_size, max_scale, record_min_max=True):
+    temp = AggregationTemporality.DELTA if temporality == "delta" else AggregationTemporality.CUMULATIVE
+    reader = InMemoryMetricReader(preferred_temporality={otelmetrics.Histogram: temp,
+                                                         otelmetrics.UpDownCounter: temp})
+    provider = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False, views=[View(
+        instrument_name="h",
+        aggregation=ExponentialBucketHistogramAggregation(max_size, max_scale, record_min_max))])
+    meter = provider.get_meter("m")
+    if any(v < 0 for b in batches for v in b):
+        record = meter.create_up_down_counter("h").add
+    else:
+        record = meter.create_histogram("h").record
+    out = []
+    for batch in batches:
+        for v in batch:
+            record(v)
+        data = reader.get_metrics_data()
+        points = [p for rm in (data.resource_metrics if data else ()) for sm in rm.scope_metrics
+                  for m in sm.metrics for p in m.data.data_points]
+        assert len(points) <= 1
+        out.append(summary(points[0]) if points else None)
+    provider.shutdown()
+    return out
+
+
+@pytest.mark.parametrize("kind", sorted(GENERATORS))
+@given(seed=st.integers(0, 2 ** 32 - 1), max_size=max_sizes, max_scale=max_scales,
+       temporality=st.sampled_from(["delta", "cumulative"]), n=st.integers(1, 150),
+       k=st.integers(1, 4))
+def test_sdk_matches_reference(kind, seed, max_size, max_scale, temporality, n, k):
+    batches = make_batches(kind, seed, n, k, max_scale)
+    if temporality == "cumulative":
+        batches = avoid_reference_cumulative_bugs(batches)
+    assert ours_sdk(batches, temporality, max_size, max_scale) == \
+        reference(batches, temporality, max_size, max_scale), (batches, temporality, max_size, max_scale)
+
+
+def test_reader_preferred_aggregation_makes_it_the_default_for_histograms():
+    reader = InMemoryMetricReader(preferred_aggregation={
+        otelmetrics.Histogram: ExponentialBucketHistogramAggregation(max_size=20)})
+    provider = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    h = provider.get_meter("m").create_histogram("latency")
+    for v in (1, 2, 4, 8):
+        h.record(v, {"route": "/"})
+    (metric,) = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+    (p,) = metric.data.data_points
+    assert type(metric.data).__name__ == "ExponentialHistogram"
+    assert p.count == 4 and p.attributes == {"route": "/"} and len(p.positive.bucket_counts) <= 20
+
+
+def test_overflow_and_exemplars_on_exponential_streams():
+    reader = InMemoryMetricReader(default_cardinality_limit=3)
+    provider = otelmetrics.MeterProvider(
+        metric_readers=[reader], shutdown_on_exit=False, exemplar_filter=otelmetrics.AlwaysOnExemplarFilter(),
+        views=[View(instrument_name="h", aggregation=ExponentialBucketHistogramAggregation(max_size=4))])
+    h = provider.get_meter("m").create_histogram("h")
+    for i in range(10):
+        h.record(i + 0.5, {"k": i})
+    pts = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
+    assert len(pts) == 3 and sum(p.count for p in pts) == 10
+    assert all(1 <= len(p.exemplars) <= 4 for p in pts)   # min(20, max_size) slots
+
+
+@pytest.mark.parametrize("args", [dict(max_size=1), dict(max_scale=21), dict(max_scale=-11),
+                                  dict(max_size="8")])
+def test_invalid_aggregation_fails_fast(args):
+    with pytest.raises(ValueError, match="ExponentialBucketHistogramAggregation"):
+        ExponentialBucketHistogramAggregation(**args)
