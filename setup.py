@@ -11,9 +11,10 @@ from setuptools import Extension, setup
 HERE = os.path.dirname(os.path.abspath(__file__))
 CEXT = os.path.join("cext")
 
-# Release flags for small devices: optimised, portable (never -march=native).
+# Release flags for small devices: optimised, portable (never -march=native), no
+# debug info (it would triple the installed size).
 # Cross builds may add their own through CFLAGS; these come first so CFLAGS wins.
-COMPILE_ARGS = ["-O2", "-fno-strict-aliasing", "-fvisibility=hidden"]
+COMPILE_ARGS = ["-O2", "-g0", "-fno-strict-aliasing", "-fvisibility=hidden"]
 if os.environ.get("OTELMETRICS_DEBUG"):
     COMPILE_ARGS = ["-O0", "-g"]
 

@@ -9,7 +9,7 @@ rate-limits the warnings; nothing here raises into the caller.
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 from cpython.object cimport PyObject
-from libc.math cimport isfinite
+from libc.math cimport isfinite, INFINITY
 from libc.stdint cimport int64_t
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 
@@ -99,6 +99,13 @@ cdef enum:
     V_FLOAT = 2
 
 
+cdef double _big_int_as_double(object v):
+    try:
+        return float(v)
+    except OverflowError:
+        return INFINITY if v > 0 else -INFINITY
+
+
 cdef int _parse_slow(object amount, int64_t *iv, double *dv, object report) except -1:
     """Numbers that are not exact int/float: subclasses, bool, numpy scalars,
     Decimal, Fraction... Converted if they say how; dropped otherwise."""
@@ -114,9 +121,12 @@ cdef int _parse_slow(object amount, int64_t *iv, double *dv, object report) exce
             if not overflow:
                 iv[0] = i
                 return V_INT
-            dv[0] = float(amount)
+            dv[0] = _big_int_as_double(amount)
         else:
-            dv[0] = float(amount)
+            try:
+                dv[0] = float(amount)
+            except OverflowError:       # e.g. a Fraction or Decimal beyond the double range
+                dv[0] = INFINITY if amount > 0 else -INFINITY
     except Exception:
         report(BAD_VALUE)
         return V_DROP
@@ -131,8 +141,8 @@ cdef inline int _parse(object amount, int64_t *iv, double *dv, object report) ex
         if not overflow:
             iv[0] = i
             return V_INT
-        # Past int64 either way: kept as the nearest double.
-        dv[0] = float(amount)
+        # Past int64 either way: kept as the nearest double (infinite past its range).
+        dv[0] = _big_int_as_double(amount)
         return V_FLOAT
     if type(amount) is float:
         dv[0] = PyFloat_AS_DOUBLE(amount)
@@ -226,9 +236,9 @@ cdef class SyncCore:
         return 0
 
     def _bind_cells(self, attributes):
-        """Pin ``attributes``' cell in every stream (for a bound handle)."""
+        """Sanitised attributes, and their pinned cell in every stream (for a bound handle)."""
         clean = self._clean(attributes)
-        return [(s, s.pin(clean)) for s in self._streams]
+        return clean, [(s, s.pin(clean)) for s in self._streams]
 
 
 cdef class CounterCore(SyncCore):
@@ -271,7 +281,7 @@ cdef class BoundHandle:
     def __cinit__(self, SyncCore core, attributes):
         cdef Py_ssize_t i
         self._core = core
-        pinned = core._bind_cells(attributes)
+        clean, pinned = core._bind_cells(attributes)
         self._n = len(pinned)
         self._streams = tuple(s for s, _ in pinned)
         self._cells = <Py_ssize_t *>PyMem_Malloc((self._n or 1) * sizeof(Py_ssize_t))
@@ -279,7 +289,7 @@ cdef class BoundHandle:
             raise MemoryError()
         for i in range(self._n):
             self._cells[i] = pinned[i][1]
-        self.attributes = core._clean(attributes)
+        self.attributes = clean
 
     def __dealloc__(self):
         cdef Py_ssize_t i

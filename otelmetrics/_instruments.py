@@ -4,6 +4,8 @@ compiled core (one C call per measurement).
 """
 from __future__ import annotations
 
+import inspect
+import logging
 from typing import Callable, Optional, Sequence
 
 from opentelemetry import metrics as api
@@ -100,6 +102,16 @@ class _Observable(_Identity):
 
     def _init_callbacks(self, callbacks: Optional[Sequence[Callable]]) -> None:
         self._callbacks = list(callbacks or ())
+        for cb in self._callbacks:
+            if inspect.isgenerator(cb):
+                # The API's generator protocol: advanced to its first yield here,
+                # then sent CallbackOptions at each collection.
+                try:
+                    next(cb)
+                except Exception as e:
+                    logging.getLogger("otelmetrics").warning(
+                        "instrument %r: generator callback failed to start: %s: %s",
+                        getattr(self, "name", "?"), type(e).__name__, e)
 
 
 class ObservableCounter(_Observable, api.ObservableCounter):

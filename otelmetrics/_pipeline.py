@@ -83,8 +83,17 @@ def _aggregation_applies(aggregation, kind) -> bool:
     return True
 
 
-def _materialise(run, options) -> list:
-    return list(run(options) or ())
+def _materialise(run, options):
+    """(observations, error): what the callback yielded before any failure is kept."""
+    out: list = []
+    try:
+        for obs in run(options) or ():
+            out.append(obs)
+    except StopIteration:
+        raise
+    except Exception as e:
+        return out, e
+    return out, None
 
 
 class Pipeline:
@@ -221,7 +230,7 @@ class Pipeline:
                     raise CallbackTimeout("the collection's timeout was used up before it ran")
                 run = callback.send if inspect.isgenerator(callback) else callback
                 # Materialise inside the time bound: a generator may hang while iterated.
-                observations = self._runner.run(_materialise, run, options, timeout=left)
+                observations, error = self._runner.run(_materialise, run, options, timeout=left)
                 for obs in observations:
                     if isinstance(obs, Observation):
                         if streams:
@@ -229,6 +238,8 @@ class Pipeline:
                     else:
                         report("dropped: callback returned %s, not an Observation"
                                % type(obs).__name__)
+                if error is not None:
+                    raise error
             except StopIteration:
                 report("dropped: generator callback is exhausted")
             except CallbackTimeout as e:

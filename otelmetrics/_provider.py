@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 import weakref
@@ -10,6 +11,7 @@ from typing import Dict, Optional, Sequence
 
 from opentelemetry import metrics as api
 
+from otelmetrics._callbacks import CallbackRunner
 from otelmetrics._diagnostics import Diagnostics
 from otelmetrics._exemplars import sampler_for
 from otelmetrics._meter import Meter
@@ -107,6 +109,15 @@ class MeterProvider(api.MeterProvider):
         self._shutdown_once = threading.Lock()
         for reader in self._readers:
             reader._register(self)
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def _after_fork_in_child() -> None:
+                provider = ref()
+                if provider is not None:
+                    provider._reinit_locks_after_fork()
+
+            os.register_at_fork(after_in_child=_after_fork_in_child)
         self._atexit = None
         if shutdown_on_exit:
             ref = weakref.ref(self)
@@ -118,6 +129,19 @@ class MeterProvider(api.MeterProvider):
 
             self._atexit = _on_exit
             atexit.register(_on_exit)
+
+    def _reinit_locks_after_fork(self) -> None:
+        """A lock held by a parent thread at fork time stays held forever in the
+        child, where that thread does not exist: every lock gets a fresh copy."""
+        self._lock = threading.Lock()
+        self._diagnostics._lock = threading.Lock()
+        self._pipeline._lock = threading.RLock()
+        self._pipeline._callback_lock = threading.Lock()
+        self._pipeline._runner = CallbackRunner()   # the parent's worker thread is gone
+        for meter in list(self._meters.values()):
+            meter._lock = threading.Lock()
+        for reader in self._readers:
+            reader._reinit_locks_after_fork()
 
     @property
     def resource(self):

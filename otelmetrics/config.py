@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
 _logger = logging.getLogger("otelmetrics")
@@ -139,12 +138,11 @@ def export_timeout_millis(explicit: Optional[float] = None) -> float:
 
 # ---------------------------------------------------------------- OTLP exporter
 
-@dataclass(frozen=True)
-class OTLPSettings:
+class OTLPSettings(NamedTuple):
     """Everything the OTLP/HTTP exporter needs, resolved."""
 
     endpoint: str = DEFAULT_OTLP_ENDPOINT + METRICS_PATH
-    headers: Dict[str, str] = field(default_factory=dict)
+    headers: Dict[str, str] = {}   # never mutated: otlp_settings() passes a fresh dict
     timeout: float = DEFAULT_OTLP_TIMEOUT          # seconds
     compression: str = "none"
     certificate_file: Optional[str] = None

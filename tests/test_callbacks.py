@@ -65,8 +65,7 @@ def test_generator_callback():
             options = yield [Observation(n, {"n": "x"})]
             n += 10
 
-    g = gen()
-    next(g)
+    g = gen()                   # the SDK primes it (the API's generator protocol)
     mp, reader = provider()
     mp.get_meter("m").create_observable_up_down_counter("g", callbacks=[g])
     assert points(reader, "g")[0].value == 10

@@ -110,6 +110,11 @@ class MetricReader(ABC):
                                  % type(self).__name__)
             self._provider_ref = weakref.ref(provider)
 
+    def _reinit_locks_after_fork(self) -> None:
+        self._reader_lock = threading.Lock()
+        if hasattr(self, "_lock"):
+            self._lock = threading.Lock()
+
     def collect(self, timeout_millis: float = 10_000) -> None:
         """Collect from the provider and hand the result to ``_receive_metrics``."""
         data = self._collect_data(timeout_millis)
@@ -177,20 +182,6 @@ class InMemoryMetricReader(MetricReader):
         self._shutdown = True
 
 
-def _env_millis(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-        if value <= 0:
-            raise ValueError
-        return value
-    except ValueError:
-        _logger.warning("%s=%r is not a positive number of milliseconds; using %g", name, raw, default)
-        return default
-
-
 class PeriodicExportingMetricReader(MetricReader):
     """Collects every ``export_interval_millis`` on a daemon thread and hands the
     result to the exporter; exports never overlap. Defaults from
@@ -205,10 +196,10 @@ class PeriodicExportingMetricReader(MetricReader):
                          getattr(exporter, "_preferred_aggregation", None),
                          metric_producers=metric_producers)
         self._exporter = exporter
-        interval = (export_interval_millis if export_interval_millis is not None
-                    else _env_millis("OTEL_METRIC_EXPORT_INTERVAL", 60_000))
-        timeout = (export_timeout_millis if export_timeout_millis is not None
-                   else _env_millis("OTEL_METRIC_EXPORT_TIMEOUT", 30_000))
+        from otelmetrics import config
+
+        interval = config.export_interval_millis(export_interval_millis)
+        timeout = config.export_timeout_millis(export_timeout_millis)
         if not isinstance(interval, (int, float)) or not interval > 0 or interval == float("inf"):
             raise ValueError("export_interval_millis must be a positive finite number, got %r" % (interval,))
         if not isinstance(timeout, (int, float)) or not timeout > 0:

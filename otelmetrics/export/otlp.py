@@ -89,13 +89,17 @@ class OTLPMetricExporter(MetricExporter):
         self._path = (url.path or "/") + ("?" + url.query if url.query else "")
         self._json = settings.protocol == config.JSON
         self._gzip = settings.compression == "gzip"
-        self._ssl_context = self._make_ssl_context() if self._https else None
+        self._ssl_context = None
+        if self._https:
+            explicit = any((certificate_file, client_key_file, client_certificate_file))
+            self._ssl_context = self._make_ssl_context(fall_back=not explicit)
+        # Lower-case names, as the configured ones are, so that a configured one replaces ours.
         self._headers = {
-            "Content-Type": "application/json" if self._json else "application/x-protobuf",
-            "User-Agent": _USER_AGENT,
+            "content-type": "application/json" if self._json else "application/x-protobuf",
+            "user-agent": _USER_AGENT,
         }
         if self._gzip:
-            self._headers["Content-Encoding"] = "gzip"
+            self._headers["content-encoding"] = "gzip"
         self._headers.update(settings.headers)
         self._conn = None
         self._lock = threading.Lock()
@@ -105,7 +109,9 @@ class OTLPMetricExporter(MetricExporter):
     def endpoint(self) -> str:
         return self._settings.endpoint
 
-    def _make_ssl_context(self):
+    def _make_ssl_context(self, fall_back: bool):
+        """CA file and client certificate as configured; with ``fall_back`` (they came from
+        the environment) an unusable file is a warning and the system's CAs are used."""
         import ssl
 
         s = self._settings
@@ -113,9 +119,13 @@ class OTLPMetricExporter(MetricExporter):
             ctx = ssl.create_default_context(cafile=s.certificate_file)
             if s.client_certificate_file:
                 ctx.load_cert_chain(s.client_certificate_file, s.client_key_file)
+            return ctx
         except (OSError, ssl.SSLError) as e:
-            raise ValueError("OTLPMetricExporter: cannot load the TLS certificate or key: %s" % e) from e
-        return ctx
+            if not fall_back:
+                raise ValueError("OTLPMetricExporter: cannot load the TLS certificate or key: %s" % e) from e
+            _logger.warning("OTEL_EXPORTER_OTLP_[METRICS_]CERTIFICATE / CLIENT_CERTIFICATE / CLIENT_KEY: "
+                            "cannot load %s; using the system's CAs without a client certificate", e)
+            return ssl.create_default_context()
 
     # ------------------------------------------------------------ encoding
 

@@ -1,0 +1,447 @@
+"""Hostile values, attributes and callbacks, property-based.
+
+Whatever the application passes, no call raises into it, a control series
+recorded alongside keeps its exact total, collection keeps working and its
+result serialises, and ``provider.stats()`` counts exactly the drops the
+input calls for. (test_bad_input.py pins the policy per input; this module
+throws mixtures at it.)
+"""
+import decimal
+import fractions
+import json
+import math
+import threading
+import time
+import types
+
+import pytest
+from hypothesis import given, strategies as st
+from opentelemetry.metrics import CallbackOptions, Observation
+
+import otelmetrics
+from otelmetrics._native.instruments import BAD_ATTRIBUTES, BAD_VALUE, NEGATIVE, NON_FINITE
+from otelmetrics.export import InMemoryMetricReader
+
+from _util import ALL_DELTA
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+CONTROL = {"control": "series", "n": 1}
+
+
+# -- hostile objects -------------------------------------------------------------------------
+
+class Boom(Exception):
+    pass
+
+
+def _raise(*_):
+    raise Boom("hostile")
+
+
+class NoHashNoEq:
+    """Not hashable, not comparable, but a number."""
+    __hash__ = _raise
+    __eq__ = _raise
+
+    def __float__(self):
+        return 2.5
+
+
+class RaisingFloat:
+    __float__ = _raise
+
+
+class RaisingIndex:
+    __index__ = _raise
+    __float__ = _raise
+
+
+class HugeIndex:
+    def __index__(self):
+        return 1 << 70
+
+
+class EvilKey(str):
+    """A str key whose hash and equality raise once armed (after it is in a dict)."""
+    armed = False
+
+    def __hash__(self):
+        if EvilKey.armed:
+            raise Boom("hash")
+        return str.__hash__(self)
+
+    def __eq__(self, other):
+        if EvilKey.armed:
+            raise Boom("eq")
+        return str.__eq__(self, other)
+
+
+class PairsMapping:
+    """Mapping-like: only items()."""
+
+    def __init__(self, pairs):
+        self._pairs = pairs
+
+    def items(self):
+        return list(self._pairs)
+
+
+class RaisingItems:
+    def items(self):
+        raise Boom("items")
+
+
+class HalfItems:
+    """items() that fails after yielding some pairs."""
+
+    def items(self):
+        yield ("a", 1)
+        raise Boom("items midway")
+
+
+# -- the model: what the SDK must do with each value ---------------------------------------
+
+def value_outcome(v, monotonic):
+    """(accepted number or None, drop reason or None)."""
+    if isinstance(v, bool):
+        x = int(v)
+    elif type(v) is int:
+        x = v if INT64_MIN <= v <= INT64_MAX else float(v)
+    elif type(v) is float:
+        x = v
+    elif isinstance(v, (str, bytes)) or v is None or isinstance(v, (RaisingFloat, RaisingIndex, complex,
+                                                                    list, dict, Boom)):
+        return None, BAD_VALUE
+    elif isinstance(v, decimal.Decimal) and v.is_snan():
+        return None, BAD_VALUE
+    elif isinstance(v, (decimal.Decimal, fractions.Fraction, NoHashNoEq)):
+        x = float(v)
+    elif isinstance(v, HugeIndex):
+        x = float(1 << 70)
+    else:
+        raise AssertionError("no model for %r" % (v,))
+    if isinstance(x, float) and not math.isfinite(x):
+        return None, NON_FINITE
+    if monotonic and x < 0:
+        return None, NEGATIVE
+    return x, None
+
+
+# Ints beyond the double range are a known gap (see test_int_beyond_double_range...).
+FLOAT_SAFE = 1 << 1000
+
+values = st.one_of(
+    st.integers(min_value=-FLOAT_SAFE, max_value=FLOAT_SAFE),
+    st.integers(min_value=INT64_MAX - 3, max_value=INT64_MAX + 3),
+    st.integers(min_value=INT64_MIN - 3, max_value=INT64_MIN + 3),
+    st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True),
+    st.sampled_from([-0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308,
+                     True, False, None]),
+    st.text(max_size=3), st.binary(max_size=3),
+    st.builds(lambda c: c(), st.sampled_from([RaisingFloat, RaisingIndex, NoHashNoEq, HugeIndex])),
+    st.sampled_from([complex(1, 2), [], {}, Boom("value")]),
+    st.sampled_from([decimal.Decimal("2.5"), decimal.Decimal("NaN"), decimal.Decimal("sNaN"),
+                     decimal.Decimal("-Infinity"), fractions.Fraction(1, 3)]),
+)
+
+# -- attributes, each tagged with whether something in it must be dropped --------------------
+
+good_values = st.one_of(st.text(max_size=4), st.integers(INT64_MIN, INT64_MAX), st.booleans(),
+                        st.floats(allow_nan=False), st.lists(st.integers(0, 9), max_size=3),
+                        st.lists(st.text(max_size=2), max_size=3),
+                        st.integers(min_value=INT64_MAX + 1, max_value=1 << 100),   # -> str
+                        st.binary(max_size=3).filter(lambda b: _utf8(b)))
+bad_values = st.one_of(st.none(), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+                       st.just([1, "x"]), st.just([{}]), st.builds(NoHashNoEq), st.builds(object),
+                       st.just(b"\xff\xfe"), st.just({1, 2}))
+
+
+def _utf8(b):
+    try:
+        b.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+@st.composite
+def attribute_sets(draw):
+    """(attributes object, must_report_a_drop)."""
+    shape = draw(st.sampled_from(["none", "pairs", "pairs", "pairs", "non-mapping", "raising",
+                                  "half", "huge"]))
+    if shape == "none":
+        return None, False
+    if shape == "non-mapping":
+        return draw(st.sampled_from([42, "k=v", [("a", 1)], ("a", 1), b"a", 1.5])), True
+    if shape == "raising":
+        return RaisingItems(), True
+    if shape == "half":
+        return HalfItems(), True
+    if shape == "huge":
+        kind = draw(st.sampled_from(["long", "wide"]))
+        if kind == "long":
+            return {"s": "x" * 100_000, "t": draw(st.text(max_size=3))}, False
+        return {"k%d" % i: i for i in range(draw(st.integers(1000, 3000)))}, False
+    pairs, bad = [], False
+    for i, is_bad in enumerate(draw(st.lists(st.booleans(), max_size=5))):
+        key = "k%d" % i
+        if is_bad:
+            bad = True
+            kind = draw(st.sampled_from(["value", "value", "int key", "empty key", "tuple key"]))
+            if kind == "value":
+                pairs.append((key, draw(bad_values)))
+            else:
+                pairs.append(({"int key": i, "empty key": "", "tuple key": (i,)}[kind], 1))
+        else:
+            if draw(st.booleans()):
+                key = EvilKey(key)
+            pairs.append((key, draw(good_values)))
+    wrap = draw(st.sampled_from(["dict", "dict", "pairs-mapping", "mappingproxy"]))
+    if wrap == "dict":
+        return dict(pairs), bad
+    if wrap == "mappingproxy":
+        return types.MappingProxyType(dict(pairs)), bad
+    return PairsMapping(pairs), bad
+
+
+KINDS = ["counter", "updown", "histogram", "gauge"]
+
+
+def make_provider(delta, exemplars):
+    readers = [InMemoryMetricReader(preferred_temporality=ALL_DELTA if delta else None),
+               InMemoryMetricReader(default_cardinality_limit=50)]      # small: overflow too
+    kw = {"exemplar_filter": otelmetrics.AlwaysOnExemplarFilter()} if exemplars else {}
+    mp = otelmetrics.MeterProvider(metric_readers=readers, shutdown_on_exit=False, **kw)
+    m = mp.get_meter("hostile")
+    inst = {"counter": m.create_counter("counter"), "updown": m.create_up_down_counter("updown"),
+            "histogram": m.create_histogram("histogram"), "gauge": m.create_gauge("gauge")}
+    return mp, readers, inst, m.create_counter("control")
+
+
+VERB = {"counter": "add", "updown": "add", "histogram": "record", "gauge": "set"}
+
+
+def collect(reader):
+    """{name: [points]} of one collection; the result must serialise."""
+    data = reader.get_metrics_data()
+    out = {}
+    if data is not None:
+        json.loads(data.to_json())
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    out.setdefault(m.name, []).extend(m.data.data_points)
+    return out
+
+
+def control_value(pts):
+    return sum(p.value for p in pts.get("control", []) if p.attributes == CONTROL)
+
+
+ops = st.lists(st.tuples(st.sampled_from(KINDS), values, attribute_sets()), min_size=1, max_size=25)
+
+
+@pytest.mark.parametrize("delta,exemplars", [(False, False), (True, False), (False, True)],
+                         ids=["cumulative", "delta", "exemplars-on"])
+@given(ops=ops)
+def test_hostile_measurements(delta, exemplars, ops):
+    mp, (first, small), inst, control = make_provider(delta, exemplars)
+    expected_drops = {}
+    accepted_hist = 0
+    first_control = 0
+    for i, (kind, value, (attrs, attrs_bad)) in enumerate(ops):
+        EvilKey.armed = True
+        try:
+            getattr(inst[kind], VERB[kind])(value, attrs)
+        finally:
+            EvilKey.armed = False
+        x, reason = value_outcome(value, kind == "counter")
+        if reason is None and attrs_bad:
+            reason = BAD_ATTRIBUTES
+        if reason is not None:
+            expected_drops[reason] = expected_drops.get(reason, 0) + 1
+        if x is not None and kind == "histogram":
+            accepted_hist += 1
+        control.add(1, dict(CONTROL))
+        if i % 7 == 3:                   # collections in the middle keep working
+            got = control_value(collect(first))
+            first_control = first_control + got if delta else got
+            collect(small)
+    assert mp.stats()["dropped_by_reason"] == expected_drops
+    got = control_value(collect(first))
+    assert (first_control + got if delta else got) == len(ops)
+    final = collect(small)               # cumulative, limit 50: some series overflowed
+    assert control_value(final) == len(ops)
+    # Every accepted histogram measurement is in exactly one point (own or overflow series).
+    assert sum(p.count for p in final.get("histogram", [])) == accepted_hist
+    for pts in final.values():
+        assert len(pts) <= 50
+        for p in pts:
+            v = getattr(p, "value", None)
+            assert not (isinstance(v, float) and math.isnan(v))
+
+
+bound_values = st.lists(st.tuples(st.sampled_from(KINDS), values), min_size=1, max_size=30)
+
+
+@given(ops=bound_values)
+def test_hostile_values_through_bound_handles(ops):
+    mp, (first, small), inst, control = make_provider(False, False)
+    handles = {k: inst[k].bind({"bound": k}) for k in KINDS}
+    expected_drops, accepted_hist = {}, 0
+    for kind, value in ops:
+        getattr(handles[kind], VERB[kind])(value)
+        x, reason = value_outcome(value, kind == "counter")
+        if reason is not None:
+            expected_drops[reason] = expected_drops.get(reason, 0) + 1
+        accepted_hist += x is not None and kind == "histogram"
+        control.add(1, CONTROL)
+    assert mp.stats()["dropped_by_reason"] == expected_drops
+    final = collect(small)
+    assert control_value(final) == len(ops)
+    assert sum(p.count for p in final.get("histogram", [])) == accepted_hist
+
+
+@pytest.mark.parametrize("value", [10 ** 400, -10 ** 400])
+def test_int_beyond_double_range_is_a_counted_value_drop(value):
+    mp, (first, small), inst, control = make_provider(False, False)
+    inst["updown"].add(value, {"a": 1})
+    inst["updown"].bind({"a": 1}).add(value)
+    inst["histogram"].record(value)
+    # Its nearest double is infinite: dropped as such, every time.
+    assert mp.stats()["dropped_by_reason"] == {NON_FINITE: 3}
+
+
+def test_bind_counts_invalid_attributes_once():
+    mp, (first, small), inst, control = make_provider(False, False)
+    h = inst["counter"].bind({"a": None, "b": 1})
+    h.add(1)
+    assert h.attributes == {"b": 1}
+    assert mp.stats()["dropped_by_reason"] == {BAD_ATTRIBUTES: 1}
+
+
+# -- callbacks ---------------------------------------------------------------------------------
+
+class RaisingIter:
+    def __iter__(self):
+        raise Boom("iter")
+
+
+class BadObservation(Observation):
+    @property
+    def value(self):
+        raise Boom("value")
+
+
+def _half_good(options):
+    yield Observation(7, {"from": "half"})
+    raise Boom("midway")
+
+
+HOSTILE_CALLBACKS = {
+    "raises": (_raise, 0),
+    "returns-none": (lambda options: None, 0),
+    "returns-int": (lambda options: 5, 0),
+    "returns-str": (lambda options: "abc", 0),
+    "raising-iter": (lambda options: RaisingIter(), 0),
+    "bad-observations": (lambda options: [Observation(float("nan")), Observation("x"),
+                                          Observation(1, RaisingItems()), Observation(1 << 70),
+                                          Observation(1, {"a": None}), 1, None,
+                                          BadObservation(1)], 1),    # all in the {} series
+    "half-good-generator-function": (_half_good, 1),
+    "no-arguments": (lambda: [Observation(1)], 0),
+    "huge-attributes": (lambda options: [Observation(1, {"k%d" % i: i for i in range(2000)})], 1),
+}
+
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_CALLBACKS))
+@pytest.mark.parametrize("delta", [False, True], ids=["cumulative", "delta"])
+def test_hostile_callbacks_do_not_break_collection(name, delta):
+    callback, n_points = HOSTILE_CALLBACKS[name]
+    reader = InMemoryMetricReader(preferred_temporality=ALL_DELTA if delta else None)
+    mp = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    m = mp.get_meter("hostile")
+    m.create_observable_up_down_counter("hostile", callbacks=[callback])
+    m.create_observable_gauge("good", callbacks=[lambda options: [Observation(42, CONTROL)]])
+    c = m.create_counter("control")
+    for round_ in range(3):
+        c.add(1, CONTROL)
+        pts = collect(reader)
+        assert [(p.attributes, p.value) for p in pts["good"]] == [(CONTROL, 42)]
+        assert control_value(pts) == (1 if delta else round_ + 1)
+        assert len(pts.get("hostile", [])) == n_points
+    assert "control" not in str(mp.stats()["dropped"])
+
+
+def test_observations_are_counted_like_measurements():
+    reader = InMemoryMetricReader()
+    mp = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    m = mp.get_meter("hostile")
+    m.create_observable_counter("oc", callbacks=[HOSTILE_CALLBACKS["bad-observations"][0]])
+    collect(reader)
+    by_reason = mp.stats()["dropped_by_reason"]
+    assert by_reason[NON_FINITE] == 1 and by_reason[BAD_VALUE] == 1 and by_reason[BAD_ATTRIBUTES] == 2
+    assert sum(n for r, n in by_reason.items() if "Observation" in r) == 2   # the 1 and the None
+    assert by_reason["callback error"] == 1                                  # BadObservation
+
+
+def test_generator_callbacks():
+    def api_style_generator():
+        options = yield
+        n = 0
+        while True:
+            assert isinstance(options, CallbackOptions)
+            n += 1
+            options = yield [Observation(n, {"g": 1})]
+
+    reader = InMemoryMetricReader()
+    mp = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    mp.get_meter("hostile").create_observable_gauge("g", callbacks=[api_style_generator()])
+    assert [p.value for p in collect(reader)["g"]] == [1]
+    assert [p.value for p in collect(reader)["g"]] == [2]
+    assert mp.stats()["dropped_by_reason"] == {}
+
+
+def test_exhausted_generator_callback_is_harmless():
+    def once():
+        yield
+        yield [Observation(1)]
+
+    reader = InMemoryMetricReader()
+    mp = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    m = mp.get_meter("hostile")
+    m.create_observable_gauge("g", callbacks=[once()])
+    m.create_counter("control").add(1, CONTROL)
+    for _ in range(4):
+        assert control_value(collect(reader)) == 1
+
+
+HANG_S = 3.0
+
+
+@pytest.mark.parametrize("how", ["blocks", "endless-garbage"])
+def test_callback_hanging_past_the_timeout(how):
+    release = threading.Event()
+
+    def blocks(options):
+        release.wait(HANG_S)
+        return [Observation(1)]
+
+    def endless_garbage(options):
+        end = time.monotonic() + HANG_S
+        while time.monotonic() < end and not release.is_set():
+            yield "not an observation"
+
+    reader = InMemoryMetricReader()
+    mp = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    m = mp.get_meter("hostile")
+    m.create_observable_gauge("slow", callbacks=[blocks if how == "blocks" else endless_garbage])
+    m.create_counter("control").add(1, CONTROL)
+    try:
+        t0 = time.monotonic()
+        reader.collect(timeout_millis=200)
+        elapsed = time.monotonic() - t0
+    finally:
+        release.set()
+    assert elapsed < 1.5, "collect(timeout_millis=200) took %.1f s" % elapsed

@@ -1,0 +1,58 @@
+"""The exporter runs on the standard library alone: importing and using it loads
+no protobuf runtime, requests, grpc or the reference SDK (checked in a fresh process)."""
+import json
+import subprocess
+import sys
+
+SCRIPT = r"""
+import http.server, json, sys, threading
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+url = "http://127.0.0.1:%d/v1/metrics" % srv.server_address[1]
+
+import otelmetrics
+from otelmetrics.export import InMemoryMetricReader, OTLPMetricExporter
+
+results = []
+for protocol, compression in (("http/protobuf", "gzip"), ("http/json", "none")):
+    reader = InMemoryMetricReader()
+    provider = otelmetrics.MeterProvider(metric_readers=[reader])
+    meter = provider.get_meter("m")
+    meter.create_counter("c").add(1, {"k": "v"})
+    meter.create_histogram("h").record(2.5)
+    exporter = OTLPMetricExporter(url, protocol=protocol, compression=compression, timeout=5)
+    results.append(exporter.export(reader.get_metrics_data()).name)
+    exporter.shutdown()
+    provider.shutdown()
+provider = otelmetrics.configure(exporter="otlp", endpoint=url, set_global=False)
+provider.shutdown()
+srv.shutdown()
+banned = ("google.protobuf", "requests", "grpc", "opentelemetry.sdk", "opentelemetry.proto",
+          "opentelemetry.exporter")
+loaded = sorted(m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in banned))
+print(json.dumps({"results": results, "loaded": loaded}))
+"""
+
+
+def test_exporter_imports_only_the_standard_library():
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["results"] == ["SUCCESS", "SUCCESS"]
+    assert report["loaded"] == []
+
+
+def test_importing_otelmetrics_does_not_load_the_http_stack():
+    code = ("import sys, otelmetrics, otelmetrics.export; "
+            "print(sorted(m for m in ('http.client', 'ssl', 'gzip', 'otelmetrics.export.otlp') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

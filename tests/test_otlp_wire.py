@@ -1,0 +1,289 @@
+"""The OTLP encoders (protobuf in cext/otlp_wire.pyx, JSON in otlp_json.py), checked
+with the official opentelemetry-proto classes and against the reference encoder."""
+import base64
+import json
+import logging
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from google.protobuf import json_format
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.sdk.metrics import Exemplar
+from opentelemetry.sdk.metrics import export as sdk_export
+from opentelemetry.sdk.resources import Resource as SDKResource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SDKScope
+
+from otelmetrics._native.otlp_wire import decode_fields, encode_request
+from otelmetrics.export import _data as ours
+from otelmetrics.export.otlp import _split
+from otelmetrics.export.otlp_json import encode_request_json
+
+
+def decode(data) -> ExportMetricsServiceRequest:
+    return ExportMetricsServiceRequest.FromString(encode_request(data))
+
+
+def canonical(msg) -> bytes:
+    # Deterministic bytes compare NaN payloads bit for bit, where message equality cannot.
+    return msg.SerializeToString(deterministic=True)
+
+
+def json_to_proto(body: bytes) -> ExportMetricsServiceRequest:
+    """Parse OTLP/JSON with the official mapping; OTLP's hex ids become base64 first."""
+    doc = json.loads(body)
+
+    def fix(node):
+        if isinstance(node, dict):
+            for key in ("traceId", "spanId"):
+                if key in node:
+                    node[key] = base64.b64encode(bytes.fromhex(node[key])).decode()
+            for v in node.values():
+                fix(v)
+        elif isinstance(node, list):
+            for v in node:
+                fix(v)
+
+    fix(doc)
+    return json_format.ParseDict(doc, ExportMetricsServiceRequest())
+
+
+ATTRS = {"s": "välue", "b": True, "i": -(2 ** 63), "f": 0.25, "sa": ["x", "y"], "ba": [True, False],
+         "ia": [1, 2 ** 62], "fa": [1.5, -0.0], "long": "z" * 300, "empty": ""}
+
+
+def sdk_data(points_per_metric=3):
+    """Every metric and point kind, through the reference's data classes."""
+    ex = [Exemplar({"fa": 1}, 2.5, 11, span_id=0xDEADBEEF, trace_id=2 ** 127 + 5),
+          Exemplar({}, 7, 12, span_id=None, trace_id=None)]
+    n = range(points_per_metric)
+    metrics = [
+        sdk_export.Metric("sum", "a sum", "By", sdk_export.Sum(
+            [sdk_export.NumberDataPoint(dict(ATTRS, n=i), 100, 200 + i, i * 3, ex) for i in n],
+            sdk_export.AggregationTemporality.CUMULATIVE, True)),
+        sdk_export.Metric("updown", "", "", sdk_export.Sum(
+            [sdk_export.NumberDataPoint({"n": i}, 100, 200, -1.5 * i) for i in n],
+            sdk_export.AggregationTemporality.DELTA, False)),
+        sdk_export.Metric("gauge", "g", "1", sdk_export.Gauge(
+            [sdk_export.NumberDataPoint({"n": i}, 0, 300, float(i) + 0.5, ex[:1]) for i in n])),
+        sdk_export.Metric("hist", "h", "ms", sdk_export.Histogram(
+            [sdk_export.HistogramDataPoint({"n": i}, 100, 200, 6, 12.5, [1, 2, 3, 0], [0.0, 5.0, 10.0],
+                                           0.0, 9.5, ex) for i in n],
+            sdk_export.AggregationTemporality.DELTA)),
+        sdk_export.Metric("expo", "e", "s", sdk_export.ExponentialHistogram(
+            [sdk_export.ExponentialHistogramDataPoint(
+                {"n": i}, 100, 200, 9, -3.25, -2, 2, sdk_export.Buckets(-3, [1, 0, 300]),
+                sdk_export.Buckets(5, [2, 1]), 0, -4.0, 1000.0, ex) for i in n]
+             + [sdk_export.ExponentialHistogramDataPoint(
+                 {}, 100, 200, 0, 0.0, 20, 0, sdk_export.Buckets(0, []), sdk_export.Buckets(0, []),
+                 0, 0.0, 0.0)],
+            sdk_export.AggregationTemporality.CUMULATIVE)),
+    ]
+    scope = SDKScope("lib", "1.2", "https://schema/scope", {"scope.attr": 1})
+    resource = SDKResource({"service.name": "svc", "r": [1, 2]}, "https://schema/resource")
+    return sdk_export.MetricsData([sdk_export.ResourceMetrics(
+        resource, [sdk_export.ScopeMetrics(scope, metrics, "https://schema/scope")], "https://schema/resource")])
+
+
+def test_sdk_data_encodes_exactly_as_the_reference():
+    data = sdk_data()
+    assert decode(data) == encode_metrics(data)
+
+
+def test_our_data_classes_encode_every_field():
+    ex = ours.Exemplar({"k": "v"}, 4, 55, span_id=b"\x01" * 8, trace_id=b"\x02" * 16)
+    data = ours.MetricsData([ours.ResourceMetrics(SDKResource({"a": 1}), [ours.ScopeMetrics(
+        ours.InstrumentationScope("s", "v", "https://scope", {"x": "y"}), [
+            ours.Metric("c", "d", "u", ours.Sum([ours.NumberDataPoint({"a": 1}, 1, 2, 2 ** 64, [ex])],
+                                                ours.AggregationTemporality.DELTA, True)),
+            ours.Metric("h", None, None, ours.Histogram([ours.HistogramDataPoint(
+                {}, 1, 2, 3, 4.5, [1, 2], [1.0], 0.5, 3.0, [ex])], ours.AggregationTemporality.CUMULATIVE)),
+            ours.Metric("e", "", "", ours.ExponentialHistogram([ours.ExponentialHistogramDataPoint(
+                {"z": 0.5}, 1, 2, 10, -1.0, 3, 4, ours.Buckets(-1, [5]), ours.Buckets(2, [0, 1]),
+                1, -2.0, 2.0)], ours.AggregationTemporality.DELTA)),
+        ])], "")])
+    req = decode(data)
+    rm = req.resource_metrics[0]
+    assert [kv.key for kv in rm.resource.attributes] == ["a"]
+    sm = rm.scope_metrics[0]
+    assert (sm.scope.name, sm.scope.version, sm.schema_url) == ("s", "v", "https://scope")
+    assert sm.scope.attributes[0].value.string_value == "y"
+    s, h, e = sm.metrics
+    assert (s.name, s.description, s.unit, s.sum.is_monotonic, s.sum.aggregation_temporality) == ("c", "d", "u", True, 1)
+    p = s.sum.data_points[0]
+    assert p.WhichOneof("value") == "as_double" and p.as_double == 2.0 ** 64  # beyond int64
+    assert (p.start_time_unix_nano, p.time_unix_nano) == (1, 2)
+    x = p.exemplars[0]
+    assert (x.as_int, x.time_unix_nano, x.span_id, x.trace_id) == (4, 55, b"\x01" * 8, b"\x02" * 16)
+    assert x.filtered_attributes[0].key == "k"
+    hp = h.histogram.data_points[0]
+    assert (hp.count, hp.sum, list(hp.bucket_counts), list(hp.explicit_bounds), hp.min, hp.max) == (
+        3, 4.5, [1, 2], [1.0], 0.5, 3.0)
+    assert h.histogram.aggregation_temporality == 2
+    ep = e.exponential_histogram.data_points[0]
+    assert (ep.count, ep.sum, ep.scale, ep.zero_count, ep.flags, ep.min, ep.max) == (10, -1.0, 3, 4, 1, -2.0, 2.0)
+    assert (ep.positive.offset, list(ep.positive.bucket_counts)) == (-1, [5])
+    assert (ep.negative.offset, list(ep.negative.bucket_counts)) == (2, [0, 1])
+    assert ep.attributes[0].value.double_value == 0.5
+
+
+def test_full_range_of_unsigned_fields():
+    top = 2 ** 64 - 1
+    data = sdk_export.MetricsData([sdk_export.ResourceMetrics(SDKResource({}), [sdk_export.ScopeMetrics(
+        SDKScope("s"), [
+            sdk_export.Metric("s", "", "", sdk_export.Sum([sdk_export.NumberDataPoint({}, top, top, -(2 ** 63))],
+                                                          sdk_export.AggregationTemporality.DELTA, True)),
+            sdk_export.Metric("h", "", "", sdk_export.Histogram([sdk_export.HistogramDataPoint(
+                {}, top, top, top, 1.0, [top, 0], [1.0], 0.0, 1.0, [])], sdk_export.AggregationTemporality.DELTA)),
+            sdk_export.Metric("e", "", "", sdk_export.ExponentialHistogram([sdk_export.ExponentialHistogramDataPoint(
+                {}, top, top, top, 1.0, -(2 ** 31), top, sdk_export.Buckets(2 ** 31 - 1, [top]),
+                sdk_export.Buckets(-(2 ** 31), [1]), 2 ** 32 - 1, 0.0, 1.0, [])],
+                sdk_export.AggregationTemporality.DELTA)),
+        ], "")], "")])
+    failed = []
+    req = ExportMetricsServiceRequest.FromString(encode_request(data, failed))
+    assert failed == [] and req == encode_metrics(data)
+
+
+def test_long_messages_get_multi_byte_lengths():
+    # Lengths of 128+ and 16384+ bytes, at both the patched and the deferred levels.
+    big = "x" * 20000
+    pts = [ours.NumberDataPoint({"k": big if i == 0 else "v%d" % i, "pad": "p" * 150}, 1, 2, i)
+           for i in range(300)]
+    data = ours.MetricsData([ours.ResourceMetrics(SDKResource({"big": big}), [ours.ScopeMetrics(
+        ours.InstrumentationScope("s"), [ours.Metric("m" * 200, big, "", ours.Gauge(pts))])])])
+    req = decode(data)
+    m = req.resource_metrics[0].scope_metrics[0].metrics[0]
+    assert m.name == "m" * 200 and m.description == big
+    assert [p.as_int for p in m.gauge.data_points] == list(range(300))
+    assert m.gauge.data_points[0].attributes[0].value.string_value == big
+
+
+def test_bad_attribute_values_are_dropped_alone_and_reported():
+    dropped, failed = [], []
+    pt = ours.NumberDataPoint({"ok": 1, "obj": object(), "huge": 2 ** 70, "nested_bad": [object()],
+                               "last": "kept"}, 1, 2, 5)
+    data = ours.MetricsData([ours.ResourceMetrics(SDKResource({}), [ours.ScopeMetrics(
+        ours.InstrumentationScope("s"), [ours.Metric("m", "", "", ours.Gauge([pt]))])])])
+    req = ExportMetricsServiceRequest.FromString(encode_request(data, failed, dropped))
+    p = req.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0]
+    assert [kv.key for kv in p.attributes] == ["ok", "last"]
+    assert sorted(k for k, _ in dropped) == ["huge", "nested_bad", "obj"]
+    assert failed == []
+
+
+def test_a_malformed_metric_is_left_out_and_the_others_sent():
+    class Weird:
+        data_points = []
+
+    good = ours.Metric("good", "", "", ours.Gauge([ours.NumberDataPoint({}, 0, 1, 1)]))
+    bad_point = ours.Metric("badpoint", "", "", ours.Sum([ours.NumberDataPoint({}, -5, 1, 1)],
+                                                         ours.AggregationTemporality.DELTA, True))
+    data = ours.MetricsData([ours.ResourceMetrics(SDKResource({}), [ours.ScopeMetrics(
+        ours.InstrumentationScope("s"), [bad_point, ours.Metric("weird", "", "", Weird()), good])])])
+    failed = []
+    req = ExportMetricsServiceRequest.FromString(encode_request(data, failed))
+    assert [m.name for m in req.resource_metrics[0].scope_metrics[0].metrics] == ["good"]
+    assert [name for name, _ in failed] == ["badpoint", "weird"]
+
+
+def test_decode_fields_reads_every_wire_type_and_rejects_garbage():
+    from google.rpc import status_pb2
+
+    msg = status_pb2.Status(code=3, message="bad metric ü")
+    assert decode_fields(msg.SerializeToString()) == [(1, 0, 3), (2, 2, "bad metric ü".encode())]
+    assert decode_fields(b"\x09" + (7).to_bytes(8, "little") + b"\x15" + (9).to_bytes(4, "little")) == [
+        (1, 1, 7), (2, 5, 9)]
+    for garbage in (b"\x12\x05ab", b"\x08", b"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", b"\x0b"):
+        with pytest.raises(ValueError):
+            decode_fields(garbage)
+
+
+# ---------------------------------------------------------------- property: any data, same as the reference
+
+int64 = st.integers(-(2 ** 63), 2 ** 63 - 1)
+# NaN as the one JSON can carry: its payload bits do not survive "NaN".
+doubles = st.one_of(st.floats(allow_nan=False), st.just(math.nan))
+scalar = st.one_of(st.text(max_size=20), st.booleans(), int64, doubles)
+attr_value = st.one_of(scalar, st.lists(st.text(max_size=5), max_size=3), st.lists(st.booleans(), max_size=3),
+                       st.lists(int64, max_size=3), st.lists(doubles, max_size=3))
+attrs = st.dictionaries(st.text(max_size=10), attr_value, max_size=4)
+times = st.integers(0, 2 ** 64 - 1)
+u64 = st.integers(0, 2 ** 64 - 1)
+exemplar = st.builds(Exemplar, attrs, st.one_of(int64, doubles), times,
+                     st.integers(0, 2 ** 64 - 1), st.integers(0, 2 ** 128 - 1))
+number_point = st.builds(sdk_export.NumberDataPoint, attrs, times, times, st.one_of(int64, doubles),
+                         st.lists(exemplar, max_size=2))
+hist_point = st.builds(sdk_export.HistogramDataPoint, attrs, times, times, u64, doubles,
+                       st.lists(u64, max_size=5), st.lists(doubles, max_size=4), doubles, doubles,
+                       st.lists(exemplar, max_size=2))
+buckets = st.builds(sdk_export.Buckets, st.integers(-(2 ** 31), 2 ** 31 - 1), st.lists(u64, min_size=1, max_size=5))
+expo_point = st.builds(sdk_export.ExponentialHistogramDataPoint, attrs, times, times, u64, doubles,
+                       st.integers(-10, 20), u64, buckets, buckets, st.integers(0, 2 ** 32 - 1), doubles, doubles,
+                       st.lists(exemplar, max_size=2))
+temporality = st.sampled_from([sdk_export.AggregationTemporality.DELTA, sdk_export.AggregationTemporality.CUMULATIVE])
+metric_data = st.one_of(
+    st.builds(sdk_export.Sum, st.lists(number_point, min_size=1, max_size=3), temporality, st.booleans()),
+    st.builds(sdk_export.Gauge, st.lists(number_point, min_size=1, max_size=3)),
+    st.builds(sdk_export.Histogram, st.lists(hist_point, min_size=1, max_size=3), temporality),
+    st.builds(sdk_export.ExponentialHistogram, st.lists(expo_point, min_size=1, max_size=3), temporality),
+)
+metrics = st.lists(st.builds(sdk_export.Metric, st.text(max_size=10), st.text(max_size=10), st.text(max_size=5),
+                             metric_data), min_size=1, max_size=4)
+
+
+@given(metrics, attrs)
+def test_any_data_decodes_to_what_the_reference_encodes(ms, resource_attrs):
+    data = sdk_export.MetricsData([sdk_export.ResourceMetrics(SDKResource(resource_attrs), [
+        sdk_export.ScopeMetrics(SDKScope("scope", "1"), ms, "")], "")])
+    expected = canonical(encode_metrics(data))
+    assert canonical(decode(data)) == expected
+    assert canonical(json_to_proto(encode_request_json(data))) == expected
+
+
+# ---------------------------------------------------------------- JSON and batching
+
+def test_json_follows_the_otlp_mapping():
+    data = sdk_data(1)
+    doc = json.loads(encode_request_json(data))
+    point = doc["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["sum"]["dataPoints"][0]
+    assert point["asInt"] == "0" and point["startTimeUnixNano"] == "100"
+    assert point["exemplars"][0]["traceId"] == (2 ** 127 + 5).to_bytes(16, "big").hex()
+    assert point["exemplars"][0]["spanId"] == "00000000deadbeef"
+    assert doc["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["sum"]["aggregationTemporality"] == 2
+    assert canonical(json_to_proto(encode_request_json(data))) == canonical(encode_metrics(data))
+
+
+def test_json_non_finite_doubles_are_strings():
+    data = ours.MetricsData([ours.ResourceMetrics(SDKResource({}), [ours.ScopeMetrics(
+        ours.InstrumentationScope("s"), [ours.Metric("m", "", "", ours.Gauge(
+            [ours.NumberDataPoint({"f": -math.inf}, 0, 1, math.nan)]))])])])
+    body = encode_request_json(data)
+    assert b'"asDouble":"NaN"' in body and b'"doubleValue":"-Infinity"' in body
+    assert math.isnan(json_to_proto(body).resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].as_double)
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7, 100])
+def test_split_keeps_every_point_once_in_order(limit):
+    data = sdk_data(4)
+    batches = list(_split(data, limit))
+    seen = []
+    for batch in batches:
+        req = decode(batch)
+        n = 0
+        for rm in req.resource_metrics:
+            assert rm.schema_url == "https://schema/resource"
+            for sm in rm.scope_metrics:
+                assert sm.scope.name == "lib"
+                for m in sm.metrics:
+                    pts = getattr(m, m.WhichOneof("data")).data_points
+                    n += len(pts)
+                    seen += [(m.name, canonical(p)) for p in pts]
+        assert 0 < n <= limit
+    whole = decode(data)
+    expected = [(m.name, canonical(p)) for m in whole.resource_metrics[0].scope_metrics[0].metrics
+                for p in getattr(m, m.WhichOneof("data")).data_points]
+    assert seen == expected
+    assert len(batches) == math.ceil(len(expected) / limit)
