@@ -150,6 +150,42 @@ cdef inline int _parse(object amount, int64_t *iv, double *dv, object report) ex
     return _parse_slow(amount, iv, dv, report)
 
 
+cdef object _clean_attributes(object attributes, object report):
+    clean, dropped = sanitize(attributes)
+    if dropped:
+        report(BAD_ATTRIBUTES)
+    return clean
+
+
+cdef inline int _record(tuple streams, int k, int64_t iv, double dv, object attributes,
+                        object context, object report, ExemplarSampler sampler) except -1:
+    """Add a parsed value to its series in every stream (sanitising the
+    attributes once, only if the fast path refuses them) and offer it as an
+    exemplar if the sampler says so."""
+    cdef Py_ssize_t i, c
+    cdef Stream s
+    cdef bint clean = False
+    cdef int sampled = 0
+    cdef int64_t t = 0
+    if sampler is not None and sampler.sample(context):
+        sampled = 1
+        t = now_ns()
+    for i in range(PyTuple_GET_SIZE(streams)):
+        s = <Stream>PyTuple_GET_ITEM(streams, i)
+        c = s.cell_for(attributes, clean)
+        if c == NEEDS_SANITIZE:
+            attributes = _clean_attributes(attributes, report)
+            clean = True
+            c = s.cell_for(attributes, True)
+        if k == V_INT:
+            s.add_i(c, iv)
+        else:
+            s.add_d(c, dv)
+        if sampled:
+            s.offer(c, k == V_INT, iv, dv, attributes, t, sampler.thi, sampler.tlo, sampler.span_id)
+    return 0
+
+
 cdef class SyncCore:
     """Shared machinery of the four synchronous instruments."""
 
@@ -190,44 +226,18 @@ cdef class SyncCore:
         return k
 
     cdef object _clean(self, object attributes):
-        clean, dropped = sanitize(attributes)
-        if dropped:
-            self._report(BAD_ATTRIBUTES)
-        return clean
+        return _clean_attributes(attributes, self._report)
 
     cdef inline int _measure(self, object amount, object attributes, object context) except -1:
         cdef int64_t iv = 0
         cdef double dv = 0.0
         cdef int k
-        cdef Py_ssize_t i, c
-        cdef Stream s
-        cdef bint clean = False
-        cdef int sampled = 0
-        cdef int64_t t = 0
         if not self._active or self._n == 0:
             return 0
         try:
             k = self._value(amount, &iv, &dv)
-            if k == V_DROP:
-                return 0
-            if self._sampler is not None:
-                sampled = self._sampler.sample(context)
-                if sampled:
-                    t = now_ns()
-            for i in range(self._n):
-                s = <Stream>PyTuple_GET_ITEM(self._streams, i)
-                c = s.cell_for(attributes, clean)
-                if c == NEEDS_SANITIZE:
-                    attributes = self._clean(attributes)
-                    clean = True
-                    c = s.cell_for(attributes, True)
-                if k == V_INT:
-                    s.add_i(c, iv)
-                else:
-                    s.add_d(c, dv)
-                if sampled:
-                    s.offer(c, k == V_INT, iv, dv, attributes, t, self._sampler.thi,
-                            self._sampler.tlo, self._sampler.span_id)
+            if k != V_DROP:
+                _record(self._streams, k, iv, dv, attributes, context, self._report, self._sampler)
         except Exception:
             try:
                 self._report(INTERNAL)
@@ -343,14 +353,12 @@ cdef class BoundHandle:
 def observe(tuple streams, object amount, object attributes, object report):
     """Feed one callback observation into the streams of one reader.
 
-    Returns True if it was recorded. Observations use gauge/sum semantics of
-    the stream; values are parsed and attributes sanitised like sync ones."""
+    Returns True if it was recorded. Values are parsed and attributes
+    sanitised like synchronous ones; no exemplars (there is no measurement
+    context in a callback)."""
     cdef int64_t iv = 0
     cdef double dv = 0.0
-    cdef Py_ssize_t i, c
-    cdef Stream s
     cdef int k
-    cdef bint clean = False
     try:
         k = _parse(amount, &iv, &dv, report)
         if k == V_FLOAT and not isfinite(dv):
@@ -358,20 +366,7 @@ def observe(tuple streams, object amount, object attributes, object report):
             return False
         if k == V_DROP:
             return False
-        for i in range(PyTuple_GET_SIZE(streams)):
-            s = <Stream>PyTuple_GET_ITEM(streams, i)
-            c = s.cell_for(attributes, clean)
-            if c == NEEDS_SANITIZE:
-                clean_attrs, dropped = sanitize(attributes)
-                if dropped:
-                    report(BAD_ATTRIBUTES)
-                attributes = clean_attrs
-                clean = True
-                c = s.cell_for(attributes, True)
-            if k == V_INT:
-                s.add_i(c, iv)
-            else:
-                s.add_d(c, dv)
+        _record(streams, k, iv, dv, attributes, None, report, None)
         return True
     except Exception:
         report(INTERNAL)

@@ -63,18 +63,19 @@ cdef class Stream:
     cdef int offer(self, Py_ssize_t c, bint isint, int64_t iv, double dv, object attributes,
                    int64_t t, uint64_t thi, uint64_t tlo, uint64_t span) except -1
 
-cdef class SumStream(Stream):
+cdef class NumberStream(Stream):
     cdef int64_t *ival
     cdef double *dval
     cdef uint8_t *isfloat
+    cdef bint gauge_points                  # points without a start time
+
+cdef class SumStream(NumberStream):
     cdef int64_t *prev_i                    # async + delta: last observed value
     cdef double *prev_d
     cdef uint8_t *prev_float
 
-cdef class LastValueStream(Stream):
-    cdef int64_t *ival
-    cdef double *dval
-    cdef uint8_t *isfloat
+cdef class LastValueStream(NumberStream):
+    pass
 
 cdef class HistogramStream(Stream):
     cdef readonly tuple boundaries

@@ -473,13 +473,9 @@ ctypedef struct NumSnap:
     uint8_t isfloat
 
 
-cdef class SumStream(Stream):
-    """Sum of measurements: int64 while every measurement is an int (exported
-    as an int, as_int over OTLP), double from the first float on. An int64
-    overflow also switches the cell to double rather than wrapping.
-
-    Asynchronous streams receive each callback's cumulative observation;
-    several observations of one series in a collection add up."""
+cdef class NumberStream(Stream):
+    """A number per series: int64 while every measurement is an int (exported
+    as an int, as_int over OTLP), double from the first float on."""
 
     def __init__(self, Py_ssize_t limit=2000, bint delta=False, bint is_async=False,
                  object allowed_keys=None, object excluded_keys=None):
@@ -490,14 +486,51 @@ cdef class SumStream(Stream):
         PyMem_Free(self.ival)
         PyMem_Free(self.dval)
         PyMem_Free(self.isfloat)
-        PyMem_Free(self.prev_i)
-        PyMem_Free(self.prev_d)
-        PyMem_Free(self.prev_float)
 
     cdef int grow_cells(self, Py_ssize_t newcap) except -1:
         self.ival = <int64_t *>_grow_array(self.ival, newcap, sizeof(int64_t))
         self.dval = <double *>_grow_array(self.dval, newcap, sizeof(double))
         self.isfloat = <uint8_t *>_grow_array(self.isfloat, newcap, sizeof(uint8_t))
+        return 0
+
+    cdef void init_cell(self, Py_ssize_t c) noexcept:
+        self.ival[c] = 0
+        self.dval[c] = 0.0
+        self.isfloat[c] = 0
+
+    cdef void snapshot_cell(self, Py_ssize_t c, char *dst, bint reset) noexcept:
+        cdef NumSnap *s = <NumSnap *>dst
+        s.i = self.ival[c]
+        s.d = self.dval[c]
+        s.isfloat = self.isfloat[c]
+
+    cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars):
+        cdef NumSnap *s = <NumSnap *>src
+        cdef NumberDataPoint p = NumberDataPoint.__new__(NumberDataPoint)
+        p._flat_attributes = attributes
+        p.start_time_unix_nano = None if self.gauge_points else start
+        p.time_unix_nano = now
+        p.value = _number(s.isfloat, s.i, s.d)
+        p.exemplars = exemplars
+        return p
+
+    def cell_nbytes(self):
+        return sizeof(int64_t) + sizeof(double) + sizeof(uint8_t)
+
+
+cdef class SumStream(NumberStream):
+    """Sum of measurements. An int64 overflow switches the cell to double
+    rather than wrapping. Asynchronous streams receive each callback's
+    cumulative observation; several observations of one series in a
+    collection add up (as in the reference SDK)."""
+
+    def __dealloc__(self):
+        PyMem_Free(self.prev_i)
+        PyMem_Free(self.prev_d)
+        PyMem_Free(self.prev_float)
+
+    cdef int grow_cells(self, Py_ssize_t newcap) except -1:
+        NumberStream.grow_cells(self, newcap)
         if self.is_async and self.delta:
             self.prev_i = <int64_t *>_grow_array(self.prev_i, newcap, sizeof(int64_t))
             self.prev_d = <double *>_grow_array(self.prev_d, newcap, sizeof(double))
@@ -505,9 +538,7 @@ cdef class SumStream(Stream):
         return 0
 
     cdef void init_cell(self, Py_ssize_t c) noexcept:
-        self.ival[c] = 0
-        self.dval[c] = 0.0
-        self.isfloat[c] = 0
+        NumberStream.init_cell(self, c)
         if self.prev_i != NULL:
             self.prev_i[c] = 0
             self.prev_d[c] = 0.0
@@ -537,9 +568,7 @@ cdef class SumStream(Stream):
         cdef int64_t r, cur_i
         cdef double cur_d
         cdef uint8_t cur_float
-        s.i = self.ival[c]
-        s.d = self.dval[c]
-        s.isfloat = self.isfloat[c]
+        NumberStream.snapshot_cell(self, c, dst, reset)
         if self.is_async and self.delta:
             # Cumulative observation -> change since the previous collection;
             # the previous value keeps the type it was observed with.
@@ -559,52 +588,19 @@ cdef class SumStream(Stream):
             self.prev_i[c] = cur_i
             self.prev_d[c] = cur_d
         if reset:
-            self.ival[c] = 0
-            self.dval[c] = 0.0
-            self.isfloat[c] = 0
-
-    cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars):
-        cdef NumSnap *s = <NumSnap *>src
-        cdef NumberDataPoint p = NumberDataPoint.__new__(NumberDataPoint)
-        p._flat_attributes = attributes
-        p.start_time_unix_nano = start
-        p.time_unix_nano = now
-        p.value = _number(s.isfloat, s.i, s.d)
-        p.exemplars = exemplars
-        return p
+            NumberStream.init_cell(self, c)
 
     def cell_nbytes(self):
-        n = sizeof(int64_t) + sizeof(double) + sizeof(uint8_t)
-        if self.prev_i != NULL:
-            n *= 2
-        return n
+        return NumberStream.cell_nbytes(self) * (2 if self.prev_i != NULL else 1)
 
 
-cdef class LastValueStream(Stream):
+cdef class LastValueStream(NumberStream):
     """Last value (gauges). Points carry no start time, as in the reference SDK.
     A synchronous cumulative stream keeps exporting each series' last value;
     otherwise a series is exported only when it got a value in the interval."""
 
-    def __init__(self, Py_ssize_t limit=2000, bint delta=False, bint is_async=False,
-                 object allowed_keys=None, object excluded_keys=None):
-        self.snap_size = sizeof(NumSnap)
-        self._init_storage()
-
-    def __dealloc__(self):
-        PyMem_Free(self.ival)
-        PyMem_Free(self.dval)
-        PyMem_Free(self.isfloat)
-
-    cdef int grow_cells(self, Py_ssize_t newcap) except -1:
-        self.ival = <int64_t *>_grow_array(self.ival, newcap, sizeof(int64_t))
-        self.dval = <double *>_grow_array(self.dval, newcap, sizeof(double))
-        self.isfloat = <uint8_t *>_grow_array(self.isfloat, newcap, sizeof(uint8_t))
-        return 0
-
-    cdef void init_cell(self, Py_ssize_t c) noexcept:
-        self.ival[c] = 0
-        self.dval[c] = 0.0
-        self.isfloat[c] = 0
+    def __cinit__(self, *args, **kwargs):
+        self.gauge_points = True
 
     cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:
         self._touch(c)
@@ -615,25 +611,6 @@ cdef class LastValueStream(Stream):
         self._touch(c)
         self.dval[c] = v
         self.isfloat[c] = 1
-
-    cdef void snapshot_cell(self, Py_ssize_t c, char *dst, bint reset) noexcept:
-        cdef NumSnap *s = <NumSnap *>dst
-        s.i = self.ival[c]
-        s.d = self.dval[c]
-        s.isfloat = self.isfloat[c]
-
-    cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars):
-        cdef NumSnap *s = <NumSnap *>src
-        cdef NumberDataPoint p = NumberDataPoint.__new__(NumberDataPoint)
-        p._flat_attributes = attributes
-        p.start_time_unix_nano = None
-        p.time_unix_nano = now
-        p.value = _number(s.isfloat, s.i, s.d)
-        p.exemplars = exemplars
-        return p
-
-    def cell_nbytes(self):
-        return sizeof(int64_t) + sizeof(double) + sizeof(uint8_t)
 
 
 ctypedef struct HistSnap:
