@@ -83,6 +83,10 @@ def _aggregation_applies(aggregation, kind) -> bool:
     return True
 
 
+def _name(callback) -> str:
+    return getattr(callback, "__name__", None) or repr(callback)
+
+
 def _materialise(run, options):
     """(observations, error): what the callback yielded before any failure is kept."""
     out: list = []
@@ -219,37 +223,65 @@ class Pipeline:
 
     # -- collection ------------------------------------------------------------
 
-    def _observe(self, instrument, outs: List[_StreamOut], deadline: float) -> None:
-        streams = tuple(o.stream for o in outs)
-        report = self._provider._diagnostics.reporter(instrument.name)
-        for callback in instrument._callbacks:
-            left = deadline - time.monotonic()
-            options = CallbackOptions(timeout_millis=max(0.0, left * 1e3))
-            try:
-                if left <= 0:
-                    raise CallbackTimeout("the collection's timeout was used up before it ran")
-                run = callback.send if inspect.isgenerator(callback) else callback
-                # Materialise inside the time bound: a generator may hang while iterated.
-                observations, error = self._runner.run(_materialise, run, options, timeout=left)
-                for obs in observations:
+    def _run_callbacks(self, jobs, deadline: float) -> None:
+        """Run every callback of this collection in one hand-off to the worker
+        thread, bounded by the collection's deadline. Observations are recorded
+        callback by callback under ``record_lock``; once the collector gives up
+        waiting, a late callback's observations are discarded, so they cannot
+        leak into the next collection."""
+        diagnostics = self._provider._diagnostics
+        cancelled = threading.Event()
+        record_lock = threading.Lock()
+        progress = {"done": 0, "current": None}
+        plan = [(inst, streams, cb) for inst, streams in jobs for cb in inst._callbacks]
+
+        def work() -> None:
+            for instrument, streams, callback in plan:
+                if cancelled.is_set():
+                    return
+                progress["current"] = (instrument, callback)
+                self._run_one(instrument, streams, callback, deadline, cancelled, record_lock)
+                progress["done"] += 1
+
+        try:
+            self._runner.run(work, timeout=max(0.0, deadline - time.monotonic()))
+        except CallbackTimeout:
+            cancelled.set()
+            with record_lock:   # no recording is half done from here on
+                pass
+            for i, (instrument, streams, callback) in enumerate(plan[progress["done"]:]):
+                stuck = i == 0
+                _logger.warning("instrument %r: callback %r %s", instrument.name, _name(callback),
+                                "did not return before the collection's timeout" if stuck else
+                                "skipped: the collection's timeout was used up before it ran")
+                diagnostics.record_drop(instrument.name, "callback timeout")
+
+    def _run_one(self, instrument, streams, callback, deadline, cancelled, record_lock) -> None:
+        diagnostics = self._provider._diagnostics
+        report = diagnostics.reporter(instrument.name)
+        options = CallbackOptions(timeout_millis=max(0.0, (deadline - time.monotonic()) * 1e3))
+        run = callback.send if inspect.isgenerator(callback) else callback
+        try:
+            observations, error = _materialise(run, options)
+        except StopIteration:
+            report("dropped: generator callback is exhausted")
+            return
+        with record_lock:
+            if cancelled.is_set():
+                return
+            for obs in observations:
+                try:
                     if isinstance(obs, Observation):
                         if streams:
                             observe(streams, obs.value, obs.attributes, report)
                     else:
-                        report("dropped: callback returned %s, not an Observation"
-                               % type(obs).__name__)
-                if error is not None:
-                    raise error
-            except StopIteration:
-                report("dropped: generator callback is exhausted")
-            except CallbackTimeout as e:
-                _logger.warning("instrument %r: callback %r skipped: %s", instrument.name,
-                                getattr(callback, "__name__", callback), e)
-                self._provider._diagnostics.record_drop(instrument.name, "callback timeout")
-            except Exception as e:  # a callback's failure must not stop collection
-                _logger.warning("instrument %r: callback %r raised %s: %s", instrument.name,
-                                getattr(callback, "__name__", callback), type(e).__name__, e)
-                self._provider._diagnostics.record_drop(instrument.name, "callback error")
+                        report("dropped: callback returned %s, not an Observation" % type(obs).__name__)
+                except Exception as e:     # an Observation whose properties raise
+                    error = error or e
+        if error is not None:  # a callback's failure must not stop collection
+            _logger.warning("instrument %r: callback %r raised %s: %s", instrument.name, _name(callback),
+                            type(error).__name__, error)
+            diagnostics.record_drop(instrument.name, "callback error")
 
     def collect(self, reader, timeout_millis: float = 10_000) -> Optional[MetricsData]:
         """One collection for ``reader``; None when there is nothing to report."""
@@ -261,13 +293,15 @@ class Pipeline:
         scopes = {}
         now = time_ns()   # every point of a collection ends at the same instant
         deadline = time.monotonic() + timeout_millis / 1e3   # bounds all callbacks together
+        jobs = [(i, tuple(o.stream for o in per_reader[id(i)])) for i in instruments
+                if type(i)._async and per_reader.get(id(i)) and i._callbacks]
+        if jobs:
+            with self._callback_lock:
+                self._run_callbacks(jobs, deadline)
         for instrument in instruments:
             outs = per_reader.get(id(instrument))
             if not outs:
                 continue
-            if type(instrument)._async:
-                with self._callback_lock:
-                    self._observe(instrument, outs, deadline)
             for out in outs:
                 points = out.stream.collect(now)
                 if points:

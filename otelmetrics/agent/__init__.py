@@ -1,0 +1,1 @@
+"""otelmetrics-agent: host metrics of Linux devices (Raspberry Pi, gateways) over OpenTelemetry."""
