@@ -14,9 +14,13 @@ CEXT = os.path.join("cext")
 # Release flags for small devices: optimised, portable (never -march=native), no
 # debug info (it would triple the installed size).
 # Cross builds may add their own through CFLAGS; these come first so CFLAGS wins.
-COMPILE_ARGS = ["-O2", "-g0", "-fno-strict-aliasing", "-fvisibility=hidden"]
+COMPILE_ARGS = ["-O2", "-g0", "-fno-strict-aliasing", "-fvisibility=hidden",
+                "-ffunction-sections", "-fdata-sections"]
+# Strip symbols and drop unused sections: the wheel is what a device stores.
+LINK_ARGS = ["-s", "-Wl,--gc-sections"]
 if os.environ.get("OTELMETRICS_DEBUG"):
     COMPILE_ARGS = ["-O0", "-g"]
+    LINK_ARGS = []
 
 
 def _pxd_tree():
@@ -54,6 +58,7 @@ def _extensions():
                 "otelmetrics._native." + os.path.splitext(os.path.basename(p))[0],
                 [os.path.join(CEXT, os.path.basename(p))],
                 extra_compile_args=COMPILE_ARGS,
+                extra_link_args=LINK_ARGS,
             )
             for p in pyx
         ]
@@ -82,6 +87,7 @@ def _extensions():
             "otelmetrics._native." + os.path.splitext(os.path.basename(c))[0],
             [os.path.join(CEXT, os.path.basename(c))],
             extra_compile_args=COMPILE_ARGS,
+            extra_link_args=LINK_ARGS,
         )
         for c in csrc
     ]

@@ -283,6 +283,11 @@ cdef class Stream:
         self.n_free += 1
         self.n_live -= 1
 
+    def set_start(self, int64_t start_ns):
+        """The instrument's creation time: the first delta interval's start."""
+        self.created_ns = start_ns
+        self.last_collect_ns = start_ns
+
     # -- exemplars ------------------------------------------------------------
 
     def enable_exemplars(self, Py_ssize_t slots, bint aligned=False):

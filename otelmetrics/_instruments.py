@@ -69,9 +69,13 @@ class UpDownCounter(CounterCore, _Identity, api.UpDownCounter):
 
 
 class Histogram(HistogramCore, _Identity, api.Histogram):
-    """Distribution of ``record(amount, attributes)`` measurements."""
+    """Distribution of ``record(amount >= 0, attributes)`` measurements.
 
-    _monotonic = False
+    Negative values are dropped (and counted), as in opentelemetry-sdk: the
+    spec's Sum over a Histogram is monotonic. Record signed values with an
+    UpDownCounter."""
+
+    _monotonic = True
 
     def __init__(self, *args, **kwargs) -> None:
         pass

@@ -29,6 +29,7 @@ class Meter(api.Meter):
         # Identical registrations return the first instrument (one stream).
         self._by_identity: Dict[Tuple, object] = {}
         self._enabled = True     # set by the provider's meter_configurator
+        self._first_casing: Dict[str, str] = {}   # lower-case name -> first-seen spelling
 
     def _create(self, cls, name, unit, description, advisory=None, callbacks=None):
         name = name if isinstance(name, str) else str(name)
@@ -41,13 +42,24 @@ class Meter(api.Meter):
                 "of letters, digits, '_', '.', '/' and '-'; the instrument works, but backends may "
                 "reject it: rename it", name)
         if not _UNIT_RE.match(unit):
-            _logger.warning("instrument %r: unit %r must be ASCII and at most 63 characters; "
-                            "exporting it without a unit", name, unit)
-            unit = ""
-        key = (name.lower(), cls, unit, description, advisory)
+            # The spec asks SDKs not to validate units: kept, with a hint.
+            _logger.warning("instrument %r: unit %r is not ASCII of at most 63 characters, as the API "
+                            "recommends; some backends may reject it", name, unit)
+        lower = name.lower()
         with self._lock:
+            first = self._first_casing.setdefault(lower, name)
+            if first != name:
+                _logger.warning("instrument %r: an instrument named %r exists in meter %r; names are "
+                                "case-insensitive, so it is exported as %r", name, first, self._scope.name,
+                                first)
+                name = first
+            key = (lower, cls, unit, description)
             if callbacks is None and key in self._by_identity:
-                return self._by_identity[key]
+                existing = self._by_identity[key]
+                if existing._advisory != advisory:
+                    _logger.warning("histogram %r: created again with other advisory boundaries %r; the "
+                                    "first ones (%r) stay in use", name, advisory, existing._advisory)
+                return existing
             instrument = cls()
             instrument._init_identity(name, unit, description, self._scope, advisory)
             instrument._meter_enabled = self._enabled

@@ -121,9 +121,10 @@ class Pipeline:
         kind = type(instrument)
         all_streams = []
         meter_enabled = instrument._meter_enabled
+        start_ns = time_ns()
         with self._lock:
             for reader in provider._readers:
-                outs = self._resolve(instrument, kind, reader) if meter_enabled else []
+                outs = self._resolve(instrument, kind, reader, start_ns) if meter_enabled else []
                 self._outs.setdefault(id(reader), {})[id(instrument)] = outs
                 all_streams.extend(o.stream for o in outs)
                 for out in outs:
@@ -137,29 +138,41 @@ class Pipeline:
             if provider._is_shutdown:
                 instrument._deactivate()
 
-    def _resolve(self, instrument, kind, reader) -> List[_StreamOut]:
-        views = [v for v in self._provider._views if v._match(instrument)]
-        for v in views:
+    def _resolve(self, instrument, kind, reader, start_ns: int) -> List[_StreamOut]:
+        views = []
+        for v in self._provider._views:
+            if not v._match(instrument):
+                continue
+            if not _aggregation_applies(v._aggregation, kind):
+                # The spec: a view that cannot apply is treated as if it did not exist.
+                _logger.warning("instrument %r: %s cannot aggregate a %s; the view is ignored for it",
+                                instrument.name, type(v._aggregation).__name__, kind.__name__)
+                continue
             if v._name is not None:
                 self._check_renaming_view(v, instrument)
+            views.append(v)
         temporality = reader._temporality_for(kind)
         delta = temporality is AggregationTemporality.DELTA
         outs = []
+        # (name, description, allowed, excluded, aggregation, limit, reservoir factory, advisory)
         if not views:
-            spec = [(instrument.name, instrument.description, None, None,
-                     reader._aggregation_for(kind), reader._cardinality_limit_for(kind), None)]
+            spec = [(instrument.name, instrument.description, None, None, reader._aggregation_for(kind),
+                     reader._cardinality_limit_for(kind), None, instrument._advisory)]
         else:
             spec = []
             for v in views:
                 agg = v._aggregation
-                if isinstance(agg, DefaultAggregation):
+                from_view = not isinstance(agg, DefaultAggregation)
+                if not from_view:
                     agg = reader._aggregation_for(kind)
                 spec.append((v._name or instrument.name,
                              v._description if v._description is not None else instrument.description,
                              v._attribute_keys, v._excluded_attribute_keys, agg,
                              v._cardinality_limit or reader._cardinality_limit_for(kind),
-                             v._exemplar_reservoir_factory))
-        for name, description, allowed, excluded, agg, limit, factory in spec:
+                             v._exemplar_reservoir_factory,
+                             # A view that chooses the histogram chooses its boundaries too.
+                             None if from_view else instrument._advisory))
+        for name, description, allowed, excluded, agg, limit, factory, advisory in spec:
             if isinstance(agg, DefaultAggregation):
                 agg = kind._default_aggregation()
             if not _aggregation_applies(agg, kind):
@@ -167,12 +180,12 @@ class Pipeline:
                                 "aggregation instead", instrument.name, type(agg).__name__, kind.__name__)
                 agg = kind._default_aggregation()
             stream = agg._build(kind, delta=delta, limit=limit, allowed=allowed, excluded=excluded,
-                                advisory=instrument._advisory)
+                                advisory=advisory)
             if stream is None:
                 continue
+            stream.set_start(start_ns)   # every stream of an instrument starts at its creation
             if self._provider._sampler is not None and not kind._async:
                 self._configure_exemplars(instrument, stream, agg, factory)
-            # Histograms report a monotonic sum only for monotonic instruments.
             outs.append(_StreamOut(name, description, instrument.unit, stream, temporality,
                                    kind._monotonic, _wrapper_for(agg, kind)))
         return outs
@@ -193,8 +206,11 @@ class Pipeline:
         exported (the spec), with a warning that says how to separate them."""
         scope = instrument._scope
         key = (id(reader), scope.name, scope.version, scope.schema_url, out.name.lower())
-        first = self._identities.setdefault(key, instrument)
-        if first is not instrument:
+        first, first_out = self._identities.setdefault(key, (instrument, out))
+        if first is instrument and first_out is not out:
+            _logger.warning("meter %r: two views give instrument %r two streams named %r; both are "
+                            "exported: give the views different names", scope.name, instrument.name, out.name)
+        elif first is not instrument:
             _logger.warning(
                 "meter %r: metric %r is produced by two different instruments (%s %r and %s %r); both "
                 "are exported and backends may merge or reject them. Rename one with a View, e.g. "

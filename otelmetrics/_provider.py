@@ -170,6 +170,8 @@ class MeterProvider(api.MeterProvider):
             _logger.warning("meter_configurator raised %s: %s; meter %r stays enabled",
                             type(e).__name__, e, scope.name)
             return True
+        if config is None:       # "use the default"
+            return True
         return bool(getattr(config, "enabled", config))
 
     def _collect(self, reader, timeout_millis: float = 10_000):
@@ -221,8 +223,32 @@ class MeterProvider(api.MeterProvider):
         return ok
 
     def stats(self) -> dict:
-        """What was dropped and why, per instrument and in total."""
+        """What was dropped and why, per instrument and in total; how many measurements
+        went to an overflow series, per stream; and the counters of every reader's
+        exporter that has a ``stats()`` (the OTLP exporter's), added up."""
         d = self._diagnostics
         with d._lock:
             per = {"%s: %s" % k: n for k, n in d.dropped.items()}
-        return {"dropped_by_reason": d.totals_by_reason(), "dropped": per}
+        out = {"dropped_by_reason": d.totals_by_reason(), "dropped": per}
+        overflowed: Dict[str, int] = {}
+        with self._pipeline._lock:
+            for by_instrument in self._pipeline._outs.values():
+                for outs in by_instrument.values():
+                    for o in outs:
+                        n = getattr(o.stream, "overflowed", 0)
+                        if n:
+                            overflowed[o.name] = overflowed.get(o.name, 0) + n
+        out["overflowed"] = sum(overflowed.values())
+        out["overflowed_by_stream"] = overflowed
+        for reader in self._readers:
+            exporter_stats = getattr(getattr(reader, "_exporter", None), "stats", None)
+            if not callable(exporter_stats):
+                continue
+            try:
+                counts = exporter_stats()
+            except Exception as e:
+                _logger.warning("MeterProvider.stats: %r.stats() failed: %s", reader._exporter, e)
+                continue
+            for key, value in counts.items():
+                out[key] = out.get(key, 0) + value
+        return out

@@ -292,6 +292,71 @@ def otlp_settings(
     )
 
 
+# ---------------------------------------------------------------- OTLP retry queue and spool
+
+OTELMETRICS_EXPORTER_QUEUE_BYTES = "OTELMETRICS_EXPORTER_QUEUE_BYTES"
+OTELMETRICS_EXPORTER_SPOOL_DIR = "OTELMETRICS_EXPORTER_SPOOL_DIR"
+OTELMETRICS_EXPORTER_SPOOL_BYTES = "OTELMETRICS_EXPORTER_SPOOL_BYTES"
+OTELMETRICS_EXPORTER_SPOOL_FILES = "OTELMETRICS_EXPORTER_SPOOL_FILES"
+
+DEFAULT_QUEUE_BYTES = 4 * 1024 * 1024
+DEFAULT_SPOOL_BYTES = 64 * 1024 * 1024
+DEFAULT_SPOOL_FILES = 10_000
+
+
+class QueueSettings(NamedTuple):
+    """Where the OTLP exporter keeps requests it could not deliver yet, and how many."""
+
+    max_queue_bytes: int = DEFAULT_QUEUE_BYTES     # in memory; 0 turns the queue off
+    spool_dir: Optional[str] = None                # on disk, surviving a restart
+    max_spool_bytes: int = DEFAULT_SPOOL_BYTES
+    max_spool_files: int = DEFAULT_SPOOL_FILES
+    spool_dir_from_env: bool = False               # an unusable one is then a warning, not an error
+
+
+def _resolve_size(explicit: Optional[int], name: str, default: int, minimum: int) -> int:
+    expected = "an integer >= %d" % minimum
+    if explicit is not None:
+        if isinstance(explicit, bool) or not isinstance(explicit, int) or explicit < minimum:
+            raise ValueError("OTLPMetricExporter %s %r: expected %s" % (name, explicit, expected))
+        return explicit
+    variable = {"max_queue_bytes": OTELMETRICS_EXPORTER_QUEUE_BYTES,
+                "max_spool_bytes": OTELMETRICS_EXPORTER_SPOOL_BYTES,
+                "max_spool_files": OTELMETRICS_EXPORTER_SPOOL_FILES}[name]
+    raw = env(variable)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        _warn_invalid(variable, raw, expected, default)
+        return default
+    return value
+
+
+def queue_settings(
+    max_queue_bytes: Optional[int] = None,
+    spool_dir: Optional[str] = None,
+    max_spool_bytes: Optional[int] = None,
+    max_spool_files: Optional[int] = None,
+) -> QueueSettings:
+    """Resolve the retry queue and spool settings from explicit arguments and the environment."""
+    from_env = spool_dir is None
+    if from_env:
+        spool_dir = env(OTELMETRICS_EXPORTER_SPOOL_DIR)
+    else:
+        spool_dir = os.fspath(spool_dir) or None
+    return QueueSettings(
+        max_queue_bytes=_resolve_size(max_queue_bytes, "max_queue_bytes", DEFAULT_QUEUE_BYTES, 0),
+        spool_dir=spool_dir,
+        max_spool_bytes=_resolve_size(max_spool_bytes, "max_spool_bytes", DEFAULT_SPOOL_BYTES, 1),
+        max_spool_files=_resolve_size(max_spool_files, "max_spool_files", DEFAULT_SPOOL_FILES, 1),
+        spool_dir_from_env=from_env,
+    )
+
+
 # ---------------------------------------------------------------- temporality, aggregation
 
 def _instrument_kinds():

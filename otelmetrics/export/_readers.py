@@ -84,7 +84,8 @@ class MetricReader(ABC):
         for v in list(self._limits.values()) + [self._limit]:
             if not isinstance(v, int) or v < 1:
                 raise ValueError("default_cardinality_limit must be a positive int, got %r" % (v,))
-        self._provider_ref = None
+        self._provider = None
+        self._is_shut_down = False
         self._reader_lock = threading.Lock()
 
     # -- configuration the pipeline reads ----------------------------------------
@@ -104,25 +105,37 @@ class MetricReader(ABC):
 
     def _register(self, provider) -> None:
         with self._reader_lock:
-            if self._provider_ref is not None and self._provider_ref() is not None:
-                raise ValueError("%s is already registered on another MeterProvider; a reader "
-                                 "belongs to one provider: create one reader per provider"
-                                 % type(self).__name__)
-            self._provider_ref = weakref.ref(provider)
+            if self._provider is not None:
+                raise ValueError("%s is already registered on %s MeterProvider; a reader belongs to one "
+                                 "provider, once: create one reader per provider"
+                                 % (type(self).__name__, "this" if self._provider is provider else "another"))
+            # A strong reference: code that keeps only its instruments must not
+            # lose its provider (and its data) to the garbage collector.
+            self._provider = provider
 
     def _reinit_locks_after_fork(self) -> None:
         self._reader_lock = threading.Lock()
         if hasattr(self, "_lock"):
             self._lock = threading.Lock()
 
-    def collect(self, timeout_millis: float = 10_000) -> None:
-        """Collect from the provider and hand the result to ``_receive_metrics``."""
-        data = self._collect_data(timeout_millis)
-        if data is not None:
-            self._receive_metrics(data, timeout_millis=timeout_millis)
+    def collect(self, timeout_millis: float = 10_000) -> bool:
+        """Collect from the provider and hand the result to ``_receive_metrics``.
+        False when the reader is shut down or not registered, or collection failed."""
+        if self._is_shut_down:
+            _logger.warning("%s.collect: the reader is shut down", type(self).__name__)
+            return False
+        try:
+            data = self._collect_data(timeout_millis)
+        except Exception as e:
+            _logger.warning("%s.collect failed: %s: %s", type(self).__name__, type(e).__name__, e)
+            return False
+        if data is None:
+            return self._provider is not None
+        self._receive_metrics(data, timeout_millis=timeout_millis)
+        return True
 
     def _collect_data(self, timeout_millis: float = 10_000) -> Optional[MetricsData]:
-        provider = self._provider_ref() if self._provider_ref is not None else None
+        provider = self._provider
         if provider is None:
             _logger.warning("%s.collect: the reader is not registered on a MeterProvider",
                             type(self).__name__)
@@ -163,11 +176,10 @@ class InMemoryMetricReader(MetricReader):
                          metric_producers)
         self._lock = threading.Lock()
         self._data: Optional[MetricsData] = None
-        self._shutdown = False
 
     def get_metrics_data(self) -> Optional[MetricsData]:
         """Collect now and return the result (None when nothing was recorded)."""
-        if self._shutdown:
+        if self._is_shut_down:
             return None
         with self._lock:
             self._data = None
@@ -178,8 +190,12 @@ class InMemoryMetricReader(MetricReader):
     def _receive_metrics(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> None:
         self._data = metrics_data
 
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
-        self._shutdown = True
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> bool:
+        """True the first time; later calls return False."""
+        with self._reader_lock:
+            first = not self._is_shut_down
+            self._is_shut_down = True
+        return first
 
 
 class PeriodicExportingMetricReader(MetricReader):
@@ -188,12 +204,14 @@ class PeriodicExportingMetricReader(MetricReader):
     OTEL_METRIC_EXPORT_INTERVAL (60000) and OTEL_METRIC_EXPORT_TIMEOUT (30000)."""
 
     def __init__(self, exporter: MetricExporter, export_interval_millis: Optional[float] = None,
-                 export_timeout_millis: Optional[float] = None, metric_producers=()) -> None:
+                 export_timeout_millis: Optional[float] = None, metric_producers=(),
+                 default_cardinality_limit=None) -> None:
         if not isinstance(exporter, MetricExporter):
             raise TypeError("PeriodicExportingMetricReader: exporter must be an "
                             "otelmetrics.export.MetricExporter, got %r" % (exporter,))
         super().__init__(getattr(exporter, "_preferred_temporality", None),
                          getattr(exporter, "_preferred_aggregation", None),
+                         default_cardinality_limit=default_cardinality_limit,
                          metric_producers=metric_producers)
         self._exporter = exporter
         from otelmetrics import config
@@ -209,6 +227,7 @@ class PeriodicExportingMetricReader(MetricReader):
         self._export_lock = threading.Lock()
         self._stop = threading.Event()
         self._shutdown_done = False
+        self._shutdown_started = False
         self._thread: Optional[threading.Thread] = None
         self._start_thread()
         if hasattr(os, "register_at_fork"):
@@ -295,7 +314,10 @@ class PeriodicExportingMetricReader(MetricReader):
         return ok
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> bool:
-        if self._shutdown_done:
+        with self._reader_lock:     # once, even when called from several threads at a time
+            already = self._shutdown_started
+            self._shutdown_started = True
+        if already:
             _logger.warning("PeriodicExportingMetricReader.shutdown: already shut down")
             return False
         deadline = time.monotonic() + timeout_millis / 1e3
@@ -307,6 +329,7 @@ class PeriodicExportingMetricReader(MetricReader):
         self._last_ok = True
         ok = self._bounded(min(self._timeout_ms, left))
         self._shutdown_done = True
+        self._is_shut_down = True      # later collect() calls fail without exporting
         try:
             self._exporter.shutdown(timeout_millis=max(0.0, (deadline - time.monotonic()) * 1e3))
         except Exception as e:

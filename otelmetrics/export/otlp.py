@@ -4,7 +4,13 @@
 - 2xx is success; a ``partial_success`` in the response body is logged.
 - 429, 502, 503, 504 and connection errors are retried with exponential backoff and
   jitter, or after the server's ``Retry-After``, while the export's deadline allows.
-- Any other status fails at once; the server's ``google.rpc.Status`` message is logged.
+- Any other status fails at once; the server's ``google.rpc.Status`` message is logged,
+  and the request is dropped: sending it again would fail again.
+- A request still undelivered when the export's time is up is kept, as encoded and
+  compressed, in a bounded in-memory queue or, with ``spool_dir``, in files that survive
+  a restart; every later export (and ``force_flush``) first sends what is kept, oldest
+  first, then its own data. When full, the oldest are dropped and counted. Delivery is
+  at least once: a request whose answer was lost is sent again.
 
 No protobuf runtime, no requests, no grpc: http.client, ssl and gzip come from the
 standard library and are imported when first needed, so importing this module is cheap.
@@ -24,12 +30,19 @@ from otelmetrics import config
 from otelmetrics._native.otlp_wire import decode_fields, encode_request
 from otelmetrics._version import __version__
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
+from otelmetrics.export.otlp_queue import GZIP, JSON, QueuedRequest, RetryQueue
 
 _logger = logging.getLogger("otelmetrics.export.otlp")
 
 _RETRYABLE = frozenset((429, 502, 503, 504))
 _MAX_RESPONSE_BYTES = 1 << 20   # a larger body is cut and the connection dropped
 _USER_AGENT = "otelmetrics/" + __version__
+# Network I/O stops this long (at most a tenth of the timeout) before an export's deadline,
+# so that a request still undelivered is queued or on disk before the caller gives up on us.
+_KEEP_RESERVE = 0.2
+
+# What became of one request.
+_SENT, _REJECTED, _RETRY = "sent", "rejected", "retry"
 
 
 class OTLPMetricExporter(MetricExporter):
@@ -41,6 +54,13 @@ class OTLPMetricExporter(MetricExporter):
     Everything after ``endpoint`` is keyword-only: the reference orders its
     arguments differently, so positional calls would be ambiguous. ``timeout`` is
     in seconds and bounds each export, retries included.
+
+    Undelivered requests: ``max_queue_bytes`` bounds the in-memory retry queue (0 turns
+    it off); ``spool_dir`` keeps them in files instead, bounded by ``max_spool_bytes``
+    and ``max_spool_files``, and sends the files left by an earlier run at the first
+    export. Left out, these come from ``OTELMETRICS_EXPORTER_QUEUE_BYTES``,
+    ``OTELMETRICS_EXPORTER_SPOOL_DIR``, ``_SPOOL_BYTES`` and ``_SPOOL_FILES``.
+    ``stats()`` counts what was sent, kept and dropped.
     """
 
     # Backoff before retry n (0-based) is base * 2**n seconds, capped, times a jitter factor.
@@ -62,6 +82,10 @@ class OTLPMetricExporter(MetricExporter):
         preferred_aggregation=None,
         max_export_batch_size: Optional[int] = None,
         protocol: Optional[str] = None,
+        max_queue_bytes: Optional[int] = None,
+        spool_dir: Optional[str] = None,
+        max_spool_bytes: Optional[int] = None,
+        max_spool_files: Optional[int] = None,
     ) -> None:
         settings = config.otlp_settings(
             endpoint=endpoint, headers=headers, timeout=timeout, compression=compression,
@@ -73,6 +97,7 @@ class OTLPMetricExporter(MetricExporter):
             or max_export_batch_size <= 0
         ):
             raise ValueError("max_export_batch_size %r: expected a positive integer" % (max_export_batch_size,))
+        kept = config.queue_settings(max_queue_bytes, spool_dir, max_spool_bytes, max_spool_files)
         super().__init__(
             preferred_temporality=config.preferred_temporality(preferred_temporality),
             preferred_aggregation=config.preferred_aggregation(preferred_aggregation),
@@ -101,13 +126,47 @@ class OTLPMetricExporter(MetricExporter):
         if self._gzip:
             self._headers["content-encoding"] = "gzip"
         self._headers.update(settings.headers)
+        self._flags = (GZIP if self._gzip else 0) | (JSON if self._json else 0)
         self._conn = None
         self._lock = threading.Lock()
         self._shutdown_event = threading.Event()
+        self._queue = RetryQueue(kept.max_queue_bytes)
+        self._spool = self._open_spool(kept) if kept.spool_dir else None
+        self._counts = dict.fromkeys((
+            "exports_succeeded", "exports_failed", "requests_sent", "requests_replayed",
+            "requests_queued", "requests_rejected", "requests_dropped_shutdown"), 0)
 
     @property
     def endpoint(self) -> str:
         return self._settings.endpoint
+
+    @staticmethod
+    def _open_spool(kept):
+        from otelmetrics.export.otlp_spool import Spool
+
+        try:
+            return Spool(kept.spool_dir, kept.max_spool_bytes, kept.max_spool_files)
+        except OSError as e:
+            if not kept.spool_dir_from_env:
+                raise ValueError("OTLPMetricExporter spool_dir %r is unusable: %s" % (kept.spool_dir, e)) from e
+            _logger.warning("%s=%r is unusable (%s); undelivered requests are kept in memory only",
+                            config.OTELMETRICS_EXPORTER_SPOOL_DIR, kept.spool_dir, e)
+            return None
+
+    def stats(self) -> dict:
+        """Counters since start (exports, requests sent, kept, rejected, dropped) and what
+        is kept right now; ``MeterProvider.stats()`` adds them up over its readers."""
+        out = dict(self._counts)
+        queue, spool = self._queue, self._spool
+        out["requests_dropped_queue_full"] = queue.dropped
+        out["queued_requests"] = len(queue)
+        out["queued_bytes"] = queue.bytes
+        out.update(spooled_requests=0, spooled_bytes=0, spool_write_errors=0, spool_files_skipped=0)
+        if spool is not None:
+            out["requests_dropped_queue_full"] += spool.dropped
+            out.update(spooled_requests=len(spool), spooled_bytes=spool.bytes,
+                       spool_write_errors=spool.write_errors, spool_files_skipped=spool.skipped)
+        return out
 
     def _make_ssl_context(self, fall_back: bool):
         """CA file and client certificate as configured; with ``fall_back`` (they came from
@@ -155,37 +214,53 @@ class OTLPMetricExporter(MetricExporter):
 
     # ------------------------------------------------------------ the exporter interface
 
+    def _budget(self, timeout_millis: Optional[float]) -> Tuple[float, float]:
+        """(seconds to wait for the connection lock, deadline for network I/O)."""
+        timeout = self._settings.timeout
+        if timeout_millis is not None and timeout_millis >= 0:
+            timeout = min(timeout, timeout_millis / 1000.0)
+        return timeout, time.monotonic() + timeout - min(_KEEP_RESERVE, timeout / 10)
+
     def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
         if self._shutdown_event.is_set():
             _logger.warning("OTLP exporter is shut down; dropping the batch")
+            self._counts["exports_failed"] += 1
             return MetricExportResult.FAILURE
+        ok = False
         try:
-            if not metrics_data.resource_metrics:
-                return MetricExportResult.SUCCESS
-            timeout = self._settings.timeout
-            if timeout_millis is not None and timeout_millis >= 0:
-                timeout = min(timeout, timeout_millis / 1000.0)
-            deadline = time.monotonic() + timeout
-            if not self._lock.acquire(timeout=timeout):
+            # An empty collection still sends what is queued: delta data kept during an outage.
+            bodies = self._bodies(metrics_data) if metrics_data.resource_metrics else ()
+            wait, deadline = self._budget(timeout_millis)
+            if not self._lock.acquire(timeout=wait):
                 _logger.warning("OTLP export skipped: another export still holds the connection")
-                return MetricExportResult.FAILURE
-            try:
-                for body in self._bodies(metrics_data):
-                    if not self._send(body, deadline):
-                        return MetricExportResult.FAILURE
-            finally:
-                self._lock.release()
-            return MetricExportResult.SUCCESS
+            else:
+                try:
+                    ok = self._deliver(bodies, deadline)
+                finally:
+                    self._lock.release()
         except Exception:  # never into the reader's thread
             _logger.exception("OTLP export failed")
-            return MetricExportResult.FAILURE
+        self._counts["exports_succeeded" if ok else "exports_failed"] += 1
+        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True  # nothing is buffered here
+        """Try to deliver what is queued or spooled; True when nothing is left."""
+        if self._shutdown_event.is_set():
+            return True   # nothing more will be sent; the spool waits for the next run
+        if not self._pending():
+            return True
+        wait, deadline = self._budget(timeout_millis)
+        if not self._lock.acquire(timeout=wait):
+            return False
+        try:
+            return self._drain(deadline)
+        finally:
+            self._lock.release()
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
         if self._shutdown_event.is_set():
             return
+        _, deadline = self._budget(max(timeout_millis, 0))
         self._shutdown_event.set()  # wakes an export sleeping before a retry
         if not self._lock.acquire(timeout=max(timeout_millis, 0) / 1000.0):
             # An export is still in network I/O: cut its socket so that it returns.
@@ -199,9 +274,102 @@ class OTLPMetricExporter(MetricExporter):
                     pass
             return
         try:
+            if self._spool is None and self._queue:
+                self._drain(deadline)   # one try each: the shutdown event cuts the retries short
+            self._release_queue()
             self._close()
         finally:
             self._lock.release()
+
+    # ------------------------------------------------------------ kept requests
+
+    def _pending(self) -> bool:
+        return bool(self._queue) or bool(self._spool)
+
+    def _oldest(self) -> Optional[QueuedRequest]:
+        # The spool first: the memory queue holds only what the spool could not take.
+        request = self._spool.oldest() if self._spool is not None else None
+        return request if request is not None else self._queue.oldest()
+
+    def _drain(self, deadline: float) -> bool:
+        """Send kept requests, oldest first, until none is left (True) or one cannot be delivered."""
+        while True:
+            request = self._oldest()
+            if request is None:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            outcome = self._send(request.body, deadline, self._headers_for(request.flags))
+            if outcome is _RETRY:
+                return False
+            if request.key is not None:
+                self._spool.remove(request)
+            else:
+                self._queue.remove(request)
+            if outcome is _SENT:
+                self._counts["requests_sent"] += 1
+                self._counts["requests_replayed"] += 1
+            else:
+                self._counts["requests_rejected"] += 1
+
+    def _deliver(self, bodies, deadline: float) -> bool:
+        """Kept requests first, then ``bodies``; once one cannot be delivered the rest are
+        kept behind it without a try, so that they arrive in order. True if all arrived."""
+        up = self._drain(deadline)
+        ok = up
+        for body in bodies:
+            if up:
+                outcome = self._send(body, deadline, self._headers)
+                if outcome is _SENT:
+                    self._counts["requests_sent"] += 1
+                    continue
+                if outcome is _REJECTED:
+                    self._counts["requests_rejected"] += 1
+                    ok = False
+                    continue
+                up = False
+            ok = False
+            self._keep(QueuedRequest(body, self._flags))
+        return ok
+
+    def _keep(self, request: QueuedRequest) -> None:
+        if self._spool is not None and self._spool.put(request.body, request.flags):
+            self._counts["requests_queued"] += 1
+        elif self._shutdown_event.is_set():
+            # Nobody will send from memory after shutdown.
+            self._counts["requests_dropped_shutdown"] += 1
+            _logger.error("OTLP exporter shut down: 1 undelivered request is lost")
+        else:
+            self._counts["requests_queued"] += 1
+            self._queue.put(request)
+
+    def _release_queue(self) -> None:
+        """At shutdown: what is still in memory goes to the spool if it can, else it is lost."""
+        lost = 0
+        while True:
+            request = self._queue.oldest()
+            if request is None:
+                break
+            self._queue.remove(request)
+            if self._spool is None or not self._spool.put(request.body, request.flags):
+                lost += 1
+        if lost:
+            self._counts["requests_dropped_shutdown"] += lost
+            _logger.error("OTLP exporter shut down with %d undelivered request(s), now lost; "
+                          "spool_dir keeps them across restarts", lost)
+
+    def _headers_for(self, flags: int) -> dict:
+        """Headers matching how a kept request was encoded, which a spool written by a
+        differently configured run may not share with ours."""
+        if flags == self._flags:
+            return self._headers
+        headers = dict(self._headers)
+        headers["content-type"] = "application/json" if flags & JSON else "application/x-protobuf"
+        if flags & GZIP:
+            headers["content-encoding"] = "gzip"
+        else:
+            headers.pop("content-encoding", None)
+        return headers
 
     # ------------------------------------------------------------ transport
 
@@ -224,13 +392,13 @@ class OTLPMetricExporter(MetricExporter):
                 self._conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
         return self._conn
 
-    def _post(self, body: bytes, timeout: float) -> Tuple[int, str, dict, bytes]:
+    def _post(self, body: bytes, timeout: float, headers: dict) -> Tuple[int, str, dict, bytes]:
         """One request on the kept-alive connection: (status, reason, headers, body)."""
         conn = self._connection(timeout)
         conn.timeout = timeout
         if conn.sock is not None:
             conn.sock.settimeout(timeout)
-        conn.request("POST", self._path, body=body, headers=self._headers)
+        conn.request("POST", self._path, body=body, headers=headers)
         response = conn.getresponse()
         payload = response.read(_MAX_RESPONSE_BYTES + 1)
         if len(payload) > _MAX_RESPONSE_BYTES or not response.isclosed():
@@ -245,17 +413,18 @@ class OTLPMetricExporter(MetricExporter):
         delay = min(self._backoff_max, self._backoff_base * (2 ** attempt))
         return delay * random.uniform(1 - self._jitter, 1 + self._jitter)
 
-    def _send(self, body: bytes, deadline: float) -> bool:
+    def _send(self, body: bytes, deadline: float, request_headers: dict) -> str:
+        """_SENT, _REJECTED (a status not worth retrying) or _RETRY (still undelivered)."""
         attempt = 0
         fresh_retry_done = False
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 _logger.error("OTLP export to %s timed out", self.endpoint)
-                return False
+                return _RETRY
             reused = self._conn is not None and self._conn.sock is not None
             try:
-                status, reason, headers, payload = self._post(body, remaining)
+                status, reason, headers, payload = self._post(body, remaining, request_headers)
             except Exception as e:  # OSError, http.client.HTTPException, ssl errors
                 self._close()
                 if reused and not fresh_retry_done:
@@ -266,11 +435,11 @@ class OTLPMetricExporter(MetricExporter):
             else:
                 if 200 <= status < 300:
                     self._log_partial_success(headers, payload)
-                    return True
+                    return _SENT
                 if status not in _RETRYABLE:
                     _logger.error("OTLP export to %s failed with HTTP %d %s: %s", self.endpoint, status,
                                   reason, self._status_message(headers, payload) or "(no message)")
-                    return False
+                    return _REJECTED
                 what = "HTTP %d %s" % (status, reason)
                 retry_after = _retry_after(headers.get("retry-after"))
             delay = retry_after if retry_after is not None else self._backoff(attempt)
@@ -278,10 +447,10 @@ class OTLPMetricExporter(MetricExporter):
             if time.monotonic() + delay >= deadline:
                 _logger.error("OTLP export to %s failed (%s); the next try, in %.1f s, would pass "
                               "the export deadline", self.endpoint, what, delay)
-                return False
+                return _RETRY
             _logger.debug("OTLP export to %s: %s; retrying in %.2f s", self.endpoint, what, delay)
             if self._shutdown_event.wait(delay):
-                return False
+                return _RETRY
 
     # ------------------------------------------------------------ responses
 
