@@ -182,7 +182,7 @@ cdef inline int _record(tuple streams, int k, int64_t iv, double dv, object attr
         else:
             s.add_d(c, dv)
         if sampled:
-            s.offer(c, k == V_INT, iv, dv, attributes, t, sampler.thi, sampler.tlo, sampler.span_id)
+            s.offer(c, k == V_INT, iv, dv, attributes, t, sampler.thi, sampler.tlo, sampler.span_id, context)
     return 0
 
 
@@ -337,7 +337,7 @@ cdef class BoundHandle:
             for i in range(self._n):
                 s = <Stream>PyTuple_GET_ITEM(self._streams, i)
                 s.offer(self._cells[i], k == V_INT, iv, dv, self.attributes, t, self._core._sampler.thi,
-                        self._core._sampler.tlo, self._core._sampler.span_id)
+                        self._core._sampler.tlo, self._core._sampler.span_id, context)
         return 0
 
     def add(self, amount, context=None):

@@ -38,6 +38,10 @@ cdef class Stream:
     cdef Reservoirs ex                      # exemplar samples; None until the first one
     cdef readonly Py_ssize_t ex_k           # reservoir slots per cell (0: exemplars off)
     cdef bint ex_aligned
+    cdef object ex_factory                  # a user reservoir per series: factory(aggregation type)
+    cdef object ex_agg_type
+    cdef dict ex_custom                     # cell -> (attribute key tuple, user reservoir)
+    cdef object _first_custom               # the instance made while configuring, used first
     cdef Py_ssize_t _reclaim(self) except -1
     cdef inline Py_ssize_t _overflow(self) noexcept
     cdef void _free_cell(self, Py_ssize_t c) noexcept
@@ -61,7 +65,8 @@ cdef class Stream:
     cpdef list collect(self, int64_t now)
     cdef Py_ssize_t bucket_of(self, double v) noexcept
     cdef int offer(self, Py_ssize_t c, bint isint, int64_t iv, double dv, object attributes,
-                   int64_t t, uint64_t thi, uint64_t tlo, uint64_t span) except -1
+                   int64_t t, uint64_t thi, uint64_t tlo, uint64_t span, object context) except -1
+    cdef object _custom_reservoir(self, Py_ssize_t c, bint create)
 
 cdef class NumberStream(Stream):
     cdef int64_t *ival

@@ -301,11 +301,39 @@ cdef class Stream:
     cdef Py_ssize_t bucket_of(self, double v) noexcept:
         return 0
 
+    def enable_custom_exemplars(self, factory, aggregation_type, first=None):
+        """A user reservoir (``offer(value, time_unix_nano, attributes, context)``,
+        ``collect(point_attributes)``) per series, made by ``factory(aggregation_type)``."""
+        self.ex_factory = factory
+        self.ex_agg_type = aggregation_type
+        self.ex_custom = {}
+        self.ex_k = 0
+        self._first_custom = first
+
+    cdef object _custom_reservoir(self, Py_ssize_t c, bint create):
+        entry = self.ex_custom.get(c)
+        key = self.keys[c]
+        if entry is not None and entry[0] is key:
+            return entry[1]
+        if not create:
+            return None
+        reservoir, self._first_custom = self._first_custom, None
+        if reservoir is None:
+            reservoir = self.ex_factory(self.ex_agg_type)
+        self.ex_custom[c] = (key, reservoir)     # a reused cell gets a fresh reservoir
+        return reservoir
+
     cdef int offer(self, Py_ssize_t c, bint isint, int64_t iv, double dv, object attributes,
-                   int64_t t, uint64_t thi, uint64_t tlo, uint64_t span) except -1:
+                   int64_t t, uint64_t thi, uint64_t tlo, uint64_t span, object context) except -1:
         """Offer a sampled measurement of cell ``c``; ``attributes`` is the full
         (sanitised or plain) set, of which the view-dropped part is kept."""
         cdef dict filtered = None
+        if self.ex_factory is not None:
+            try:
+                self._custom_reservoir(c, True).offer(iv if isint else dv, t, attributes or {}, context)
+            except Exception as e:
+                _warn_custom_reservoir(self, e)
+            return 0
         if self.ex_k == 0:
             return 0
         if self.ex is None:
@@ -319,6 +347,16 @@ cdef class Stream:
         self.ex.offer(c, self.bucket_of(dv if not isint else <double>iv) if self.ex_aligned else 0,
                       isint, iv, dv, t, thi, tlo, span, filtered)
         return 0
+
+    def _collect_custom(self, Py_ssize_t c, tuple flat):
+        reservoir = self._custom_reservoir(c, False)
+        if reservoir is None:
+            return []
+        try:
+            return list(reservoir.collect({flat[j]: flat[j + 1] for j in range(0, len(flat), 2)}) or ())
+        except Exception as e:
+            _warn_custom_reservoir(self, e)
+            return []
 
     # -- bound handles -------------------------------------------------------
 
@@ -396,6 +434,7 @@ cdef class Stream:
         cdef ExSlot *exbuf = NULL
         cdef Py_ssize_t *ex_n = NULL
         cdef Py_ssize_t ek = self.ex_k
+        cdef list sel = [None] * n_cells if self.ex_factory is not None else None
         buf = <char *>PyMem_Malloc(<size_t>(n_cells * rec) if n_cells else 1)
         if buf == NULL:
             raise MemoryError()
@@ -418,6 +457,8 @@ cdef class Stream:
                     self.snapshot_cell(c, buf + k * rec + sizeof(int64_t), reset)
                     if ex is not None:
                         ex_n[k] = ex.take(c, exbuf + k * ek)
+                    elif sel is not None:
+                        sel[k] = c
                     attrs[k] = self.keys[c]
                     k += 1
                     self.flags[c] &= ~CELL_TOUCHED
@@ -433,9 +474,14 @@ cdef class Stream:
             points = [None] * k
             py_now = now
             for i in range(k):
+                if ex is not None:
+                    exemplars = build_exemplars(exbuf + i * ek, ex_n[i])
+                elif sel is not None:
+                    exemplars = self._collect_custom(sel[i], attrs[i])
+                else:
+                    exemplars = []
                 points[i] = self.make_point(buf + i * rec + sizeof(int64_t), attrs[i],
-                                            (<int64_t *>(buf + i * rec))[0], py_now,
-                                            build_exemplars(exbuf + i * ek, ex_n[i]) if ex is not None else [])
+                                            (<int64_t *>(buf + i * rec))[0], py_now, exemplars)
             return points
         finally:
             PyMem_Free(buf)
@@ -465,6 +511,17 @@ cdef class Stream:
 
     def cell_nbytes(self):
         return 0
+
+
+cdef object _warned_reservoirs = set()
+
+
+cdef void _warn_custom_reservoir(Stream s, Exception e):
+    if id(s) not in _warned_reservoirs:
+        _warned_reservoirs.add(id(s))
+        import logging
+        logging.getLogger("otelmetrics").warning(
+            "custom exemplar reservoir failed (%s: %s); its exemplars are skipped", type(e).__name__, e)
 
 
 cdef inline object _number(bint isfloat, int64_t i, double d):

@@ -221,12 +221,18 @@ class Pipeline:
     @staticmethod
     def _configure_exemplars(instrument, stream, agg, factory) -> None:
         """The spec's default reservoir per aggregation, unless the view brings one."""
-        reservoir = None
         if factory is not None:
             try:
                 reservoir = factory(type(agg))
-                reservoir._configure(stream)
-                return
+                if hasattr(reservoir, "_configure"):          # a built-in, compiled reservoir
+                    reservoir._configure(stream)
+                    return
+                if callable(getattr(reservoir, "offer", None)) and callable(getattr(reservoir, "collect", None)):
+                    # A user reservoir: the factory makes one per series (this one serves the first).
+                    stream.enable_custom_exemplars(factory, type(agg), reservoir)
+                    return
+                raise TypeError("it returned %r, which is neither a built-in reservoir nor an object "
+                                "with offer() and collect()" % (reservoir,))
             except Exception as e:
                 _logger.warning("instrument %r: exemplar_reservoir_factory failed (%s: %s); using the "
                                 "default reservoir", instrument.name, type(e).__name__, e)

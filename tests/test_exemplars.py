@@ -174,3 +174,49 @@ def test_same_exemplar_fields_as_reference():
     (ours,) = points(reader, "c")[0].exemplars
     for f in ("filtered_attributes", "value", "span_id", "trace_id"):
         assert getattr(ours, f) == getattr(ref_ex, f), f
+
+
+class SpanIdReservoir:
+    """A user reservoir keeping the span ids it saw, via the offered context."""
+
+    def __init__(self):
+        self.seen = []
+
+    def offer(self, value, time_unix_nano, attributes, context):
+        span = trace.get_current_span(context)
+        self.seen.append((value, span.get_span_context().span_id))
+
+    def collect(self, point_attributes):
+        from otelmetrics.export import Exemplar
+        out = [Exemplar({}, v, 0, s, None) for v, s in self.seen]
+        self.seen = []
+        return out
+
+
+class BrokenReservoir:
+    def offer(self, *a):
+        raise RuntimeError("broken offer")
+
+    def collect(self, point_attributes):
+        raise RuntimeError("broken collect")
+
+
+def test_user_reservoir_gets_the_measurement_context():
+    mp, reader = provider(views=[View(instrument_name="c", exemplar_reservoir_factory=lambda agg: SpanIdReservoir())])
+    c = mp.get_meter("m").create_counter("c")
+    with SAMPLED.start_as_current_span("s") as span:
+        c.add(4, {"a": 1})
+        expected = ids(span)[1]
+    (ex,) = points(reader, "c")[0].exemplars
+    assert (ex.value, ex.span_id) == (4, expected)
+
+
+def test_broken_user_reservoir_does_not_lose_measurements(caplog):
+    mp, reader = provider(views=[View(instrument_name="c", exemplar_reservoir_factory=lambda agg: BrokenReservoir())],
+                          exemplar_filter=otelmetrics.AlwaysOnExemplarFilter())
+    c = mp.get_meter("m").create_counter("c")
+    for _ in range(3):
+        c.add(2)
+    (p,) = points(reader, "c")
+    assert p.value == 6 and p.exemplars == []
+    assert mp.stats()["dropped_by_reason"] == {}

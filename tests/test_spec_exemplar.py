@@ -155,9 +155,6 @@ class LastTwo:
         return out
 
 
-@pytest.mark.xfail(strict=True, reason="reservoirs are compiled and a view's exemplar_reservoir_factory may only "
-                   "return the built-in SimpleFixedSize/AlignedHistogramBucket objects: there is no offer/collect "
-                   "interface a user can implement (the factory's object is rejected with a warning)")
 def test_custom_exemplarreservoir__user_implementation_on_a_view_per_timeseries():
     mp, r = provider(views=[View(instrument_name="c", exemplar_reservoir_factory=lambda agg: LastTwo())],
                      exemplar_filter=ON)
