@@ -24,7 +24,8 @@ _logger = logging.getLogger("otelmetrics")
 _OTLP_OPTIONS = frozenset((
     "endpoint", "headers", "timeout", "compression", "certificate_file", "client_key_file",
     "client_certificate_file", "preferred_temporality", "preferred_aggregation",
-    "max_export_batch_size", "protocol",
+    "max_export_batch_size", "protocol", "max_queue_bytes", "spool_dir", "max_spool_bytes",
+    "max_spool_files",
 ))
 
 

@@ -275,7 +275,14 @@ class PeriodicExportingMetricReader(MetricReader):
 
     def _collect_and_export(self, timeout_millis: float) -> bool:
         try:
-            self.collect(timeout_millis=timeout_millis)
+            if self._is_shut_down:
+                return False
+            data = self._collect_data(timeout_millis)
+            if data is None:
+                # Nothing new; an exporter still holding requests from an outage gets
+                # its chance to deliver them (a no-op for the others).
+                return bool(self._exporter.force_flush(timeout_millis=timeout_millis))
+            self._receive_metrics(data, timeout_millis=timeout_millis)
             return self._last_ok
         except Exception as e:  # the background thread must survive anything
             _logger.warning("periodic export failed: %s: %s", type(e).__name__, e)
