@@ -82,6 +82,7 @@ class MeterProvider(api.MeterProvider):
         views: Sequence = (),
         exemplar_filter: Optional[object] = None,
         meter_configurator=None,
+        self_metrics: bool = False,
     ) -> None:
         from otelmetrics.export._readers import MetricReader  # avoid an import cycle
         from otelmetrics.view import View
@@ -118,6 +119,10 @@ class MeterProvider(api.MeterProvider):
                     provider._reinit_locks_after_fork()
 
             os.register_at_fork(after_in_child=_after_fork_in_child)
+        if self_metrics:
+            from otelmetrics import _self_metrics
+
+            _self_metrics.register(self)
         self._atexit = None
         if shutdown_on_exit:
             ref = weakref.ref(self)

@@ -128,3 +128,22 @@ def test_observable_overflow_is_counted_too():
     reader.get_metrics_data()
     assert provider.stats()["overflowed_by_stream"] == {"cpu": 3}
     provider.shutdown()
+
+
+def test_self_metrics_report_drops_and_overflow():
+    import otelmetrics
+    from otelmetrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader(default_cardinality_limit=3)
+    mp = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False, self_metrics=True)
+    c = mp.get_meter("app").create_counter("c")
+    c.add(-1)
+    for i in range(5):
+        c.add(1, {"k": i})
+    data = reader.get_metrics_data()
+    own = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics
+           if sm.scope.name == "otelmetrics" for m in sm.metrics}
+    dropped = {p.attributes["reason"]: p.value for p in own["otelmetrics.measurements.dropped"].data.data_points}
+    assert dropped == {"dropped: negative value on a monotonic instrument": 1}
+    (ov,) = own["otelmetrics.measurements.overflowed"].data.data_points
+    assert ov.attributes == {"metric": "c"} and ov.value == 3
