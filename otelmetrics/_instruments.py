@@ -4,7 +4,7 @@ compiled core (one C call per measurement).
 """
 from __future__ import annotations
 
-import inspect
+from types import GeneratorType
 import logging
 from typing import Callable, Optional, Sequence
 
@@ -107,7 +107,7 @@ class _Observable(_Identity):
     def _init_callbacks(self, callbacks: Optional[Sequence[Callable]]) -> None:
         self._callbacks = list(callbacks or ())
         for cb in self._callbacks:
-            if inspect.isgenerator(cb):
+            if isinstance(cb, GeneratorType):
                 # The API's generator protocol: advanced to its first yield here,
                 # then sent CallbackOptions at each collection.
                 try:

@@ -3,7 +3,7 @@ reader, runs asynchronous callbacks, and assembles a reader's collection.
 """
 from __future__ import annotations
 
-import inspect
+from types import GeneratorType
 import logging
 import threading
 import time
@@ -282,7 +282,7 @@ class Pipeline:
         diagnostics = self._provider._diagnostics
         report = diagnostics.reporter(instrument.name)
         options = CallbackOptions(timeout_millis=max(0.0, (deadline - time.monotonic()) * 1e3))
-        run = callback.send if inspect.isgenerator(callback) else callback
+        run = callback.send if isinstance(callback, GeneratorType) else callback
         try:
             observations, error = _materialise(run, options)
         except StopIteration:

@@ -6,10 +6,8 @@ The point classes themselves live in the compiled core.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from otelmetrics._native.points import (
     Buckets,
@@ -48,66 +46,84 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-class _JSONable:
-    def to_dict(self) -> dict:
-        return {f: getattr(self, f) for f in self.__dataclass_fields__}  # type: ignore[attr-defined]
+class _Record:
+    """Immutable record with fields, equality, repr and JSON, like a frozen
+    dataclass (written out because dataclasses would double the import time)."""
 
-    def to_json(self, indent: Optional[int] = 4) -> str:
+    __slots__ = ()
+    _fields: tuple = ()
+    _defaults: dict = {}
+
+    def __init__(self, *args, **kwargs) -> None:
+        if len(args) > len(self._fields):
+            raise TypeError("%s takes %d arguments" % (type(self).__name__, len(self._fields)))
+        values = dict(zip(self._fields, args))
+        for k, v in kwargs.items():
+            if k not in self._fields or k in values:
+                raise TypeError("%s: unexpected or repeated argument %r" % (type(self).__name__, k))
+            values[k] = v
+        for f in self._fields:
+            if f not in values:
+                if f not in self._defaults:
+                    raise TypeError("%s: missing argument %r" % (type(self).__name__, f))
+                d = self._defaults[f]
+                values[f] = d() if callable(d) else d
+            object.__setattr__(self, f, values[f])
+
+    def __setattr__(self, name, value):
+        raise AttributeError("%s is immutable; use _replace()" % type(self).__name__)
+
+    def _replace(self, **changes):
+        return type(self)(**{**{f: getattr(self, f) for f in self._fields}, **changes})
+
+    def __eq__(self, other) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self._fields)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, f) for f in self._fields))
+
+    def __repr__(self) -> str:
+        return "%s(%s)" % (type(self).__name__,
+                           ", ".join("%s=%r" % (f, getattr(self, f)) for f in self._fields))
+
+    def to_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self._fields}
+
+    def to_json(self, indent=4) -> str:
+        import json
+
         return json.dumps(_plain(self), indent=indent)
 
 
-@dataclass(frozen=True)
-class InstrumentationScope(_JSONable):
-    name: str
-    version: Optional[str] = None
-    schema_url: Optional[str] = ""
-    attributes: Optional[dict] = None
+def _record(name: str, fields: str, doc: str, **defaults) -> type:
+    names = tuple(fields.split())
+    return type(name, (_Record,), {"__slots__": names, "_fields": names, "_defaults": defaults,
+                                   "__doc__": doc, "__module__": __name__})
 
 
-@dataclass(frozen=True)
-class Sum(_JSONable):
-    data_points: Sequence[NumberDataPoint]
-    aggregation_temporality: AggregationTemporality
-    is_monotonic: bool
+InstrumentationScope = _record("InstrumentationScope", "name version schema_url attributes",
+                               "The meter that produced some metrics.",
+                               version=None, schema_url="", attributes=None)
+Sum = _record("Sum", "data_points aggregation_temporality is_monotonic", "A sum metric's points.")
+Gauge = _record("Gauge", "data_points", "A gauge metric's points.")
+Histogram = _record("Histogram", "data_points aggregation_temporality",
+                    "An explicit-bucket histogram metric's points.")
+ExponentialHistogram = _record("ExponentialHistogram", "data_points aggregation_temporality",
+                               "A base-2 exponential histogram metric's points.")
+Metric = _record("Metric", "name description unit data", "One metric stream of a collection.")
+ScopeMetrics = _record("ScopeMetrics", "scope metrics schema_url", "The metrics of one meter.",
+                       schema_url="")
+MetricsData = _record("MetricsData", "resource_metrics", "One collection.", resource_metrics=list)
 
 
-@dataclass(frozen=True)
-class Gauge(_JSONable):
-    data_points: Sequence[NumberDataPoint]
+class ResourceMetrics(_Record):
+    """The metrics of one resource."""
 
-
-@dataclass(frozen=True)
-class Histogram(_JSONable):
-    data_points: Sequence[HistogramDataPoint]
-    aggregation_temporality: AggregationTemporality
-
-
-@dataclass(frozen=True)
-class ExponentialHistogram(_JSONable):
-    data_points: Sequence[ExponentialHistogramDataPoint]
-    aggregation_temporality: AggregationTemporality
-
-
-@dataclass(frozen=True)
-class Metric(_JSONable):
-    name: str
-    description: Optional[str]
-    unit: Optional[str]
-    data: Any
-
-
-@dataclass(frozen=True)
-class ScopeMetrics(_JSONable):
-    scope: InstrumentationScope
-    metrics: Sequence[Metric]
-    schema_url: str = ""
-
-
-@dataclass(frozen=True)
-class ResourceMetrics(_JSONable):
-    resource: Any
-    scope_metrics: Sequence[ScopeMetrics]
-    schema_url: str = ""
+    __slots__ = ("resource", "scope_metrics", "schema_url")
+    _fields = __slots__
+    _defaults = {"schema_url": ""}
 
     def to_dict(self) -> dict:
         res = self.resource
@@ -119,8 +135,3 @@ class ResourceMetrics(_JSONable):
             "scope_metrics": self.scope_metrics,
             "schema_url": self.schema_url,
         }
-
-
-@dataclass(frozen=True)
-class MetricsData(_JSONable):
-    resource_metrics: Sequence[ResourceMetrics] = field(default_factory=list)

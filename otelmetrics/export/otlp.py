@@ -22,7 +22,6 @@ import logging
 import random
 import threading
 import time
-from dataclasses import replace
 from typing import Iterator, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
@@ -522,6 +521,15 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
     return max(0.0, seconds) if seconds == seconds and seconds != float("inf") else None
 
 
+def _replace(obj, **changes):
+    """A copy with some fields changed: ours have _replace(); opentelemetry-sdk's are dataclasses."""
+    if hasattr(obj, "_replace"):
+        return obj._replace(**changes)
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
 def _split(metrics_data, limit: int):
     """Batches of at most ``limit`` data points, in order; each batch repeats the
     resource, scope and metric framing of the points it carries. Metrics without
@@ -539,17 +547,17 @@ def _split(metrics_data, limit: int):
                     take = points[start:start + room]
                     start += len(take)
                     room -= len(take)
-                    metrics.append(replace(metric, data=replace(metric.data, data_points=list(take))))
+                    metrics.append(_replace(metric, data=_replace(metric.data, data_points=list(take))))
                     if room == 0:
-                        scopes.append(replace(sm, metrics=metrics))
-                        batch.append(replace(rm, scope_metrics=scopes))
-                        yield replace(metrics_data, resource_metrics=batch)
+                        scopes.append(_replace(sm, metrics=metrics))
+                        batch.append(_replace(rm, scope_metrics=scopes))
+                        yield _replace(metrics_data, resource_metrics=batch)
                         batch, scopes, metrics, room = [], [], [], limit
             if metrics:
-                scopes.append(replace(sm, metrics=metrics))
+                scopes.append(_replace(sm, metrics=metrics))
                 metrics = []
         if scopes:
-            batch.append(replace(rm, scope_metrics=scopes))
+            batch.append(_replace(rm, scope_metrics=scopes))
             scopes = []
     if batch:
-        yield replace(metrics_data, resource_metrics=batch)
+        yield _replace(metrics_data, resource_metrics=batch)
