@@ -29,3 +29,11 @@ def points(reader, name=None):
 def by_attrs(pts):
     """{frozenset(attributes.items()): point}"""
     return {frozenset(p.attributes.items()): p for p in pts}
+
+
+# Subprocesses run from here, not from the checkout: with the source tree as the
+# working directory, `import otelmetrics` would find the uncompiled sources
+# instead of the installed package.
+import tempfile as _tempfile
+
+NEUTRAL_CWD = _tempfile.gettempdir()

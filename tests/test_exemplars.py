@@ -13,6 +13,7 @@ import otelmetrics
 from otelmetrics.view import ExplicitBucketHistogramAggregation, View
 
 from _util import points, provider
+from _util import NEUTRAL_CWD
 
 SAMPLED = TracerProvider(sampler=ALWAYS_ON).get_tracer("t")
 UNSAMPLED = TracerProvider(sampler=ALWAYS_OFF).get_tracer("t")
@@ -135,7 +136,8 @@ def test_exemplar_filter_from_environment():
             "print(len(p.exemplars))")
     for value, expected in (("always_on", "1"), ("always_off", "0"), ("trace_based", "0"), ("bogus", "0")):
         env = dict(os.environ, OTEL_METRICS_EXEMPLAR_FILTER=value)
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                             cwd=NEUTRAL_CWD)
         assert out.stdout.strip() == expected, (value, out.stderr)
 
 

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+from _util import NEUTRAL_CWD
+
 SCRIPT = r"""
 import http.server, json, sys, threading
 
@@ -43,7 +45,7 @@ print(json.dumps({"results": results, "loaded": loaded}))
 
 
 def test_exporter_imports_only_the_standard_library():
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60, cwd=NEUTRAL_CWD)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["results"] == ["SUCCESS", "SUCCESS"]
@@ -53,6 +55,6 @@ def test_exporter_imports_only_the_standard_library():
 def test_importing_otelmetrics_does_not_load_the_http_stack():
     code = ("import sys, otelmetrics, otelmetrics.export; "
             "print(sorted(m for m in ('http.client', 'ssl', 'gzip', 'otelmetrics.export.otlp') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=NEUTRAL_CWD)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -21,6 +21,7 @@ from otelmetrics.export import InMemoryMetricReader, MetricReader
 from otelmetrics.view import DEFAULT_BOUNDARIES, View
 
 from _util import ALL_DELTA, by_attrs, points
+from _util import NEUTRAL_CWD
 
 THREADS = 8
 ITERATIONS = 10_000
@@ -383,5 +384,6 @@ def test_insert_racing_a_finalizer_at_the_limit_stays_bounded():
             assert sum(p.value for p in pts) == L + 1, [(p.attributes, p.value) for p in pts]
         print("ok")
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=NEUTRAL_CWD)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-2000:])
