@@ -83,6 +83,11 @@ def _aggregation_applies(aggregation, kind) -> bool:
     return True
 
 
+def _stream_identity(instrument, out) -> tuple:
+    """What a backend sees of a stream besides its name (the spec's metric identity)."""
+    return (type(instrument), out.unit, out.description, out.wrap, out.temporality)
+
+
 def _name(callback) -> str:
     return getattr(callback, "__name__", None) or repr(callback)
 
@@ -210,7 +215,7 @@ class Pipeline:
         if first is instrument and first_out is not out:
             _logger.warning("meter %r: two views give instrument %r two streams named %r; both are "
                             "exported: give the views different names", scope.name, instrument.name, out.name)
-        elif first is not instrument:
+        elif first is not instrument and _stream_identity(first, first_out) != _stream_identity(instrument, out):
             _logger.warning(
                 "meter %r: metric %r is produced by two different instruments (%s %r and %s %r); both "
                 "are exported and backends may merge or reject them. Rename one with a View, e.g. "

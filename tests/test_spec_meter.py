@@ -85,8 +85,6 @@ def test_duplicate_instrument_registration__renaming_view_avoids_the_warning(cap
     assert sorted(points(r)) == ["c", "c.updown"]
 
 
-@pytest.mark.xfail(strict=True, reason="_pipeline._check_identity compares stream names only: a View that "
-                   "sets one description for both instruments still triggers the duplicate warning")
 def test_duplicate_instrument_registration__description_view_avoids_the_warning(caplog):
     mp, r = provider(views=[View(instrument_name="c", description="one")])
     m = mp.get_meter("m")
