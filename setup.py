@@ -12,8 +12,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CEXT = os.path.join("cext")
 
 # Release flags for small devices: optimised, portable (never -march=native), no
-# debug info (it would triple the installed size).
-# Cross builds may add their own through CFLAGS; these come first so CFLAGS wins.
+# debug info (it would triple the installed size). They come after CFLAGS on the
+# compiler's command line, so they win; cross builds add their -march through CFLAGS.
 COMPILE_ARGS = ["-O2", "-g0", "-fno-strict-aliasing", "-fvisibility=hidden",
                 "-ffunction-sections", "-fdata-sections"]
 # Strip symbols and drop unused sections: the wheel is what a device stores.

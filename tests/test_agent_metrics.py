@@ -170,7 +170,21 @@ def test_cpu_utilization_is_the_share_of_time_since_the_last_collection(tmp_path
                 statvfs=fake_statvfs(str(root), {}))
     stat = root / "proc" / "stat"
     lines = stat.read_text().splitlines()
-    # cpu0: +30 user, +10 system, +60 idle ticks since the baseline taken at start.
+
+    def shares(line):
+        names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+        ticks = dict(zip(names, map(int, line.split()[1:9])))
+        ticks["interrupt"] = ticks.pop("irq") + ticks.pop("softirq")
+        total = sum(ticks.values())
+        return {mode: t / total for mode, t in ticks.items()}
+
+    def cpu(points, n):
+        return {dict(k)["cpu.mode"]: v for k, v in points.items() if dict(k)["cpu.logical_number"] == n}
+
+    # The first collection has no earlier sample: the shares since boot.
+    first = collect(reader)["system.cpu.utilization"][1]
+    assert cpu(first, 0) == pytest.approx(shares(lines[1]))
+    # cpu0: +30 user, +10 system, +60 idle ticks since that collection.
     fields = lines[1].split()
     for column, ticks in ((1, 30), (3, 10), (4, 60)):
         fields[column] = str(int(fields[column]) + ticks)
@@ -178,11 +192,10 @@ def test_cpu_utilization_is_the_share_of_time_since_the_last_collection(tmp_path
     stat.write_text("\n".join(lines) + "\n")
 
     points = collect(reader)["system.cpu.utilization"][1]
-    cpu0 = {dict(k)["cpu.mode"]: v for k, v in points.items() if dict(k)["cpu.logical_number"] == 0}
-    assert cpu0 == pytest.approx({"user": 0.3, "system": 0.1, "idle": 0.6, "nice": 0, "iowait": 0,
-                                  "interrupt": 0, "steal": 0})
-    # CPUs whose counters did not move have nothing to report.
-    assert {dict(k)["cpu.logical_number"] for k in points} == {0}
+    assert cpu(points, 0) == pytest.approx({"user": 0.3, "system": 0.1, "idle": 0.6, "nice": 0, "iowait": 0,
+                                            "interrupt": 0, "steal": 0})
+    # A CPU whose counters did not move (samples closer than a tick) reports since boot again.
+    assert cpu(points, 1) == pytest.approx(shares(lines[2]))
     provider.shutdown()
 
 

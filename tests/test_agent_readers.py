@@ -209,7 +209,9 @@ def test_live_machine_values_are_plausible():
     assert readers.uptime("/") > 0
     assert all(v >= 0 for v in readers.loadavg("/"))
     states = readers.process_states("/")
-    assert states.get("running", 0) >= 1  # this test is running
+    if os.environ.get("OTELMETRICS_TEST_PROFILE") != "emulated":
+        # qemu-user fakes /proc/self/stat with state 0: no process looks running there.
+        assert states.get("running", 0) >= 1  # this test is running
     assert "lo" in readers.netdev("/")
     for fs in readers.filesystems("/"):
         assert min(fs.used, fs.free, fs.reserved) >= 0 and fs.used + fs.free > 0

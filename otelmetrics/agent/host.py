@@ -78,21 +78,24 @@ def processes_created(stat: readers.ProcStat) -> List[Observation]:
 
 class CpuUtilization:
     """Per logical CPU and mode: the mode's share of the CPU time that passed since
-    the previous sample (a fraction, 0 to 1). The first sample only sets the baseline."""
+    the previous sample (a fraction, 0 to 1). With no earlier sample (or none a
+    clock tick ago) the share since boot is reported, so the first export of a
+    freshly started agent already has the metric."""
 
     def __init__(self) -> None:
-        self._previous: Optional[Dict[int, Dict[str, float]]] = None
+        self._previous: Dict[int, Dict[str, float]] = {}
 
     def __call__(self, stat: readers.ProcStat) -> List[Observation]:
-        previous, self._previous = self._previous, stat.cpu_seconds
         out: List[Observation] = []
         for cpu, modes in stat.cpu_seconds.items():
-            before = (previous or {}).get(cpu)
-            if before is None:
-                continue
+            before = self._previous.get(cpu, {})
             spent = {mode: max(0.0, seconds - before.get(mode, 0.0)) for mode, seconds in modes.items()}
             total = sum(spent.values())
-            if total > 0:  # no tick has passed (samples too close together): nothing to say
+            if total <= 0:  # no tick since the previous sample: keep it, report since boot
+                spent, total = dict(modes), sum(modes.values())
+            else:
+                self._previous[cpu] = modes
+            if total > 0:
                 out += [Observation(s / total, {"cpu.mode": mode, "cpu.logical_number": cpu})
                         for mode, s in spent.items()]
         return out
@@ -260,9 +263,6 @@ class HostMetrics:
                         frequency, sensors, throttled]
 
         utilization = CpuUtilization()
-        baseline = stat.get()  # so that the first export already has an interval to measure
-        if baseline is not None:
-            utilization(baseline)
 
         counter = meter.create_observable_counter
         updown = meter.create_observable_up_down_counter
