@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional
 
 _STOP = object()
 

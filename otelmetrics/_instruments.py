@@ -12,7 +12,6 @@ from opentelemetry import metrics as api
 
 from otelmetrics._native.instruments import CounterCore, GaugeCore, HistogramCore
 from otelmetrics.view import (
-    DEFAULT_BOUNDARIES,
     ExplicitBucketHistogramAggregation,
     LastValueAggregation,
     SumAggregation,

@@ -22,12 +22,9 @@ from hypothesis import given, strategies as st
 
 eh = pytest.importorskip("otelmetrics._native.expo_histogram")
 
-from opentelemetry.sdk.metrics import Histogram, MeterProvider, UpDownCounter  # noqa: E402
 from opentelemetry.sdk.metrics._internal.exponential_histogram.mapping.logarithm_mapping import (  # noqa: E402
     LogarithmMapping,
 )
-from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader  # noqa: E402
-from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View  # noqa: E402
 
 Cell = eh.ExpoHistogramCell
 MAX_FLOAT = 1.7976931348623157e308
@@ -46,11 +43,22 @@ def summary(p):
 
 def reference(batches, temporality, max_size, max_scale, record_min_max=True):
     """One summary (or None) per collection, from opentelemetry-sdk."""
-    temp = AggregationTemporality.DELTA if temporality == "delta" else AggregationTemporality.CUMULATIVE
-    reader = InMemoryMetricReader(preferred_temporality={Histogram: temp, UpDownCounter: temp})
-    provider = MeterProvider(metric_readers=[reader], views=[View(
+    import opentelemetry.sdk.metrics as sdk
+    import opentelemetry.sdk.metrics.export as sdk_export
+    import opentelemetry.sdk.metrics.view as sdk_view
+
+    return through_sdk(sdk, sdk_export, sdk_view, batches, temporality, max_size, max_scale, record_min_max)
+
+
+def through_sdk(sdk, export, view, batches, temporality, max_size, max_scale, record_min_max=True):
+    """Record ``batches`` through an SDK (the reference's or ours: same names), one
+    collection per batch; the summary of the single point (or None) of each."""
+    temp = export.AggregationTemporality.DELTA if temporality == "delta" else \
+        export.AggregationTemporality.CUMULATIVE
+    reader = export.InMemoryMetricReader(preferred_temporality={sdk.Histogram: temp, sdk.UpDownCounter: temp})
+    provider = sdk.MeterProvider(metric_readers=[reader], shutdown_on_exit=False, views=[view.View(
         instrument_name="h",
-        aggregation=ExponentialBucketHistogramAggregation(max_size, max_scale, record_min_max))])
+        aggregation=view.ExponentialBucketHistogramAggregation(max_size, max_scale, record_min_max))])
     meter = provider.get_meter("m")
     # Histogram drops negative values; an UpDownCounter takes them, same aggregation path
     if any(v < 0 for b in batches for v in b):

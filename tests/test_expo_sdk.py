@@ -4,36 +4,19 @@ import pytest
 from hypothesis import given, strategies as st
 
 import otelmetrics
-from otelmetrics.export import AggregationTemporality, InMemoryMetricReader
+from otelmetrics.export import InMemoryMetricReader
 from otelmetrics.view import ExponentialBucketHistogramAggregation, View
 
 from test_expo_histogram_core import (GENERATORS, avoid_reference_cumulative_bugs, make_batches,
-                                      max_scales, max_sizes, reference, summary)
+                                      max_scales, max_sizes, reference, through_sdk)
 
 
 def ours_sdk(batches, temporality, max_size, max_scale, record_min_max=True):
-    temp = AggregationTemporality.DELTA if temporality == "delta" else AggregationTemporality.CUMULATIVE
-    reader = InMemoryMetricReader(preferred_temporality={otelmetrics.Histogram: temp,
-                                                         otelmetrics.UpDownCounter: temp})
-    provider = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False, views=[View(
-        instrument_name="h",
-        aggregation=ExponentialBucketHistogramAggregation(max_size, max_scale, record_min_max))])
-    meter = provider.get_meter("m")
-    if any(v < 0 for b in batches for v in b):
-        record = meter.create_up_down_counter("h").add
-    else:
-        record = meter.create_histogram("h").record
-    out = []
-    for batch in batches:
-        for v in batch:
-            record(v)
-        data = reader.get_metrics_data()
-        points = [p for rm in (data.resource_metrics if data else ()) for sm in rm.scope_metrics
-                  for m in sm.metrics for p in m.data.data_points]
-        assert len(points) <= 1
-        out.append(summary(points[0]) if points else None)
-    provider.shutdown()
-    return out
+    import otelmetrics.export
+    import otelmetrics.view
+
+    return through_sdk(otelmetrics, otelmetrics.export, otelmetrics.view, batches, temporality, max_size,
+                       max_scale, record_min_max)
 
 
 @pytest.mark.parametrize("kind", sorted(GENERATORS))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
