@@ -14,6 +14,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from otelmetrics._callbacks import CallbackRunner, CallbackTimeout
 from otelmetrics._native.instruments import observe
 from otelmetrics._native.streams import time_ns
+from otelmetrics.export._filter import MetricFilterResult, decide, keep_points
 from otelmetrics.export._data import (
     AggregationTemporality,
     ExponentialHistogram,
@@ -250,6 +251,15 @@ class Pipeline:
 
     # -- collection ------------------------------------------------------------
 
+    @staticmethod
+    def _filter_verdicts(reader, instruments, per_reader) -> Dict[int, object]:
+        """The reader's MetricFilter answer per stream (empty without a filter)."""
+        f = getattr(reader, "_metric_filter", None)
+        if f is None:
+            return {}
+        return {id(o): decide(f, i._scope, o.name, o.wrap, o.unit)
+                for i in instruments for o in per_reader.get(id(i), ())}
+
     def _run_callbacks(self, jobs, deadline: float) -> None:
         """Run every callback of this collection in one hand-off to the worker
         thread, bounded by the collection's deadline. Observations are recorded
@@ -320,8 +330,10 @@ class Pipeline:
         scopes = {}
         now = time_ns()   # every point of a collection ends at the same instant
         deadline = time.monotonic() + timeout_millis / 1e3   # bounds all callbacks together
+        verdicts = self._filter_verdicts(reader, instruments, per_reader)
         jobs = [(i, tuple(o.stream for o in per_reader[id(i)])) for i in instruments
-                if type(i)._async and per_reader.get(id(i)) and i._callbacks]
+                if type(i)._async and per_reader.get(id(i)) and i._callbacks
+                and any(verdicts.get(id(o)) is not MetricFilterResult.DROP for o in per_reader[id(i)])]
         if jobs:
             with self._callback_lock:
                 self._run_callbacks(jobs, deadline)
@@ -330,7 +342,13 @@ class Pipeline:
             if not outs:
                 continue
             for out in outs:
-                points = out.stream.collect(now)
+                points = out.stream.collect(now)   # even when filtered: the interval moves on
+                verdict = verdicts.get(id(out))
+                if verdict is MetricFilterResult.DROP:
+                    continue
+                if verdict is MetricFilterResult.ACCEPT_PARTIAL:
+                    points = keep_points(reader._metric_filter, instrument._scope, out.name, out.wrap,
+                                         out.unit, points)
                 if points:
                     scope = instrument._scope
                     scopes[id(scope)] = scope

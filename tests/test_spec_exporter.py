@@ -7,9 +7,14 @@ import time
 import pytest
 
 import otelmetrics
+from opentelemetry.metrics import Observation
+
 from otelmetrics.export import (
+    AttributesFilterResult,
     ConsoleMetricExporter,
     InMemoryMetricReader,
+    MetricFilter,
+    MetricFilterResult,
     MetricExporter,
     MetricExportResult,
     MetricProducer,
@@ -18,7 +23,7 @@ from otelmetrics.export import (
 )
 
 from _spec_util import RecordingExporter, metrics_of
-from _util import provider
+from _util import points, provider
 
 
 def one_collection():
@@ -154,10 +159,71 @@ def test_produce_batch__collected_with_the_sdk_and_failures_isolated():
 
 # -- MetricFilter (Development) --------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="MetricFilter (Development) is not implemented: readers take no "
-                   "metric_filter and MetricProducer.produce no metric_filter argument")
+class _KeepEven(MetricFilter):
+    """Drops stream "dropped", keeps "kept", and of "partial" only even k."""
+
+    def __init__(self):
+        self.metric_calls = []
+
+    def test_metric(self, scope, name, kind, unit):
+        self.metric_calls.append((scope.name, name, kind.__name__, unit))
+        return {"dropped": MetricFilterResult.DROP, "partial": MetricFilterResult.ACCEPT_PARTIAL}.get(
+            name, MetricFilterResult.ACCEPT)
+
+    def test_attributes(self, scope, name, kind, unit, attributes):
+        return AttributesFilterResult.ACCEPT if attributes.get("k", 0) % 2 == 0 else AttributesFilterResult.DROP
+
+
 def test_metricfilter__reader_applies_test_metric_and_test_attributes():
-    InMemoryMetricReader(metric_filter=object())
+    f = _KeepEven()
+    calls = []
+    r = InMemoryMetricReader(metric_filter=f)
+    mp = otelmetrics.MeterProvider(metric_readers=[r], shutdown_on_exit=False)
+    m = mp.get_meter("m")
+    for name in ("kept", "dropped", "partial"):
+        c = m.create_counter(name, unit="1")
+        for k in range(4):
+            c.add(1, {"k": k})
+    m.create_observable_gauge("dropped_gauge_is_kept", callbacks=[lambda o: [Observation(1)]])
+    m.create_observable_gauge("dropped", callbacks=[lambda o: calls.append(1) or [Observation(1)]])
+    got = {n: sorted(p.attributes["k"] for p in pts) if n != "dropped_gauge_is_kept" else len(pts)
+           for n, pts in points(r).items()}
+    assert got == {"kept": [0, 1, 2, 3], "partial": [0, 2], "dropped_gauge_is_kept": 1}
+    assert ("m", "partial", "Sum", "1") in f.metric_calls
+    assert calls == []        # a dropped observable's callback is not even run
+
+
+def test_metricfilter__applies_to_metric_producers():
+    inner = InMemoryMetricReader()
+    other = otelmetrics.MeterProvider(metric_readers=[inner], shutdown_on_exit=False)
+    c = other.get_meter("bridge").create_counter("partial")
+    for k in range(4):
+        c.add(1, {"k": k})
+    data = inner.get_metrics_data()
+
+    class Producer(MetricProducer):
+        def produce(self, timeout_millis=10_000):
+            return data
+
+    r = InMemoryMetricReader(metric_producers=[Producer()], metric_filter=_KeepEven())
+    otelmetrics.MeterProvider(metric_readers=[r], shutdown_on_exit=False)
+    assert sorted(p.attributes["k"] for p in points(r)["partial"]) == [0, 2]
+
+
+def test_metricfilter__a_failing_filter_keeps_the_data(caplog):
+    class Broken(MetricFilter):
+        def test_metric(self, *a):
+            raise RuntimeError("bad filter")
+
+    r = InMemoryMetricReader(metric_filter=Broken())
+    mp = otelmetrics.MeterProvider(metric_readers=[r], shutdown_on_exit=False)
+    mp.get_meter("m").create_counter("c").add(1)
+    assert points(r)["c"][0].value == 1
+
+
+def test_metricfilter__must_be_a_filter():
+    with pytest.raises(TypeError, match="metric_filter"):
+        InMemoryMetricReader(metric_filter=object())
 
 
 # -- Concurrency (MetricExporter) --------------------------------------------------------

@@ -18,6 +18,7 @@ from otelmetrics.export._data import (
     Sum,
 )
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
+from otelmetrics.export._filter import AttributesFilterResult, MetricFilter, MetricFilterResult
 from otelmetrics.export._readers import (
     InMemoryMetricReader,
     MetricProducer,
@@ -26,6 +27,7 @@ from otelmetrics.export._readers import (
 )
 
 __all__ = [
+    "AttributesFilterResult", "MetricFilter", "MetricFilterResult",
     "AggregationTemporality", "Buckets", "ConsoleMetricExporter", "Exemplar", "ExponentialHistogram",
     "ExponentialHistogramDataPoint", "Gauge", "Histogram", "HistogramDataPoint", "InMemoryMetricReader",
     "InstrumentationScope", "Metric", "MetricExportResult", "MetricExporter", "MetricProducer", "MetricReader",

@@ -12,6 +12,7 @@ from typing import Dict, Optional, Union
 from otelmetrics import _instruments as inst
 from otelmetrics.export._data import AggregationTemporality, MetricsData
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
+from otelmetrics.export._filter import filter_metrics_data
 
 _logger = logging.getLogger("otelmetrics")
 
@@ -57,8 +58,13 @@ class MetricReader(ABC):
         preferred_aggregation: Optional[Dict[type, object]] = None,
         default_cardinality_limit: Union[int, Dict[type, int], None] = None,
         metric_producers=(),
+        metric_filter=None,
     ) -> None:
         from otelmetrics.view import Aggregation
+
+        if metric_filter is not None and not callable(getattr(metric_filter, "test_metric", None)):
+            raise TypeError("metric_filter must be an otelmetrics.export.MetricFilter, got %r" % (metric_filter,))
+        self._metric_filter = metric_filter
 
         self._producers = list(metric_producers or ())
         for p in self._producers:
@@ -150,6 +156,8 @@ class MetricReader(ABC):
             except Exception as e:  # one bad producer must not lose the SDK's data
                 _logger.warning("MetricProducer %r failed: %s: %s", producer, type(e).__name__, e)
                 continue
+            if extra is not None and self._metric_filter is not None:
+                extra = filter_metrics_data(self._metric_filter, extra)
             if extra is not None:
                 resource_metrics.extend(extra.resource_metrics)
         return MetricsData(resource_metrics) if resource_metrics else None
@@ -171,9 +179,9 @@ class InMemoryMetricReader(MetricReader):
     """Pull reader for tests and local inspection: ``get_metrics_data()``."""
 
     def __init__(self, preferred_temporality=None, preferred_aggregation=None,
-                 default_cardinality_limit=None, metric_producers=()) -> None:
+                 default_cardinality_limit=None, metric_producers=(), metric_filter=None) -> None:
         super().__init__(preferred_temporality, preferred_aggregation, default_cardinality_limit,
-                         metric_producers)
+                         metric_producers, metric_filter)
         self._lock = threading.Lock()
         self._data: Optional[MetricsData] = None
 
@@ -205,14 +213,14 @@ class PeriodicExportingMetricReader(MetricReader):
 
     def __init__(self, exporter: MetricExporter, export_interval_millis: Optional[float] = None,
                  export_timeout_millis: Optional[float] = None, metric_producers=(),
-                 default_cardinality_limit=None) -> None:
+                 default_cardinality_limit=None, metric_filter=None) -> None:
         if not isinstance(exporter, MetricExporter):
             raise TypeError("PeriodicExportingMetricReader: exporter must be an "
                             "otelmetrics.export.MetricExporter, got %r" % (exporter,))
         super().__init__(getattr(exporter, "_preferred_temporality", None),
                          getattr(exporter, "_preferred_aggregation", None),
                          default_cardinality_limit=default_cardinality_limit,
-                         metric_producers=metric_producers)
+                         metric_producers=metric_producers, metric_filter=metric_filter)
         self._exporter = exporter
         from otelmetrics import config
 

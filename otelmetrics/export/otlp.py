@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from otelmetrics import config
 from otelmetrics._native.otlp_wire import decode_fields, encode_request
 from otelmetrics._version import __version__
+from otelmetrics.export._filter import replace_fields as _replace
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
 from otelmetrics.export.otlp_queue import GZIP, JSON, QueuedRequest, RetryQueue
 
@@ -519,15 +520,6 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
             return None
         return max(0.0, when.timestamp() - time.time())
     return max(0.0, seconds) if seconds == seconds and seconds != float("inf") else None
-
-
-def _replace(obj, **changes):
-    """A copy with some fields changed: ours have _replace(); opentelemetry-sdk's are dataclasses."""
-    if hasattr(obj, "_replace"):
-        return obj._replace(**changes)
-    import dataclasses
-
-    return dataclasses.replace(obj, **changes)
 
 
 def _split(metrics_data, limit: int):
