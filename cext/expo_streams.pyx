@@ -93,6 +93,3 @@ cdef class ExpoHistogramStream(Stream):
         if self.delta:
             cell.reset()          # it becomes the spare for the next interval
         return point
-
-    def cell_nbytes(self):
-        return 2 * (2 * self.max_size * 8 + 200)

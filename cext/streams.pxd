@@ -42,6 +42,7 @@ cdef class Stream:
     cdef object ex_agg_type
     cdef dict ex_custom                     # cell -> (attribute key tuple, user reservoir)
     cdef object _first_custom               # the instance made while configuring, used first
+    cdef bint ex_warned                     # a user reservoir's failure was logged
     cdef Py_ssize_t _reclaim(self) except -1
     cdef inline Py_ssize_t _overflow(self) noexcept
     cdef void _free_cell(self, Py_ssize_t c) noexcept

@@ -503,22 +503,10 @@ cdef class Stream:
     def capacity(self):
         return self.cap
 
-    def nbytes(self):
-        """Bytes of C storage held by this stream (for memory reports)."""
-        per_cell = sizeof(Py_hash_t) + sizeof(uint8_t) + sizeof(uint32_t) + sizeof(int64_t) \
-            + sizeof(Py_ssize_t) + self.cell_nbytes()
-        return self.cap * per_cell + self.index_size * sizeof(int32_t)
-
-    def cell_nbytes(self):
-        return 0
-
-
-cdef object _warned_reservoirs = set()
-
 
 cdef void _warn_custom_reservoir(Stream s, Exception e):
-    if id(s) not in _warned_reservoirs:
-        _warned_reservoirs.add(id(s))
+    if not s.ex_warned:         # once per stream
+        s.ex_warned = True
         import logging
         logging.getLogger("otelmetrics").warning(
             "custom exemplar reservoir failed (%s: %s); its exemplars are skipped", type(e).__name__, e)
@@ -575,9 +563,6 @@ cdef class NumberStream(Stream):
         p.value = _number(s.isfloat, s.i, s.d)
         p.exemplars = exemplars
         return p
-
-    def cell_nbytes(self):
-        return sizeof(int64_t) + sizeof(double) + sizeof(uint8_t)
 
 
 cdef class SumStream(NumberStream):
@@ -651,9 +636,6 @@ cdef class SumStream(NumberStream):
             self.prev_d[c] = cur_d
         if reset:
             NumberStream.init_cell(self, c)
-
-    def cell_nbytes(self):
-        return NumberStream.cell_nbytes(self) * (2 if self.prev_i != NULL else 1)
 
 
 cdef class LastValueStream(NumberStream):
@@ -810,7 +792,3 @@ cdef class HistogramStream(Stream):
             p.max = s.vmax
         p.exemplars = exemplars
         return p
-
-    def cell_nbytes(self):
-        return (self.nb + 1) * sizeof(uint64_t) + sizeof(uint64_t) + sizeof(int64_t) \
-            + 3 * sizeof(double) + 2 * sizeof(uint8_t)

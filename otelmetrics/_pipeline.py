@@ -38,7 +38,6 @@ from otelmetrics._exemplars import AlignedHistogramBucketExemplarReservoir, Simp
 
 _logger = logging.getLogger("otelmetrics")
 
-DEFAULT_CARDINALITY_LIMIT = 2000
 
 
 class _StreamOut:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 import weakref
@@ -14,6 +13,7 @@ from opentelemetry import metrics as api
 from otelmetrics._callbacks import CallbackRunner
 from otelmetrics._diagnostics import Diagnostics
 from otelmetrics._exemplars import sampler_for
+from otelmetrics._fork import call_in_child_after_fork
 from otelmetrics._meter import Meter
 from otelmetrics._pipeline import Pipeline
 from otelmetrics.export._data import InstrumentationScope
@@ -110,15 +110,7 @@ class MeterProvider(api.MeterProvider):
         self._shutdown_once = threading.Lock()
         for reader in self._readers:
             reader._register(self)
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
-
-            def _after_fork_in_child() -> None:
-                provider = ref()
-                if provider is not None:
-                    provider._reinit_locks_after_fork()
-
-            os.register_at_fork(after_in_child=_after_fork_in_child)
+        call_in_child_after_fork(self, "_reinit_locks_after_fork")
         if self_metrics:
             from otelmetrics import _self_metrics
 

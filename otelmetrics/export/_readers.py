@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import weakref
 from abc import ABC, abstractmethod
 from typing import Dict, Optional, Union
 
 from otelmetrics import _instruments as inst
+from otelmetrics._fork import call_in_child_after_fork
 from otelmetrics.export._data import AggregationTemporality, MetricsData
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
 from otelmetrics.export._filter import filter_metrics_data
@@ -238,15 +237,7 @@ class PeriodicExportingMetricReader(MetricReader):
         self._shutdown_started = False
         self._thread: Optional[threading.Thread] = None
         self._start_thread()
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
-
-            def _after_fork_in_child() -> None:
-                reader = ref()
-                if reader is not None:
-                    reader._restart_after_fork()
-
-            os.register_at_fork(after_in_child=_after_fork_in_child)
+        call_in_child_after_fork(self, "_restart_after_fork")
 
     def _start_thread(self) -> None:
         self._thread = threading.Thread(target=self._run, name="otelmetrics-periodic-reader", daemon=True)
