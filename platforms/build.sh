@@ -29,6 +29,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
+# shellcheck source=snapshot.sh
+. "$HERE/snapshot.sh"
 TARGET="${1:-}"
 if [ -z "$TARGET" ] || [ ! -f "$HERE/$TARGET/target.env" ]; then
     echo "usage: bash platforms/build.sh TARGET   (TARGET: $(cd "$HERE" && ls -d */ | tr -d / | tr '\n' ' '))" >&2
@@ -151,18 +153,8 @@ WORK="$CACHE/work-$TARGET"
 SNAP="$WORK/src"
 rm -rf "$WORK"
 mkdir -p "$SNAP" "$WORK/sysconfig" "$WORK/wheel-raw"
-# Build from a snapshot of the tree (tracked and untracked-but-not-ignored files: what a
-# fresh clone would have), so nothing generated lands in the working copy.
-if git -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    (cd "$REPO" && git ls-files -z --cached --others --exclude-standard) |
-        (cd "$REPO" && while IFS= read -r -d '' f; do
-             [ -e "$f" ] && printf '%s\0' "$f"
-         done) |
-        (cd "$REPO" && tar --null -T - -cf -) | tar -xf - -C "$SNAP"
-else
-    (cd "$REPO" && tar --exclude=./.git --exclude=./build --exclude=./dist \
-        --exclude=./platforms/.cache --exclude='*.so' --exclude='./cext/*.c' -cf - .) | tar -xf - -C "$SNAP"
-fi
+# Build from a snapshot of the tree, so nothing generated lands in the working copy.
+snapshot_tree "$REPO" "$SNAP"
 
 # The target's sysconfig data, with the compiler, flags and include directory replaced by
 # the cross toolchain's and the sysroot's. _PYTHON_SYSCONFIGDATA_NAME makes setuptools

@@ -16,6 +16,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
+# shellcheck source=snapshot.sh
+. "$HERE/snapshot.sh"
 CACHE="${OTELMETRICS_PLATFORMS_CACHE:-$HERE/.cache}"
 DIST="${OTELMETRICS_DIST:-$REPO/dist}"
 PYTHON="${PYTHON:-python3}"
@@ -33,16 +35,7 @@ command -v cc >/dev/null || command -v gcc >/dev/null || die "no C compiler (cc/
 step "1/5 build the sdist from a snapshot of the clone"
 rm -rf "$WORK"
 mkdir -p "$WORK/src" "$WORK/out" "$WORK/run"
-if git -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    (cd "$REPO" && git ls-files -z --cached --others --exclude-standard) |
-        (cd "$REPO" && while IFS= read -r -d '' f; do
-             [ -e "$f" ] && printf '%s\0' "$f"
-         done) |
-        (cd "$REPO" && tar --null -T - -cf -) | tar -xf - -C "$WORK/src"
-else
-    (cd "$REPO" && tar --exclude=./.git --exclude=./build --exclude=./dist \
-        --exclude=./platforms/.cache --exclude='*.so' --exclude='./cext/*.c' -cf - .) | tar -xf - -C "$WORK/src"
-fi
+snapshot_tree "$REPO" "$WORK/src"
 "$PYTHON" -m venv "$WORK/build-venv"
 "$WORK/build-venv/bin/python" -m pip install -q --disable-pip-version-check build
 # Isolated build: the sdist step gets exactly what [build-system] requires (Cython
