@@ -32,6 +32,8 @@ __all__ = [
 
 
 def __getattr__(name):
+    # configure() and what it builds from the environment load on first use: a
+    # deliberate deferred import (PEP 562), for import time.
     if name == "configure":
         from otelmetrics._configure import configure
 

@@ -8,6 +8,7 @@ returns.
 """
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from typing import Any, Callable, Optional
@@ -47,8 +48,6 @@ class CallbackRunner:
         self._pid = None
 
     def _get_worker(self) -> _Worker:
-        import os
-
         with self._lock:
             if self._worker is None or self._pid != os.getpid():   # after fork: the thread is gone
                 self._worker = _Worker()

@@ -16,7 +16,9 @@ from typing import Iterable, Optional, Sequence, Union
 
 from opentelemetry import metrics as api
 
-from otelmetrics import config
+from otelmetrics import _env, export
+from otelmetrics._provider import MeterProvider
+from otelmetrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
 from otelmetrics.resources import Resource, as_resource
 
 _logger = logging.getLogger("otelmetrics")
@@ -31,11 +33,7 @@ _OTLP_OPTIONS = frozenset((
 
 def _exporter(name: str, otlp_options: dict):
     if name == "otlp":
-        from otelmetrics.export.otlp import OTLPMetricExporter
-
-        return OTLPMetricExporter(**otlp_options)
-    from otelmetrics.export import ConsoleMetricExporter
-
+        return export.OTLPMetricExporter(**otlp_options)   # loads the OTLP stack on first use
     return ConsoleMetricExporter()
 
 
@@ -63,16 +61,13 @@ def configure(
 
     With ``OTEL_SDK_DISABLED=true`` it returns the API's no-op provider and registers nothing.
     """
-    if config.sdk_disabled():
+    if _env.sdk_disabled():
         _logger.info("OTEL_SDK_DISABLED is true; metrics are not recorded")
         return api.NoOpMeterProvider()
 
-    from otelmetrics import MeterProvider
-    from otelmetrics.export import PeriodicExportingMetricReader
-
     otlp_options = {k: overrides.pop(k) for k in list(overrides) if k in _OTLP_OPTIONS}
     if exporter is None:
-        exporters = config.metrics_exporters()
+        exporters = _env.metrics_exporters()
     elif isinstance(exporter, (str, bytes)) or not isinstance(exporter, (list, tuple)):
         exporters = [exporter]
     else:
@@ -84,13 +79,13 @@ def configure(
             name = item.strip().lower()
             if name == "none":
                 continue
-            if name not in config.EXPORTERS:
+            if name not in _env.EXPORTERS:
                 raise ValueError("configure(exporter=%r): expected otlp, console, none or an exporter" % item)
             item = _exporter(name, otlp_options)
         readers.append(PeriodicExportingMetricReader(
             item,
-            export_interval_millis=config.export_interval_millis(export_interval_millis),
-            export_timeout_millis=config.export_timeout_millis(export_timeout_millis),
+            export_interval_millis=_env.export_interval_millis(export_interval_millis),
+            export_timeout_millis=_env.export_timeout_millis(export_timeout_millis),
         ))
 
     merged = Resource.create().merge(as_resource(resource)) if resource is not None else Resource.create()

@@ -1,11 +1,17 @@
-"""Exemplar filters and reservoir choices (the sampling itself is compiled)."""
+"""Exemplars, the user-facing choices: the filter (argument or
+``OTEL_METRICS_EXEMPLAR_FILTER``), the reservoir classes a View may name, and
+the specification's default reservoir per aggregation. Sampling and the
+reservoirs themselves are compiled; nothing here runs per measurement.
+"""
 from __future__ import annotations
 
 import logging
-import os
 from typing import Optional
 
+from otelmetrics import _env
+from otelmetrics._kinds import reference_name
 from otelmetrics._native.instruments import ExemplarSampler
+from otelmetrics.view import ExplicitBucketHistogramAggregation, ExponentialBucketHistogramAggregation
 
 _logger = logging.getLogger("otelmetrics")
 
@@ -46,20 +52,13 @@ class TraceBasedExemplarFilter(ExemplarFilter):
     _mode = 2
 
 
-_ENV_FILTERS = {"always_on": AlwaysOnExemplarFilter, "always_off": AlwaysOffExemplarFilter,
-                "trace_based": TraceBasedExemplarFilter}
+_FILTERS = {"always_on": AlwaysOnExemplarFilter, "always_off": AlwaysOffExemplarFilter,
+            "trace_based": TraceBasedExemplarFilter}
+_BY_CLASS_NAME = {cls.__name__: cls for cls in _FILTERS.values()}
 
 
 def filter_from_env() -> ExemplarFilter:
-    raw = os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER", "").strip().lower()
-    if not raw:
-        return TraceBasedExemplarFilter()
-    cls = _ENV_FILTERS.get(raw)
-    if cls is None:
-        _logger.warning("OTEL_METRICS_EXEMPLAR_FILTER=%r is not one of always_on, always_off, "
-                        "trace_based; using trace_based", raw)
-        return TraceBasedExemplarFilter()
-    return cls()
+    return _FILTERS[_env.exemplar_filter()]()
 
 
 def sampler_for(exemplar_filter: Optional[object]) -> Optional[ExemplarSampler]:
@@ -67,15 +66,16 @@ def sampler_for(exemplar_filter: Optional[object]) -> Optional[ExemplarSampler]:
     f = exemplar_filter if exemplar_filter is not None else filter_from_env()
     if not isinstance(f, ExemplarFilter):
         # opentelemetry-sdk's filter classes, given by habit, map by name.
-        name = type(f).__name__
-        f = {"AlwaysOnExemplarFilter": AlwaysOnExemplarFilter(),
-             "AlwaysOffExemplarFilter": AlwaysOffExemplarFilter(),
-             "TraceBasedExemplarFilter": TraceBasedExemplarFilter()}.get(name)
-        if f is None:
+        cls = _BY_CLASS_NAME.get(reference_name(type(f)))
+        if cls is None:
             raise TypeError("exemplar_filter must be AlwaysOnExemplarFilter, AlwaysOffExemplarFilter "
                             "or TraceBasedExemplarFilter, got %r" % (exemplar_filter,))
+        f = cls()
     if f._mode == 0:
         return None
+    # Deferred on purpose, the one import not at the top of a module: importing
+    # opentelemetry.trace costs ~23 ms, more than `import otelmetrics` itself, and
+    # only a provider that samples exemplars needs the span key.
     from opentelemetry import context as otel_context
     from opentelemetry.trace.propagation import _SPAN_KEY
 
@@ -106,3 +106,30 @@ class AlignedHistogramBucketExemplarReservoir:
         if boundaries is None:
             raise ValueError("AlignedHistogramBucketExemplarReservoir needs an explicit-bucket histogram")
         stream.enable_exemplars(len(boundaries) + 1, True)
+
+
+def configure_exemplars(instrument_name: str, stream, aggregation, factory) -> None:
+    """Give a stream its reservoir: the view's factory's, else the specification's
+    default for the aggregation (one per bucket for explicit histograms,
+    ``min(20, max_size)`` for exponential ones, one otherwise)."""
+    if factory is not None:
+        try:
+            reservoir = factory(type(aggregation))
+            if hasattr(reservoir, "_configure"):          # a built-in, compiled reservoir
+                reservoir._configure(stream)
+                return
+            if callable(getattr(reservoir, "offer", None)) and callable(getattr(reservoir, "collect", None)):
+                # A user reservoir: the factory makes one per series (this one serves the first).
+                stream.enable_custom_exemplars(factory, type(aggregation), reservoir)
+                return
+            raise TypeError("it returned %r, which is neither a built-in reservoir nor an object "
+                            "with offer() and collect()" % (reservoir,))
+        except Exception as e:
+            _logger.warning("instrument %r: exemplar_reservoir_factory failed (%s: %s); using the "
+                            "default reservoir", instrument_name, type(e).__name__, e)
+    if isinstance(aggregation, ExplicitBucketHistogramAggregation) and len(stream.boundaries) > 0:
+        AlignedHistogramBucketExemplarReservoir()._configure(stream)
+    elif isinstance(aggregation, ExponentialBucketHistogramAggregation):
+        SimpleFixedSizeExemplarReservoir(min(20, aggregation._max_size))._configure(stream)
+    else:
+        SimpleFixedSizeExemplarReservoir(1)._configure(stream)

@@ -9,12 +9,12 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 from opentelemetry import metrics as api
 
 from otelmetrics import _instruments as inst
-from otelmetrics.export._data import InstrumentationScope
+from otelmetrics._kinds import valid_instrument_name
+from otelmetrics._model import InstrumentationScope
+from otelmetrics.view import check_boundaries
 
 _logger = logging.getLogger("otelmetrics")
 
-# Instrument name syntax from the API specification.
-_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_./-]{0,254}\Z")
 _UNIT_RE = re.compile(r"[\x00-\x7F]{0,63}\Z")
 
 
@@ -36,7 +36,7 @@ class Meter(api.Meter):
         unit = "" if unit is None else (unit if isinstance(unit, str) else str(unit))
         description = "" if description is None else (
             description if isinstance(description, str) else str(description))
-        if not _NAME_RE.match(name):
+        if not valid_instrument_name(name):
             _logger.warning(
                 "instrument name %r is invalid: it must start with a letter and contain at most 255 "
                 "of letters, digits, '_', '.', '/' and '-'; the instrument works, but backends may "
@@ -80,9 +80,8 @@ class Meter(api.Meter):
                          explicit_bucket_boundaries_advisory: Optional[Sequence[float]] = None) -> api.Histogram:
         advisory = None
         if explicit_bucket_boundaries_advisory is not None:
-            from otelmetrics.view import _check_boundaries
             try:
-                advisory = _check_boundaries(explicit_bucket_boundaries_advisory,
+                advisory = check_boundaries(explicit_bucket_boundaries_advisory,
                                              "explicit_bucket_boundaries_advisory")
             except ValueError as e:
                 _logger.warning("histogram %r: %s; using the default boundaries", name, e)

@@ -1,5 +1,11 @@
 """From instruments to MetricsData: resolves views into streams for each
 reader, runs asynchronous callbacks, and assembles a reader's collection.
+
+Invariants: every stream of an instrument starts at the instrument's creation;
+every point of one collection ends at the same instant; a callback that hangs
+or raises never stops a collection, and its late observations never leak into
+the next one. Readers are duck-typed: the pipeline asks a reader only for its
+temporality, aggregation, cardinality limit and metric filter per kind.
 """
 from __future__ import annotations
 
@@ -14,8 +20,8 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from otelmetrics._callbacks import CallbackRunner, CallbackTimeout
 from otelmetrics._native.instruments import observe
 from otelmetrics._native.streams import time_ns
-from otelmetrics.export._filter import MetricFilterResult, decide, keep_points
-from otelmetrics.export._data import (
+from otelmetrics._filter import MetricFilterResult, decide, keep_points
+from otelmetrics._model import (
     AggregationTemporality,
     ExponentialHistogram,
     Gauge,
@@ -34,37 +40,37 @@ from otelmetrics.view import (
     SumAggregation,
 )
 from otelmetrics import _instruments as inst
-from otelmetrics._exemplars import AlignedHistogramBucketExemplarReservoir, SimpleFixedSizeExemplarReservoir
+from otelmetrics._exemplars import configure_exemplars
 
 _logger = logging.getLogger("otelmetrics")
 
 
-
 class _StreamOut:
-    """One exported metric stream: its identity and how its points are wrapped."""
+    """One exported metric stream: its identity, its compiled stream, and the
+    data class (Sum, Gauge, Histogram, ExponentialHistogram) its points go in."""
 
-    __slots__ = ("name", "description", "unit", "stream", "temporality", "monotonic", "wrap")
+    __slots__ = ("name", "description", "unit", "stream", "temporality", "monotonic", "data_type")
 
-    def __init__(self, name, description, unit, stream, temporality, monotonic, wrap):
+    def __init__(self, name, description, unit, stream, temporality, monotonic, data_type):
         self.name = name
         self.description = description
         self.unit = unit
         self.stream = stream
         self.temporality = temporality
         self.monotonic = monotonic
-        self.wrap = wrap
+        self.data_type = data_type
 
     def metric(self, points) -> Metric:
-        if self.wrap is Sum:
+        if self.data_type is Sum:
             data = Sum(points, self.temporality, self.monotonic)
-        elif self.wrap is Gauge:
+        elif self.data_type is Gauge:
             data = Gauge(points)
         else:
-            data = self.wrap(points, self.temporality)
+            data = self.data_type(points, self.temporality)
         return Metric(self.name, self.description, self.unit, data)
 
 
-def _wrapper_for(aggregation, kind):
+def _data_type_for(aggregation):
     if isinstance(aggregation, SumAggregation):
         return Sum
     if isinstance(aggregation, LastValueAggregation):
@@ -79,13 +85,13 @@ def _wrapper_for(aggregation, kind):
 def _aggregation_applies(aggregation, kind) -> bool:
     """Histograms need synchronous measurements (the spec's compatibility table)."""
     if isinstance(aggregation, (ExplicitBucketHistogramAggregation, ExponentialBucketHistogramAggregation)):
-        return kind in (inst.Counter, inst.UpDownCounter, inst.Histogram, inst.Gauge)
+        return kind in inst.SYNC_KINDS
     return True
 
 
 def _stream_identity(instrument, out) -> tuple:
     """What a backend sees of a stream besides its name (the spec's metric identity)."""
-    return (type(instrument), out.unit, out.description, out.wrap, out.temporality)
+    return (type(instrument), out.unit, out.description, out.data_type, out.temporality)
 
 
 def _name(callback) -> str:
@@ -161,15 +167,14 @@ class Pipeline:
         outs = []
         # (name, description, allowed, excluded, aggregation, limit, reservoir factory, advisory)
         if not views:
-            spec = [(instrument.name, instrument.description, None, None, reader._aggregation_for(kind),
+            spec = [(instrument.name, instrument.description, None, None,
+                     self._reader_aggregation(reader, instrument, kind),
                      reader._cardinality_limit_for(kind), None, instrument._advisory)]
         else:
             spec = []
             for v in views:
-                agg = v._aggregation
-                from_view = not isinstance(agg, DefaultAggregation)
-                if not from_view:
-                    agg = reader._aggregation_for(kind)
+                from_view = not isinstance(v._aggregation, DefaultAggregation)
+                agg = v._aggregation if from_view else self._reader_aggregation(reader, instrument, kind)
                 spec.append((v._name or instrument.name,
                              v._description if v._description is not None else instrument.description,
                              v._attribute_keys, v._excluded_attribute_keys, agg,
@@ -178,22 +183,30 @@ class Pipeline:
                              # A view that chooses the histogram chooses its boundaries too.
                              None if from_view else instrument._advisory))
         for name, description, allowed, excluded, agg, limit, factory, advisory in spec:
-            if isinstance(agg, DefaultAggregation):
-                agg = kind._default_aggregation()
-            if not _aggregation_applies(agg, kind):
-                _logger.warning("instrument %r: %s cannot aggregate a %s; using its default "
-                                "aggregation instead", instrument.name, type(agg).__name__, kind.__name__)
-                agg = kind._default_aggregation()
             stream = agg._build(kind, delta=delta, limit=limit, allowed=allowed, excluded=excluded,
                                 advisory=advisory)
             if stream is None:
                 continue
             stream.set_start(start_ns)   # every stream of an instrument starts at its creation
             if self._provider._sampler is not None and not kind._async:
-                self._configure_exemplars(instrument, stream, agg, factory)
+                configure_exemplars(instrument.name, stream, agg, factory)
             outs.append(_StreamOut(name, description, instrument.unit, stream, temporality,
-                                   kind._monotonic, _wrapper_for(agg, kind)))
+                                   kind._monotonic, _data_type_for(agg)))
         return outs
+
+    @staticmethod
+    def _reader_aggregation(reader, instrument, kind):
+        """The reader's preferred aggregation for ``kind``, resolved; its default
+        when the preferred one cannot aggregate this kind. (A view's own
+        aggregation is checked where the view is matched.)"""
+        agg = reader._aggregation_for(kind)
+        if isinstance(agg, DefaultAggregation):
+            return kind._default_aggregation()
+        if not _aggregation_applies(agg, kind):
+            _logger.warning("instrument %r: %s cannot aggregate a %s; using its default "
+                            "aggregation instead", instrument.name, type(agg).__name__, kind.__name__)
+            return kind._default_aggregation()
+        return agg
 
     def _check_renaming_view(self, view, instrument) -> None:
         first = self._renamed_by.setdefault(id(view), instrument)
@@ -223,31 +236,6 @@ class Pipeline:
                 scope.name, out.name, type(first).__name__, first.name, type(instrument).__name__,
                 instrument.name, instrument.name, scope.name, out.name + "." + type(instrument).__name__.lower())
 
-    @staticmethod
-    def _configure_exemplars(instrument, stream, agg, factory) -> None:
-        """The spec's default reservoir per aggregation, unless the view brings one."""
-        if factory is not None:
-            try:
-                reservoir = factory(type(agg))
-                if hasattr(reservoir, "_configure"):          # a built-in, compiled reservoir
-                    reservoir._configure(stream)
-                    return
-                if callable(getattr(reservoir, "offer", None)) and callable(getattr(reservoir, "collect", None)):
-                    # A user reservoir: the factory makes one per series (this one serves the first).
-                    stream.enable_custom_exemplars(factory, type(agg), reservoir)
-                    return
-                raise TypeError("it returned %r, which is neither a built-in reservoir nor an object "
-                                "with offer() and collect()" % (reservoir,))
-            except Exception as e:
-                _logger.warning("instrument %r: exemplar_reservoir_factory failed (%s: %s); using the "
-                                "default reservoir", instrument.name, type(e).__name__, e)
-        if isinstance(agg, ExplicitBucketHistogramAggregation) and len(stream.boundaries) > 0:
-            AlignedHistogramBucketExemplarReservoir()._configure(stream)
-        elif isinstance(agg, ExponentialBucketHistogramAggregation):
-            SimpleFixedSizeExemplarReservoir(min(20, agg._max_size))._configure(stream)
-        else:
-            SimpleFixedSizeExemplarReservoir(1)._configure(stream)
-
     # -- collection ------------------------------------------------------------
 
     @staticmethod
@@ -256,7 +244,7 @@ class Pipeline:
         f = getattr(reader, "_metric_filter", None)
         if f is None:
             return {}
-        return {id(o): decide(f, i._scope, o.name, o.wrap, o.unit)
+        return {id(o): decide(f, i._scope, o.name, o.data_type, o.unit)
                 for i in instruments for o in per_reader.get(id(i), ())}
 
     def _run_callbacks(self, jobs, deadline: float) -> None:
@@ -346,7 +334,7 @@ class Pipeline:
                 if verdict is MetricFilterResult.DROP:
                     continue
                 if verdict is MetricFilterResult.ACCEPT_PARTIAL:
-                    points = keep_points(reader._metric_filter, instrument._scope, out.name, out.wrap,
+                    points = keep_points(reader._metric_filter, instrument._scope, out.name, out.data_type,
                                          out.unit, points)
                 if points:
                     scope = instrument._scope

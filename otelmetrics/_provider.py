@@ -1,7 +1,14 @@
-"""MeterProvider: the SDK's entry point, an opentelemetry-api MeterProvider."""
+"""MeterProvider: the SDK's entry point, an opentelemetry-api MeterProvider.
+
+It owns the resource, views, readers and the pipeline, hands out one Meter per
+scope, and runs force_flush/shutdown over its readers within one deadline.
+Readers are duck-typed (anything with the reader protocol of
+``otelmetrics.export.MetricReader``), so this layer never imports export/.
+"""
 from __future__ import annotations
 
 import atexit
+import fnmatch
 import logging
 import threading
 import time
@@ -10,14 +17,16 @@ from typing import Dict, Optional, Sequence
 
 from opentelemetry import metrics as api
 
+from otelmetrics import _self_metrics
 from otelmetrics._callbacks import CallbackRunner
 from otelmetrics._diagnostics import Diagnostics
 from otelmetrics._exemplars import sampler_for
 from otelmetrics._fork import call_in_child_after_fork
 from otelmetrics._meter import Meter
+from otelmetrics._model import InstrumentationScope
 from otelmetrics._pipeline import Pipeline
-from otelmetrics.export._data import InstrumentationScope
 from otelmetrics.resources import Resource
+from otelmetrics.view import View
 
 _logger = logging.getLogger("otelmetrics")
 
@@ -49,8 +58,6 @@ def _configurator(cfg):
     if callable(cfg):
         return cfg
     if isinstance(cfg, dict):
-        import fnmatch
-
         rules = list(cfg.items())
         for pattern, enabled in rules:
             if not isinstance(pattern, str) or not isinstance(enabled, bool):
@@ -65,6 +72,13 @@ def _configurator(cfg):
         return by_pattern
     raise TypeError("meter_configurator must be a callable (scope -> MeterConfig) or a "
                     "{meter name pattern: bool} mapping, got %r" % (cfg,))
+
+
+def _is_reader(obj) -> bool:
+    """The reader protocol the provider and pipeline use (otelmetrics.export.MetricReader's)."""
+    return all(callable(getattr(obj, name, None)) for name in (
+        "_register", "_temporality_for", "_aggregation_for", "_cardinality_limit_for",
+        "force_flush", "shutdown", "_reinit_locks_after_fork"))
 
 
 class MeterProvider(api.MeterProvider):
@@ -84,9 +98,6 @@ class MeterProvider(api.MeterProvider):
         meter_configurator=None,
         self_metrics: bool = False,
     ) -> None:
-        from otelmetrics.export._readers import MetricReader  # avoid an import cycle
-        from otelmetrics.view import View
-
         self._resource = resource if resource is not None else Resource.create()
         if not hasattr(self._resource, "attributes"):
             raise TypeError("MeterProvider: resource must have .attributes (an otelmetrics or "
@@ -97,7 +108,7 @@ class MeterProvider(api.MeterProvider):
                 raise TypeError("MeterProvider: views must be otelmetrics.view.View objects, got %r" % (v,))
         self._readers = list(metric_readers or ())
         for reader in self._readers:
-            if not isinstance(reader, MetricReader):
+            if not _is_reader(reader):
                 raise TypeError("MeterProvider: metric_readers must be otelmetrics.export.MetricReader "
                                 "objects, got %r" % (reader,))
         self._sampler = sampler_for(exemplar_filter)
@@ -112,8 +123,6 @@ class MeterProvider(api.MeterProvider):
             reader._register(self)
         call_in_child_after_fork(self, "_reinit_locks_after_fork")
         if self_metrics:
-            from otelmetrics import _self_metrics
-
             _self_metrics.register(self)
         self._atexit = None
         if shutdown_on_exit:
@@ -174,21 +183,28 @@ class MeterProvider(api.MeterProvider):
     def _collect(self, reader, timeout_millis: float = 10_000):
         return self._pipeline.collect(reader, timeout_millis)
 
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        """Collect and export on every reader; True if all succeeded in time."""
+    def _each_reader(self, what: str, timeout_millis: float, call):
+        """Yield ``call(reader, ms left)`` for every reader within one deadline: a
+        reader that raises yields False (logged); running out of time stops the loop
+        and yields False once."""
         deadline = time.monotonic() + timeout_millis / 1e3
-        ok = True
         for reader in self._readers:
             left = (deadline - time.monotonic()) * 1e3
             if left <= 0:
-                _logger.warning("MeterProvider.force_flush: timed out after %.0f ms", timeout_millis)
-                return False
+                _logger.warning("MeterProvider.%s: timed out after %.0f ms", what, timeout_millis)
+                yield False
+                return
             try:
-                ok = bool(reader.force_flush(timeout_millis=left)) and ok
+                yield call(reader, left)
             except Exception as e:
-                _logger.warning("MeterProvider.force_flush: reader %r failed: %s", reader, e)
-                ok = False
-        return ok
+                _logger.warning("MeterProvider.%s: reader %r failed: %s", what, reader, e)
+                yield False
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Collect and export on every reader; True if all succeeded in time."""
+        results = self._each_reader("force_flush", timeout_millis,
+                                    lambda reader, left: bool(reader.force_flush(timeout_millis=left)))
+        return all(list(results))
 
     def shutdown(self, timeout_millis: float = 30_000) -> bool:
         """Flush and shut down every reader; later measurements are ignored.
@@ -200,20 +216,9 @@ class MeterProvider(api.MeterProvider):
         for instrument in list(self._pipeline._instruments):
             if hasattr(instrument, "_deactivate"):
                 instrument._deactivate()
-        deadline = time.monotonic() + timeout_millis / 1e3
-        ok = True
-        for reader in self._readers:
-            left = (deadline - time.monotonic()) * 1e3
-            if left <= 0:
-                _logger.warning("MeterProvider.shutdown: timed out after %.0f ms", timeout_millis)
-                ok = False
-                break
-            try:
-                result = reader.shutdown(timeout_millis=left)
-                ok = ok and result is not False
-            except Exception as e:
-                _logger.warning("MeterProvider.shutdown: reader %r failed: %s", reader, e)
-                ok = False
+        results = self._each_reader("shutdown", timeout_millis,
+                                    lambda reader, left: reader.shutdown(timeout_millis=left) is not False)
+        ok = all(list(results))
         if self._atexit is not None:
             atexit.unregister(self._atexit)
             self._atexit = None

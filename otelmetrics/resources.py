@@ -5,13 +5,14 @@ Resource is expected, so opentelemetry-sdk's ``Resource`` works here unchanged.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from types import MappingProxyType
 from typing import Mapping, Optional
-from urllib.parse import unquote
 
+from otelmetrics import _env
 from otelmetrics._version import __version__
 
 _logger = logging.getLogger("otelmetrics")
@@ -20,8 +21,6 @@ TELEMETRY_SDK_NAME = "telemetry.sdk.name"
 TELEMETRY_SDK_LANGUAGE = "telemetry.sdk.language"
 TELEMETRY_SDK_VERSION = "telemetry.sdk.version"
 SERVICE_NAME = "service.name"
-OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
-OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"
 
 _SCALARS = (str, bool, int, float)
 
@@ -48,25 +47,6 @@ def _clean(attributes: Optional[Mapping]) -> dict:
             out[key] = _clean_value(key, value)
         except ValueError as e:
             _logger.warning("Resource: dropping attribute %r: %s", key, e)
-    return out
-
-
-def _parse_resource_attributes(raw: str) -> dict:
-    """``OTEL_RESOURCE_ATTRIBUTES``: comma-separated ``key=value``, percent-decoded.
-
-    As the specification says, a value with any malformed pair is discarded whole.
-    """
-    out = {}
-    for item in raw.split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        key = unquote(key).strip()
-        if not sep or not key:
-            _logger.warning("%s=%r is invalid (%r is not key=value); ignoring the variable",
-                            OTEL_RESOURCE_ATTRIBUTES, raw, item.strip())
-            return {}
-        out[key] = unquote(value.strip())
     return out
 
 
@@ -107,8 +87,8 @@ class Resource:
             TELEMETRY_SDK_NAME: "otelmetrics",
             TELEMETRY_SDK_VERSION: __version__,
         }
-        attrs.update(_parse_resource_attributes(os.environ.get(OTEL_RESOURCE_ATTRIBUTES, "")))
-        service = os.environ.get(OTEL_SERVICE_NAME, "").strip()
+        attrs.update(_env.resource_attributes())
+        service = _env.service_name()
         if service:
             attrs[SERVICE_NAME] = service
         attrs.update(attributes or {})
@@ -138,8 +118,6 @@ class Resource:
         return "Resource(%r, %r)" % (dict(self._attributes), self._schema_url)
 
     def to_json(self, indent: Optional[int] = 4) -> str:
-        import json
-
         return json.dumps({"attributes": dict(self._attributes), "schema_url": self._schema_url}, indent=indent)
 
 

@@ -12,6 +12,7 @@ import math
 import re
 from typing import Callable, Iterable, Optional, Sequence
 
+from otelmetrics._kinds import designates, valid_instrument_name
 from otelmetrics._native import expo_streams as _expo_streams
 from otelmetrics._native import streams as _streams
 
@@ -30,15 +31,9 @@ DEFAULT_BOUNDARIES = (0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750
 class Aggregation:
     """Base of the aggregations a View can select."""
 
-    #: Instrument kinds (see otelmetrics._kinds) this aggregation can apply to; None = all.
-    _kinds: Optional[frozenset] = None
-
     def _build(self, kind, *, delta: bool, limit: int, allowed, excluded, advisory) -> Optional[object]:
         """A compiled stream for one instrument, or None to drop it."""
         raise NotImplementedError
-
-    def _applies_to(self, kind) -> bool:
-        return self._kinds is None or kind in self._kinds
 
     def __eq__(self, other) -> bool:
         return type(self) is type(other) and self.__dict__ == other.__dict__
@@ -72,7 +67,7 @@ class LastValueAggregation(Aggregation):
         return _streams.LastValueStream(limit, delta, kind._async, allowed, excluded)
 
 
-def _check_boundaries(boundaries: Iterable[float], what: str) -> tuple:
+def check_boundaries(boundaries: Iterable[float], what: str) -> tuple:
     try:
         out = tuple(float(b) for b in boundaries)
     except (TypeError, ValueError):
@@ -88,7 +83,7 @@ class ExplicitBucketHistogramAggregation(Aggregation):
     """Histogram over fixed boundaries: bucket i counts (b[i-1], b[i]]."""
 
     def __init__(self, boundaries: Optional[Sequence[float]] = None, record_min_max: bool = True) -> None:
-        self._boundaries = None if boundaries is None else _check_boundaries(
+        self._boundaries = None if boundaries is None else check_boundaries(
             boundaries, "ExplicitBucketHistogramAggregation boundaries")
         self._record_min_max = bool(record_min_max)
 
@@ -135,9 +130,6 @@ class DefaultAggregation(Aggregation):
         return self._resolve(kind)._build(kind, **kw)
 
 
-_NAME_OK = re.compile(r"[A-Za-z][A-Za-z0-9_./-]{0,254}\Z")
-
-
 class View:
     """Selects instruments (all given criteria must match) and configures the
     resulting stream. Without a ``name`` a view may match many instruments;
@@ -170,7 +162,7 @@ class View:
             raise ValueError("View: give at least one selection criterion (instrument_type, "
                              "instrument_name, instrument_unit, meter_name, meter_version or "
                              "meter_schema_url)")
-        if name is not None and not _NAME_OK.match(name):
+        if name is not None and not valid_instrument_name(name):
             raise ValueError("View: name %r is not a valid instrument name (a letter, then up to "
                              "254 of letters, digits, '_', '.', '/', '-')" % (name,))
         if name is not None and instrument_name is not None and ("*" in instrument_name
@@ -204,7 +196,7 @@ class View:
         self._cardinality_limit = aggregation_cardinality_limit
 
     def _match(self, instrument) -> bool:
-        if self._instrument_type is not None and not _is_kind(instrument, self._instrument_type):
+        if self._instrument_type is not None and not designates(self._instrument_type, type(instrument)):
             return False
         if self._name_re is not None and not self._name_re.match(instrument.name.lower()):
             return False
@@ -219,9 +211,3 @@ class View:
             return False
         return True
 
-
-def _is_kind(instrument, cls: type) -> bool:
-    """isinstance, also for opentelemetry-sdk's classes given by habit (matched by name)."""
-    if isinstance(instrument, cls):
-        return True
-    return cls.__module__.startswith("opentelemetry.sdk") and cls.__name__ == type(instrument).__name__

@@ -223,7 +223,7 @@ def test_missing_or_malformed_files_are_skipped_with_one_warning_each(tmp_path, 
 
 
 def test_one_read_serves_every_instrument_of_a_collection(monkeypatch):
-    from otelmetrics.agent import readers
+    from otelmetrics.agent import procfs as readers
 
     calls = []
     original = readers.netdev

@@ -6,7 +6,7 @@ from collections import namedtuple
 
 import pytest
 
-from otelmetrics.agent import readers
+from otelmetrics.agent import procfs as readers
 from otelmetrics.agent.resource import agent_resource, host_attributes
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "agent")

@@ -5,7 +5,8 @@ import pytest
 from opentelemetry import metrics as api
 
 import otelmetrics
-from otelmetrics import config
+from otelmetrics import _env as config
+from otelmetrics.export import _exporter as prefs
 from otelmetrics.export import AggregationTemporality as T
 from otelmetrics.export.otlp import OTLPMetricExporter
 from otelmetrics.view import ExplicitBucketHistogramAggregation, ExponentialBucketHistogramAggregation
@@ -157,7 +158,7 @@ C, D = T.CUMULATIVE, T.DELTA
 def test_temporality_preference_maps_as_the_reference(monkeypatch, value, expected):
     if value:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", value)
-    assert [config.preferred_temporality()[k] for k in KINDS] == expected
+    assert [prefs.preferred_temporality()[k] for k in KINDS] == expected
     # The reference's own mapping agrees (its keys are its instrument classes).
     from opentelemetry.exporter.otlp.common._aggregation import _get_temporality
     from opentelemetry.sdk import metrics as sdk
@@ -169,7 +170,7 @@ def test_temporality_preference_maps_as_the_reference(monkeypatch, value, expect
 
 def test_invalid_temporality_preference_warns_and_is_cumulative(monkeypatch, warnings):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes")
-    assert set(config.preferred_temporality().values()) == {C}
+    assert set(prefs.preferred_temporality().values()) == {C}
     assert "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE" in warnings.text
 
 
@@ -177,20 +178,20 @@ def test_explicit_temporality_beats_the_variable_whatever_class_keys_it(monkeypa
     from opentelemetry.sdk.metrics import Histogram as SDKHistogram
 
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
-    got = config.preferred_temporality({otelmetrics.Counter: C, SDKHistogram: C})
+    got = prefs.preferred_temporality({otelmetrics.Counter: C, SDKHistogram: C})
     assert got[api.Counter] == C and got[api.Histogram] == C and got[api.ObservableCounter] == D
     exp = OTLPMetricExporter(preferred_temporality={otelmetrics.Counter: C})
     assert exp._preferred_temporality[api.Counter] == C
 
 
 def test_default_histogram_aggregation(monkeypatch, warnings):
-    assert isinstance(config.preferred_aggregation()[api.Histogram], ExplicitBucketHistogramAggregation)
+    assert isinstance(prefs.preferred_aggregation()[api.Histogram], ExplicitBucketHistogramAggregation)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "base2_exponential_bucket_histogram")
-    assert isinstance(config.preferred_aggregation()[api.Histogram], ExponentialBucketHistogramAggregation)
+    assert isinstance(prefs.preferred_aggregation()[api.Histogram], ExponentialBucketHistogramAggregation)
     given = ExplicitBucketHistogramAggregation([1.0, 2.0])
-    assert config.preferred_aggregation({otelmetrics.Histogram: given})[api.Histogram] is given
+    assert prefs.preferred_aggregation({otelmetrics.Histogram: given})[api.Histogram] is given
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "linear")
-    assert isinstance(config.preferred_aggregation()[api.Histogram], ExplicitBucketHistogramAggregation)
+    assert isinstance(prefs.preferred_aggregation()[api.Histogram], ExplicitBucketHistogramAggregation)
     assert "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION" in warnings.text
 
 

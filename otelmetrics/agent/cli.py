@@ -19,7 +19,7 @@ from typing import List, Optional
 from urllib.parse import urlsplit
 
 import otelmetrics
-from otelmetrics import config
+from otelmetrics import _env, export
 from otelmetrics.agent.host import HostMetrics
 from otelmetrics.agent.resource import agent_resource
 from otelmetrics.export import ConsoleMetricExporter, MetricExporter, MetricExportResult
@@ -98,8 +98,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _endpoint_url(endpoint: str) -> str:
     # Like OTEL_EXPORTER_OTLP_ENDPOINT, a bare collector address gets the metrics path.
-    url = config.normalize_endpoint(endpoint)
-    return url.rstrip("/") + config.METRICS_PATH if urlsplit(url).path in ("", "/") else url
+    url = _env.normalize_endpoint(endpoint)
+    return url.rstrip("/") + _env.METRICS_PATH if urlsplit(url).path in ("", "/") else url
 
 
 def _exporter_name(args) -> Optional[str]:
@@ -107,25 +107,23 @@ def _exporter_name(args) -> Optional[str]:
         return args.exporter
     if args.endpoint:
         return "otlp"
-    if config.env(config.OTEL_METRICS_EXPORTER) is None:
+    if _env.env(_env.OTEL_METRICS_EXPORTER) is None:
         return "console"
-    names = config.metrics_exporters()
+    names = _env.metrics_exporters()
     return names[0] if names else None
 
 
 def _exporter(name: str, endpoint: Optional[str]) -> MetricExporter:
     if name == "otlp":
-        from otelmetrics.export import OTLPMetricExporter
-
-        return OTLPMetricExporter(endpoint=_endpoint_url(endpoint) if endpoint else None)
+        return export.OTLPMetricExporter(endpoint=_endpoint_url(endpoint) if endpoint else None)
     return ConsoleMetricExporter()
 
 
 def _interval_millis(args) -> float:
     if args.interval is not None:
         return args.interval * 1e3
-    if config.env(config.OTEL_METRIC_EXPORT_INTERVAL) is not None:
-        return config.export_interval_millis()
+    if _env.env(_env.OTEL_METRIC_EXPORT_INTERVAL) is not None:
+        return _env.export_interval_millis()
     return DEFAULT_INTERVAL_SECONDS * 1e3
 
 

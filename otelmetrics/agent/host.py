@@ -5,7 +5,7 @@
 
 Names, units and attributes follow the OpenTelemetry semantic conventions for
 system and hardware metrics. Each instrument's callback reads its source
-(``readers``) and turns the data into Observations; sources are memoised for
+(``procfs``) and turns the data into Observations; sources are memoised for
 ``max_age`` seconds, so the instruments fed by one file read it once per collection.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Callable, Dict, List
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from otelmetrics.agent import readers
+from otelmetrics.agent import procfs
 
 _logger = logging.getLogger("otelmetrics.agent")
 
@@ -63,16 +63,16 @@ def _callback(source: Source, observe: Callable[[object], List[Observation]]):
 # ---------------------------------------------------------------- data -> Observations
 # Pure functions, one per instrument (or family of instruments on the same data).
 
-def cpu_time(stat: readers.ProcStat) -> List[Observation]:
+def cpu_time(stat: procfs.ProcStat) -> List[Observation]:
     return [Observation(seconds, {"cpu.mode": mode, "cpu.logical_number": cpu})
             for cpu, modes in stat.cpu_seconds.items() for mode, seconds in modes.items()]
 
 
-def cpu_logical_count(stat: readers.ProcStat) -> List[Observation]:
+def cpu_logical_count(stat: procfs.ProcStat) -> List[Observation]:
     return [Observation(len(stat.cpu_seconds))]
 
 
-def processes_created(stat: readers.ProcStat) -> List[Observation]:
+def processes_created(stat: procfs.ProcStat) -> List[Observation]:
     return [Observation(stat.processes_created)]
 
 
@@ -85,7 +85,7 @@ class CpuUtilization:
     def __init__(self) -> None:
         self._previous: Dict[int, Dict[str, float]] = {}
 
-    def __call__(self, stat: readers.ProcStat) -> List[Observation]:
+    def __call__(self, stat: procfs.ProcStat) -> List[Observation]:
         out: List[Observation] = []
         for cpu, modes in stat.cpu_seconds.items():
             before = self._previous.get(cpu, {})
@@ -133,7 +133,7 @@ def memory_available(info: Dict[str, int]) -> List[Observation]:
     return [Observation(info["MemAvailable"])] if "MemAvailable" in info else []
 
 
-def paging_usage(swaps: List[readers.Swap]) -> List[Observation]:
+def paging_usage(swaps: List[procfs.Swap]) -> List[Observation]:
     out = []
     for swap in swaps:
         out.append(Observation(swap.used, {"system.device": swap.device, "system.paging.state": "used"}))
@@ -142,7 +142,7 @@ def paging_usage(swaps: List[readers.Swap]) -> List[Observation]:
     return out
 
 
-def paging_utilization(swaps: List[readers.Swap]) -> List[Observation]:
+def paging_utilization(swaps: List[procfs.Swap]) -> List[Observation]:
     out = []
     for swap in swaps:
         if swap.size:
@@ -153,7 +153,7 @@ def paging_utilization(swaps: List[readers.Swap]) -> List[Observation]:
 
 
 def _per_disk(read_value: Callable, write_value: Callable):
-    def observe(disks: Dict[str, readers.DiskStats]) -> List[Observation]:
+    def observe(disks: Dict[str, procfs.DiskStats]) -> List[Observation]:
         out = []
         for device, d in disks.items():
             out.append(Observation(read_value(d), {"system.device": device, "disk.io.direction": "read"}))
@@ -169,12 +169,12 @@ disk_operation_time = _per_disk(lambda d: d.read_time, lambda d: d.write_time)
 disk_merged = _per_disk(lambda d: d.read_merged, lambda d: d.write_merged)
 
 
-def disk_io_time(disks: Dict[str, readers.DiskStats]) -> List[Observation]:
+def disk_io_time(disks: Dict[str, procfs.DiskStats]) -> List[Observation]:
     return [Observation(d.io_time, {"system.device": device}) for device, d in disks.items()]
 
 
 def _per_interface(receive: Callable, transmit: Callable, device_key: str = "network.interface.name"):
-    def observe(interfaces: Dict[str, readers.NetDev]) -> List[Observation]:
+    def observe(interfaces: Dict[str, procfs.NetDev]) -> List[Observation]:
         out = []
         for name, n in interfaces.items():
             out.append(Observation(receive(n), {device_key: name, "network.io.direction": "receive"}))
@@ -191,12 +191,12 @@ network_dropped = _per_interface(lambda n: n.rx_dropped, lambda n: n.tx_dropped)
 network_packets = _per_interface(lambda n: n.rx_packets, lambda n: n.tx_packets, device_key="system.device")
 
 
-def _filesystem_attributes(fs: readers.Filesystem) -> dict:
+def _filesystem_attributes(fs: procfs.Filesystem) -> dict:
     return {"system.device": fs.device, "system.filesystem.mountpoint": fs.mountpoint,
             "system.filesystem.type": fs.type, "system.filesystem.mode": fs.mode}
 
 
-def filesystem_usage(filesystems: List[readers.Filesystem]) -> List[Observation]:
+def filesystem_usage(filesystems: List[procfs.Filesystem]) -> List[Observation]:
     out = []
     for fs in filesystems:
         attributes = _filesystem_attributes(fs)
@@ -205,7 +205,7 @@ def filesystem_usage(filesystems: List[readers.Filesystem]) -> List[Observation]
     return out
 
 
-def filesystem_utilization(filesystems: List[readers.Filesystem]) -> List[Observation]:
+def filesystem_utilization(filesystems: List[procfs.Filesystem]) -> List[Observation]:
     out = []
     for fs in filesystems:
         total = fs.used + fs.free + fs.reserved
@@ -215,7 +215,7 @@ def filesystem_utilization(filesystems: List[readers.Filesystem]) -> List[Observ
     return out
 
 
-def filesystem_limit(filesystems: List[readers.Filesystem]) -> List[Observation]:
+def filesystem_limit(filesystems: List[procfs.Filesystem]) -> List[Observation]:
     return [Observation(fs.used + fs.free + fs.reserved, _filesystem_attributes(fs)) for fs in filesystems]
 
 
@@ -223,7 +223,7 @@ def process_count(states: Dict[str, int]) -> List[Observation]:
     return [Observation(n, {"process.state": state}) for state, n in states.items()]
 
 
-def temperature(sensors: List[readers.Temperature]) -> List[Observation]:
+def temperature(sensors: List[procfs.Temperature]) -> List[Observation]:
     return [Observation(t.celsius, {"hw.id": t.id, "hw.name": t.name}) for t in sensors]
 
 
@@ -247,18 +247,18 @@ class HostMetrics:
         def source(name: str, read: Callable[[str], object]) -> Source:
             return Source(name, read, root, max_age)
 
-        stat = source("/proc/stat", readers.proc_stat)
-        memory = source("/proc/meminfo", readers.meminfo)
-        swaps = source("/proc/swaps", readers.swaps)
-        disks = source("/proc/diskstats", readers.diskstats)
-        network = source("/proc/net/dev", readers.netdev)
-        mounts = source("/proc/mounts", lambda r: readers.filesystems(r, statvfs))
-        load = source("/proc/loadavg", readers.loadavg)
-        uptime = source("/proc/uptime", readers.uptime)
-        processes = source("/proc/<pid>/stat", readers.process_states)
-        frequency = source("cpufreq", readers.cpu_frequencies)
-        sensors = source("thermal zones and hwmon", readers.temperatures)
-        throttled = source(readers.RPI_THROTTLED, readers.rpi_throttled)
+        stat = source("/proc/stat", procfs.proc_stat)
+        memory = source("/proc/meminfo", procfs.meminfo)
+        swaps = source("/proc/swaps", procfs.swaps)
+        disks = source("/proc/diskstats", procfs.diskstats)
+        network = source("/proc/net/dev", procfs.netdev)
+        mounts = source("/proc/mounts", lambda r: procfs.filesystems(r, statvfs))
+        load = source("/proc/loadavg", procfs.loadavg)
+        uptime = source("/proc/uptime", procfs.uptime)
+        processes = source("/proc/<pid>/stat", procfs.process_states)
+        frequency = source("cpufreq", procfs.cpu_frequencies)
+        sensors = source("thermal zones and hwmon", procfs.temperatures)
+        throttled = source(procfs.RPI_THROTTLED, procfs.rpi_throttled)
         self.sources = [stat, memory, swaps, disks, network, mounts, load, uptime, processes,
                         frequency, sensors, throttled]
 

@@ -6,7 +6,7 @@ import socket
 from typing import Dict, Optional
 
 from otelmetrics import Resource
-from otelmetrics.agent.readers import read_text
+from otelmetrics.agent.procfs import read_text
 
 SERVICE_NAME = "otelmetrics-agent"
 

@@ -1,6 +1,12 @@
-"""Readers, exporters and the exported data model (``opentelemetry.sdk.metrics.export`` names)."""
-from otelmetrics.export._console import ConsoleMetricExporter
-from otelmetrics.export._data import (
+"""Readers and exporters, plus the data model they hand on, under the names of
+``opentelemetry.sdk.metrics.export``. The data model itself lives in
+``otelmetrics._model`` (the pipeline builds it; this package only re-exports it).
+
+Heavy exporters (the OTLP exporter with its HTTP/TLS stack) load on first use
+through this package's ``__getattr__``, so that ``import otelmetrics`` stays cheap.
+"""
+from otelmetrics._filter import AttributesFilterResult, MetricFilter, MetricFilterResult
+from otelmetrics._model import (
     AggregationTemporality,
     Buckets,
     Exemplar,
@@ -17,8 +23,8 @@ from otelmetrics.export._data import (
     ScopeMetrics,
     Sum,
 )
+from otelmetrics.export._console import ConsoleMetricExporter
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
-from otelmetrics.export._filter import AttributesFilterResult, MetricFilter, MetricFilterResult
 from otelmetrics.export._readers import (
     InMemoryMetricReader,
     MetricProducer,
@@ -37,7 +43,8 @@ __all__ = [
 
 
 def __getattr__(name):
-    # The OTLP exporter (and its HTTP/TLS imports) loads only when asked for.
+    # The OTLP exporter (and its HTTP/TLS imports) loads only when asked for: a
+    # deliberate deferred import (PEP 562), for import time.
     if name == "OTLPMetricExporter":
         from otelmetrics.export.otlp import OTLPMetricExporter
 

@@ -1,4 +1,8 @@
-"""Metric readers: who collects, when, and in which temporality and aggregation."""
+"""Metric readers: who collects, when, and in which temporality, aggregation and
+cardinality limit. A reader belongs to one provider; it asks the provider for a
+collection (``provider._collect``) and the pipeline asks it, per instrument
+kind, for its choices. Nothing here raises into the application after
+construction: a failing collection, producer or exporter is logged."""
 from __future__ import annotations
 
 import logging
@@ -7,11 +11,14 @@ import time
 from abc import ABC, abstractmethod
 from typing import Dict, Optional, Union
 
+from otelmetrics import _env
 from otelmetrics import _instruments as inst
+from otelmetrics._filter import filter_metrics_data
 from otelmetrics._fork import call_in_child_after_fork
-from otelmetrics.export._data import AggregationTemporality, MetricsData
+from otelmetrics._kinds import by_kind
+from otelmetrics._model import AggregationTemporality, MetricsData
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
-from otelmetrics.export._filter import filter_metrics_data
+from otelmetrics.view import Aggregation, DefaultAggregation
 
 _logger = logging.getLogger("otelmetrics")
 
@@ -19,20 +26,8 @@ DEFAULT_CARDINALITY_LIMIT = 2000
 
 
 def _by_kind(mapping: Optional[dict], what: str) -> Dict[type, object]:
-    """Resolve a {class: value} mapping keyed by our, the API's or (by name)
-    opentelemetry-sdk's instrument classes into {our class: value}."""
-    out: Dict[type, object] = {}
-    for key, value in (mapping or {}).items():
-        if not isinstance(key, type):
-            raise TypeError("%s: keys must be instrument classes, got %r" % (what, key))
-        hits = [k for k in inst.ALL_KINDS
-                if issubclass(k, key) or (key.__module__.startswith("opentelemetry.sdk")
-                                          and key.__name__ == k.__name__)]
-        if not hits:
-            raise TypeError("%s: %r is not an instrument class" % (what, key))
-        for k in hits:
-            out[k] = value
-    return out
+    """{our instrument class: value} from a mapping keyed by a user's classes."""
+    return by_kind(mapping, what, inst.ALL_KINDS)
 
 
 class MetricProducer(ABC):
@@ -59,8 +54,6 @@ class MetricReader(ABC):
         metric_producers=(),
         metric_filter=None,
     ) -> None:
-        from otelmetrics.view import Aggregation
-
         if metric_filter is not None and not callable(getattr(metric_filter, "test_metric", None)):
             raise TypeError("metric_filter must be an otelmetrics.export.MetricFilter, got %r" % (metric_filter,))
         self._metric_filter = metric_filter
@@ -99,8 +92,6 @@ class MetricReader(ABC):
         return self._temporality.get(kind, AggregationTemporality.CUMULATIVE)
 
     def _aggregation_for(self, kind):
-        from otelmetrics.view import DefaultAggregation
-
         return self._aggregation.get(kind) or DefaultAggregation()
 
     def _cardinality_limit_for(self, kind) -> int:
@@ -221,10 +212,8 @@ class PeriodicExportingMetricReader(MetricReader):
                          default_cardinality_limit=default_cardinality_limit,
                          metric_producers=metric_producers, metric_filter=metric_filter)
         self._exporter = exporter
-        from otelmetrics import config
-
-        interval = config.export_interval_millis(export_interval_millis)
-        timeout = config.export_timeout_millis(export_timeout_millis)
+        interval = _env.export_interval_millis(export_interval_millis)
+        timeout = _env.export_timeout_millis(export_timeout_millis)
         if not isinstance(interval, (int, float)) or not interval > 0 or interval == float("inf"):
             raise ValueError("export_interval_millis must be a positive finite number, got %r" % (interval,))
         if not isinstance(timeout, (int, float)) or not timeout > 0:

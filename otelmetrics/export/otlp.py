@@ -25,10 +25,11 @@ import time
 from typing import Iterator, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
-from otelmetrics import config
+from otelmetrics import _env
 from otelmetrics._native.otlp_wire import decode_fields, encode_request
+from otelmetrics._model import replace_fields as _replace
 from otelmetrics._version import __version__
-from otelmetrics.export._filter import replace_fields as _replace
+from otelmetrics.export import _exporter
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
 from otelmetrics.export.otlp_queue import GZIP, JSON, QueuedRequest, RetryQueue
 
@@ -50,7 +51,7 @@ class OTLPMetricExporter(MetricExporter):
 
     Arguments are those of opentelemetry-sdk's OTLP/HTTP exporter plus ``protocol``
     ("http/protobuf" or "http/json"); each one left out is read from the standard
-    ``OTEL_EXPORTER_OTLP_[METRICS_]*`` variables (see ``otelmetrics.config``).
+    ``OTEL_EXPORTER_OTLP_[METRICS_]*`` variables (see ``otelmetrics._env``).
     Everything after ``endpoint`` is keyword-only: the reference orders its
     arguments differently, so positional calls would be ambiguous. ``timeout`` is
     in seconds and bounds each export, retries included.
@@ -87,7 +88,7 @@ class OTLPMetricExporter(MetricExporter):
         max_spool_bytes: Optional[int] = None,
         max_spool_files: Optional[int] = None,
     ) -> None:
-        settings = config.otlp_settings(
+        settings = _env.otlp_settings(
             endpoint=endpoint, headers=headers, timeout=timeout, compression=compression,
             certificate_file=certificate_file, client_key_file=client_key_file,
             client_certificate_file=client_certificate_file, protocol=protocol,
@@ -97,22 +98,22 @@ class OTLPMetricExporter(MetricExporter):
             or max_export_batch_size <= 0
         ):
             raise ValueError("max_export_batch_size %r: expected a positive integer" % (max_export_batch_size,))
-        kept = config.queue_settings(max_queue_bytes, spool_dir, max_spool_bytes, max_spool_files)
+        kept = _env.queue_settings(max_queue_bytes, spool_dir, max_spool_bytes, max_spool_files)
         super().__init__(
-            preferred_temporality=config.preferred_temporality(preferred_temporality),
-            preferred_aggregation=config.preferred_aggregation(preferred_aggregation),
+            preferred_temporality=_exporter.preferred_temporality(preferred_temporality),
+            preferred_aggregation=_exporter.preferred_aggregation(preferred_aggregation),
         )
         self._settings = settings
         self._max_export_batch_size = max_export_batch_size
         url = urlsplit(settings.endpoint)
         if url.path in ("", "/"):
             _logger.warning("OTLP endpoint %s has no path; receivers expect %s",
-                            settings.endpoint, config.METRICS_PATH)
+                            settings.endpoint, _env.METRICS_PATH)
         self._https = url.scheme == "https"
         self._host = url.hostname
         self._port = url.port
         self._path = (url.path or "/") + ("?" + url.query if url.query else "")
-        self._json = settings.protocol == config.JSON
+        self._json = settings.protocol == _env.JSON
         self._gzip = settings.compression == "gzip"
         self._ssl_context = None
         if self._https:
@@ -150,7 +151,7 @@ class OTLPMetricExporter(MetricExporter):
             if not kept.spool_dir_from_env:
                 raise ValueError("OTLPMetricExporter spool_dir %r is unusable: %s" % (kept.spool_dir, e)) from e
             _logger.warning("%s=%r is unusable (%s); undelivered requests are kept in memory only",
-                            config.OTELMETRICS_EXPORTER_SPOOL_DIR, kept.spool_dir, e)
+                            _env.OTELMETRICS_EXPORTER_SPOOL_DIR, kept.spool_dir, e)
             return None
 
     def stats(self) -> dict:

@@ -1,4 +1,4 @@
-"""Readers of Linux host state, from /proc and /sys only.
+"""Host state from /proc and /sys only (procfs and sysfs parsers for the agent).
 
 Each reader takes ``root``, the directory that stands for "/" (so tests can point
 it at a fixture tree and a container at the host's filesystem mounted elsewhere),

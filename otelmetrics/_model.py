@@ -1,11 +1,15 @@
-"""The shape of collected metrics: resource -> scope -> metric -> points.
+"""The data model, one home for it: resource -> scope -> metric -> points.
 
 Same classes and field names as opentelemetry-sdk's ``metrics.export`` data
 model, so code that walks a reference ``MetricsData`` walks ours unchanged.
-The point classes themselves live in the compiled core.
+The point classes are compiled (``otelmetrics._native.points``) so that a
+collection builds them from C; the containers here are immutable records. The
+pipeline builds this model, readers and exporters consume it, and
+``otelmetrics.export`` re-exports it under the reference's names.
 """
 from __future__ import annotations
 
+import json
 from enum import IntEnum
 from typing import Any
 
@@ -92,8 +96,6 @@ class _Record:
         return {f: getattr(self, f) for f in self._fields}
 
     def to_json(self, indent=4) -> str:
-        import json
-
         return json.dumps(_plain(self), indent=indent)
 
 
@@ -135,3 +137,13 @@ class ResourceMetrics(_Record):
             "scope_metrics": self.scope_metrics,
             "schema_url": self.schema_url,
         }
+
+
+def replace_fields(obj, **changes):
+    """A copy with some fields changed: ours have _replace(); opentelemetry-sdk's
+    are dataclasses, rebuilt from their fields (without importing dataclasses)."""
+    if hasattr(obj, "_replace"):
+        return obj._replace(**changes)
+    values = {f: getattr(obj, f) for f in obj.__dataclass_fields__}
+    values.update(changes)
+    return type(obj)(**values)

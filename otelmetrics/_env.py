@@ -1,4 +1,7 @@
-"""The OpenTelemetry SDK environment variables, read in one place.
+"""The environment variables (``OTEL_*`` and ``OTELMETRICS_*``), read and
+validated in one place: no other module reads ``os.environ``. This module only
+reads and checks values; what builds exporters and readers from them lives with
+those (``otelmetrics.export``). It imports nothing of otelmetrics.
 
 Precedence everywhere: an explicit argument, then the signal-specific variable
 (``OTEL_EXPORTER_OTLP_METRICS_*``), then the generic one (``OTEL_EXPORTER_OTLP_*``),
@@ -65,18 +68,36 @@ def _otlp_env(suffix: str) -> Tuple[str, Optional[str]]:
     return "OTEL_EXPORTER_OTLP_" + suffix, None
 
 
-def _millis(name: str, default: float) -> float:
-    raw = env(name)
-    if raw is None:
-        return default
+def _positive_millis(name: str, raw: str, shown_default: str) -> Optional[float]:
+    """``raw`` as a positive, finite number of milliseconds; None (with a warning
+    naming the variable and ``shown_default``) when it is not one."""
     try:
         value = float(raw)
     except ValueError:
         value = float("nan")
     if not 0 < value < float("inf"):
-        _warn_invalid(name, raw, "a positive number of milliseconds", "%g ms" % default)
-        return default
+        _warn_invalid(name, raw, "a positive number of milliseconds", shown_default)
+        return None
     return value
+
+
+def _millis(name: str, default: float) -> float:
+    raw = env(name)
+    if raw is None:
+        return default
+    value = _positive_millis(name, raw, "%g ms" % default)
+    return default if value is None else value
+
+
+def _key_values(raw: str):
+    """``key1=value1,key2=value2`` with percent-encoded parts (W3C baggage style):
+    (key, value, item) per non-blank item, key None when the item is malformed."""
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = unquote(key).strip()
+        yield (key if sep and key else None), unquote(value.strip()), item.strip()
 
 
 # ---------------------------------------------------------------- general SDK
@@ -154,16 +175,47 @@ class OTLPSettings(NamedTuple):
 def parse_headers(raw: str, name: str = "OTEL_EXPORTER_OTLP_HEADERS") -> Dict[str, str]:
     """``key1=value1,key2=value2`` with percent-encoded parts (W3C baggage style)."""
     headers: Dict[str, str] = {}
-    for item in raw.split(","):
-        if not item.strip():
+    for key, value, item in _key_values(raw):
+        if key is None or any(c in key for c in " \t\r\n:") or "\n" in value or "\r" in value:
+            _logger.warning("%s: ignoring %r, expected key=value", name, item)
             continue
-        key, sep, value = item.partition("=")
-        key = unquote(key).strip().lower()
-        if not sep or not key or any(c in key for c in " \t\r\n:") or "\n" in value or "\r" in value:
-            _logger.warning("%s: ignoring %r, expected key=value", name, item.strip())
-            continue
-        headers[key] = unquote(value).strip()
+        headers[key.lower()] = value.strip()
     return headers
+
+
+def resource_attributes() -> Dict[str, str]:
+    """``OTEL_RESOURCE_ATTRIBUTES``: comma-separated ``key=value``, percent-decoded.
+    As the specification says, a value with any malformed pair is discarded whole."""
+    raw = env(OTEL_RESOURCE_ATTRIBUTES)
+    out: Dict[str, str] = {}
+    for key, value, item in _key_values(raw or ""):
+        if key is None:
+            _logger.warning("%s=%r is invalid (%r is not key=value); ignoring the variable",
+                            OTEL_RESOURCE_ATTRIBUTES, raw, item)
+            return {}
+        out[key] = value
+    return out
+
+
+def service_name() -> Optional[str]:
+    """``OTEL_SERVICE_NAME``, or None."""
+    return env(OTEL_SERVICE_NAME)
+
+
+OTEL_METRICS_EXEMPLAR_FILTER = "OTEL_METRICS_EXEMPLAR_FILTER"
+EXEMPLAR_FILTERS = ("always_on", "always_off", "trace_based")
+
+
+def exemplar_filter() -> str:
+    """``OTEL_METRICS_EXEMPLAR_FILTER``: always_on, always_off or trace_based (the default)."""
+    raw = env(OTEL_METRICS_EXEMPLAR_FILTER)
+    if raw is None:
+        return "trace_based"
+    if raw.lower() not in EXEMPLAR_FILTERS:
+        _logger.warning("%s=%r is not one of always_on, always_off, trace_based; using trace_based",
+                        OTEL_METRICS_EXEMPLAR_FILTER, raw.lower())
+        return "trace_based"
+    return raw.lower()
 
 
 def _check_endpoint(url: str) -> Optional[str]:
@@ -238,12 +290,8 @@ def _resolve_timeout(explicit: Optional[float]) -> float:
     name, raw = _otlp_env("TIMEOUT")
     if raw is None:
         return DEFAULT_OTLP_TIMEOUT
-    try:
-        millis = float(raw)
-    except ValueError:
-        millis = float("nan")
-    if not 0 < millis < float("inf"):
-        _warn_invalid(name, raw, "a positive number of milliseconds", "%g s" % DEFAULT_OTLP_TIMEOUT)
+    millis = _positive_millis(name, raw, "%g s" % DEFAULT_OTLP_TIMEOUT)
+    if millis is None:
         return DEFAULT_OTLP_TIMEOUT
     if millis < 100:
         _logger.warning("%s=%r is read as milliseconds, as the specification says; "
@@ -357,70 +405,25 @@ def queue_settings(
     )
 
 
-# ---------------------------------------------------------------- temporality, aggregation
-
-def _instrument_kinds():
-    from opentelemetry import metrics as api
-
-    return (api.Counter, api.UpDownCounter, api.Histogram,
-            api.ObservableCounter, api.ObservableUpDownCounter, api.ObservableGauge)
-
-
-def _by_api_class(preferences: Optional[Mapping[type, object]]) -> dict:
-    """Key user preferences by the API instrument class they belong to, so that one
-    given for our class, the API's or the reference SDK's replaces the default."""
-    out: dict = {}
-    kinds = _instrument_kinds()
-    for cls, value in (preferences or {}).items():
-        for kind in kinds:
-            if isinstance(cls, type) and issubclass(cls, kind):
-                out[kind] = value
-                break
-        else:
-            out[cls] = value
-    return out
-
-
-def preferred_temporality(explicit: Optional[Mapping[type, object]] = None) -> dict:
-    """``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` (cumulative, delta, lowmemory),
-    mapped to instrument classes as the reference does, with ``explicit`` on top."""
-    from otelmetrics.export._data import AggregationTemporality as T
-
-    counter, updown, histogram, ocounter, oupdown, ogauge = _instrument_kinds()
+def temporality_preference() -> str:
+    """``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE``: cumulative (default), delta or lowmemory."""
     raw = env(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE)
     choice = (raw or "cumulative").lower()
     if choice not in ("cumulative", "delta", "lowmemory"):
         _warn_invalid(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, raw,
                       "cumulative, delta or lowmemory", "cumulative")
-        choice = "cumulative"
-    delta_counters = T.DELTA if choice != "cumulative" else T.CUMULATIVE
-    out = {
-        counter: delta_counters,
-        updown: T.CUMULATIVE,
-        histogram: delta_counters,
-        ocounter: T.DELTA if choice == "delta" else T.CUMULATIVE,
-        oupdown: T.CUMULATIVE,
-        ogauge: T.CUMULATIVE,
-    }
-    out.update(_by_api_class(explicit))
-    return out
+        return "cumulative"
+    return choice
 
 
-def preferred_aggregation(explicit: Optional[Mapping[type, object]] = None) -> dict:
-    """``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION``, with ``explicit`` on top."""
-    from opentelemetry.metrics import Histogram
-
-    from otelmetrics import view
-
+def default_histogram_aggregation() -> str:
+    """``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION``: explicit_bucket_histogram
+    (default) or base2_exponential_bucket_histogram."""
     raw = env(OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION)
     choice = (raw or "explicit_bucket_histogram").lower()
     if choice not in ("explicit_bucket_histogram", "base2_exponential_bucket_histogram"):
         _warn_invalid(OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION, raw,
                       "explicit_bucket_histogram or base2_exponential_bucket_histogram",
                       "explicit_bucket_histogram")
-        choice = "explicit_bucket_histogram"
-    aggregation = (view.ExponentialBucketHistogramAggregation() if choice.startswith("base2")
-                   else view.ExplicitBucketHistogramAggregation())
-    out = {Histogram: aggregation}
-    out.update(_by_api_class(explicit))
-    return out
+        return "explicit_bucket_histogram"
+    return choice

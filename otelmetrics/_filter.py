@@ -1,10 +1,13 @@
 """MetricFilter: a reader's choice of which streams and series to collect
-(the specification's MetricFilter, Development status)."""
+(the specification's MetricFilter, Development status), and how the pipeline
+applies it. A filter that raises or answers nonsense lets the data through."""
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
 from enum import Enum
+
+from otelmetrics._model import replace_fields
 
 _logger = logging.getLogger("otelmetrics")
 
@@ -85,11 +88,3 @@ def filter_metrics_data(metric_filter, data):
             resource_metrics.append(replace_fields(rm, scope_metrics=scope_metrics))
     return replace_fields(data, resource_metrics=resource_metrics) if resource_metrics else None
 
-
-def replace_fields(obj, **changes):
-    """A copy with some fields changed: ours have _replace(); opentelemetry-sdk's are dataclasses."""
-    if hasattr(obj, "_replace"):
-        return obj._replace(**changes)
-    import dataclasses
-
-    return dataclasses.replace(obj, **changes)
