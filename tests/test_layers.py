@@ -1,0 +1,128 @@
+"""The house rules of the Python layer, checked on the installed package's sources:
+every import of otelmetrics points down the layers (README, Layout), the import
+graph has no cycle, and imports sit at the top of their module except the few
+deferred on purpose (listed here with their reason)."""
+import ast
+import os
+
+import otelmetrics
+
+# Lowest first. A module belongs to the layer of its longest matching prefix.
+LAYERS = [
+    ("native core", ["otelmetrics._native"]),
+    ("foundations", ["otelmetrics._version", "otelmetrics._env", "otelmetrics._kinds", "otelmetrics._fork",
+                     "otelmetrics._diagnostics", "otelmetrics._callbacks"]),
+    ("model", ["otelmetrics._model", "otelmetrics._filter", "otelmetrics.resources"]),
+    ("aggregation and views", ["otelmetrics.view", "otelmetrics._instruments", "otelmetrics._exemplars"]),
+    ("pipeline and provider", ["otelmetrics._pipeline", "otelmetrics._meter", "otelmetrics._provider",
+                               "otelmetrics._self_metrics"]),
+    ("readers and exporters", ["otelmetrics.export"]),
+    ("configure and agent", ["otelmetrics._configure", "otelmetrics.agent", "otelmetrics"]),
+]
+
+# (module, imported name): deferred imports, each for a stated reason.
+DEFERRED = {
+    # PEP 562 facades: heavy parts load on first use, for import time.
+    ("otelmetrics", "otelmetrics._configure"),
+    ("otelmetrics.export", "otelmetrics.export.otlp"),
+    # opentelemetry.trace costs more to import than otelmetrics itself; only a
+    # provider that samples exemplars needs its span key.
+    ("otelmetrics._exemplars", "opentelemetry"),
+    ("otelmetrics._exemplars", "opentelemetry.trace.propagation"),
+}
+
+
+def _layer(module: str) -> int:
+    best, found = -1, None
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > best:
+                best, found = len(p), i
+    assert found is not None, "module %s is in no layer: add it to LAYERS and to README's Layout" % module
+    return found
+
+
+def _modules():
+    root = os.path.dirname(os.path.dirname(otelmetrics.__file__))
+    out = {}
+    for dirpath, _, files in os.walk(os.path.dirname(otelmetrics.__file__)):
+        for f in files:
+            if f.endswith(".py"):
+                path = os.path.join(dirpath, f)
+                name = os.path.relpath(path, root)[:-3].replace(os.sep, ".")
+                out[name[:-len(".__init__")] if name.endswith(".__init__") else name] = path
+    return out
+
+
+def _imports(modules):
+    """{module: [(imported module, is at the top level)]}."""
+    graph = {}
+    for name, path in modules.items():
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        top = set(id(n) for n in tree.body)
+        edges = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [node.module + "." + a.name if node.module + "." + a.name in modules else node.module
+                           for a in node.names]
+            else:
+                continue
+            for t in targets:
+                edges.append((t, id(node) in top))
+        graph[name] = edges
+    return graph
+
+
+def test_every_import_points_down_the_layers():
+    modules = _modules()
+    graph = _imports(modules)
+    upward = []
+    for name, edges in graph.items():
+        for target, _ in edges:
+            if target.startswith("otelmetrics") and target != name and _layer(target) > _layer(name):
+                upward.append("%s (%s) imports %s (%s)" % (name, LAYERS[_layer(name)][0], target,
+                                                           LAYERS[_layer(target)][0]))
+    assert not upward, "\n".join(upward)
+
+
+def test_import_graph_has_no_cycle():
+    modules = _modules()
+    graph = {n: sorted({t for t, _ in e if t in modules and t != n}) for n, e in _imports(modules).items()}
+    # A package's __init__ is imported before its submodules by Python itself: that is not an arrow.
+    state, stack, cycles = {}, [], []
+
+    def visit(n):
+        state[n] = 1
+        stack.append(n)
+        for m in graph.get(n, ()):
+            if n.startswith(m + "."):
+                continue
+            if state.get(m) == 1:
+                cycles.append(" -> ".join(stack[stack.index(m):] + [m]))
+            elif m not in state:
+                visit(m)
+        stack.pop()
+        state[n] = 2
+
+    for n in sorted(graph):
+        if n not in state:
+            visit(n)
+    assert not cycles, "\n".join(cycles)
+
+
+def test_imports_are_at_the_top_of_their_module():
+    modules = _modules()
+    hidden = ["%s imports %s inside a function" % (name, target)
+              for name, edges in _imports(modules).items() for target, at_top in edges
+              if not at_top and (name, target) not in DEFERRED
+              and not target.startswith("__future__")]
+    assert not hidden, "\n".join(hidden)
+
+
+def test_every_module_states_its_job():
+    missing = [name for name, path in _modules().items()
+               if os.path.getsize(path) and not ast.get_docstring(ast.parse(open(path).read()))]
+    assert not missing, "modules without an opening docstring: %s" % missing
