@@ -17,16 +17,20 @@ from otelmetrics._exemplars import (
     AlwaysOffExemplarFilter,
     AlwaysOnExemplarFilter,
     ExemplarFilter,
+    ExemplarReservoir,
     SimpleFixedSizeExemplarReservoir,
     TraceBasedExemplarFilter,
 )
-from otelmetrics._provider import MeterConfig, MeterProvider
+from otelmetrics._meter import Meter
+from otelmetrics._model import Exemplar
+from otelmetrics._provider import MeterConfig, MeterProvider, MetricsTimeoutError
 from otelmetrics.resources import Resource
 
 __all__ = [
     "AlignedHistogramBucketExemplarReservoir", "AlwaysOffExemplarFilter", "AlwaysOnExemplarFilter",
-    "ExemplarFilter", "SimpleFixedSizeExemplarReservoir", "TraceBasedExemplarFilter",
-    "Counter", "Gauge", "Histogram", "MeterConfig", "MeterProvider", "ObservableCounter", "ObservableGauge",
+    "Exemplar", "ExemplarFilter", "ExemplarReservoir", "SimpleFixedSizeExemplarReservoir",
+    "TraceBasedExemplarFilter", "Counter", "Gauge", "Histogram", "Meter", "MeterConfig", "MeterProvider",
+    "MetricsTimeoutError", "ObservableCounter", "ObservableGauge",
     "ObservableUpDownCounter", "Resource", "UpDownCounter", "__version__", "configure",
 ]
 

@@ -6,6 +6,7 @@ reservoirs themselves are compiled; nothing here runs per measurement.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from typing import Optional
 
 from otelmetrics import _env
@@ -16,7 +17,8 @@ from otelmetrics.view import ExplicitBucketHistogramAggregation, ExponentialBuck
 _logger = logging.getLogger("otelmetrics")
 
 __all__ = ["AlwaysOffExemplarFilter", "AlwaysOnExemplarFilter", "AlignedHistogramBucketExemplarReservoir",
-           "ExemplarFilter", "SimpleFixedSizeExemplarReservoir", "TraceBasedExemplarFilter"]
+           "ExemplarFilter", "ExemplarReservoir", "SimpleFixedSizeExemplarReservoir",
+           "TraceBasedExemplarFilter"]
 
 
 class ExemplarFilter:
@@ -86,6 +88,21 @@ def sampler_for(exemplar_filter: Optional[object]) -> Optional[ExemplarSampler]:
     return ExemplarSampler(f._mode, ctxvar, _SPAN_KEY, otel_context.get_current)
 
 
+class ExemplarReservoir(ABC):
+    """A user reservoir, as opentelemetry-sdk's: ``View(exemplar_reservoir_factory=...)``
+    makes one per series; it is offered each eligible measurement and collected
+    with the series. (The built-in reservoirs below are compiled, in preallocated
+    slots; they count as ExemplarReservoirs but are configured, not called.)"""
+
+    @abstractmethod
+    def offer(self, value, time_unix_nano: int, attributes, context) -> None:
+        """Consider one measurement."""
+
+    @abstractmethod
+    def collect(self, point_attributes) -> list:
+        """The exemplars of this interval (otelmetrics.Exemplar objects); then start afresh."""
+
+
 class SimpleFixedSizeExemplarReservoir:
     """Uniform sample of ``size`` measurements per series and interval."""
 
@@ -106,6 +123,10 @@ class AlignedHistogramBucketExemplarReservoir:
         if boundaries is None:
             raise ValueError("AlignedHistogramBucketExemplarReservoir needs an explicit-bucket histogram")
         stream.enable_exemplars(len(boundaries) + 1, True)
+
+
+ExemplarReservoir.register(SimpleFixedSizeExemplarReservoir)
+ExemplarReservoir.register(AlignedHistogramBucketExemplarReservoir)
 
 
 def configure_exemplars(instrument_name: str, stream, aggregation, factory) -> None:

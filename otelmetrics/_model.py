@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from enum import IntEnum
-from typing import Any
+from typing import Any, Union
 
 from otelmetrics._native.points import (
     Buckets,
@@ -25,7 +25,7 @@ __all__ = [
     "AggregationTemporality", "Buckets", "Exemplar", "ExponentialHistogram",
     "ExponentialHistogramDataPoint", "Gauge", "Histogram", "HistogramDataPoint",
     "InstrumentationScope", "Metric", "MetricsData", "NumberDataPoint",
-    "ResourceMetrics", "ScopeMetrics", "Sum",
+    "ResourceMetrics", "ScopeMetrics", "Sum", "DataT", "DataPointT",
 ]
 
 
@@ -118,6 +118,11 @@ Metric = _record("Metric", "name description unit data", "One metric stream of a
 ScopeMetrics = _record("ScopeMetrics", "scope metrics schema_url", "The metrics of one meter.",
                        schema_url="")
 MetricsData = _record("MetricsData", "resource_metrics", "One collection.", resource_metrics=list)
+
+
+# The reference's type aliases, for annotations in user code and exporters.
+DataT = Union[Sum, Gauge, Histogram, ExponentialHistogram]
+DataPointT = Union[NumberDataPoint, HistogramDataPoint, ExponentialHistogramDataPoint]
 
 
 class ResourceMetrics(_Record):

@@ -38,6 +38,12 @@ def _freeze(attributes) -> tuple:
         return ()
 
 
+class MetricsTimeoutError(Exception):
+    """opentelemetry-sdk's name for a timed-out operation. otelmetrics never raises
+    it into the application (force_flush and shutdown return False instead); it
+    exists so that code which catches it keeps working."""
+
+
 class MeterConfig:
     """What a meter_configurator returns for a scope (the spec's MeterConfig)."""
 

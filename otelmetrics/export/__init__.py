@@ -9,6 +9,8 @@ from otelmetrics._filter import AttributesFilterResult, MetricFilter, MetricFilt
 from otelmetrics._model import (
     AggregationTemporality,
     Buckets,
+    DataPointT,
+    DataT,
     Exemplar,
     ExponentialHistogram,
     ExponentialHistogramDataPoint,
@@ -26,13 +28,16 @@ from otelmetrics._model import (
 from otelmetrics.export._console import ConsoleMetricExporter
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
 from otelmetrics.export._readers import (
+    CardinalityLimits,
     InMemoryMetricReader,
+    InstrumentCardinalityKey,
     MetricProducer,
     MetricReader,
     PeriodicExportingMetricReader,
 )
 
 __all__ = [
+    "CardinalityLimits", "DataPointT", "DataT", "InstrumentCardinalityKey",
     "AttributesFilterResult", "MetricFilter", "MetricFilterResult",
     "AggregationTemporality", "Buckets", "ConsoleMetricExporter", "Exemplar", "ExponentialHistogram",
     "ExponentialHistogramDataPoint", "Gauge", "Histogram", "HistogramDataPoint", "InMemoryMetricReader",

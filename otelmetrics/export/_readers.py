@@ -24,6 +24,10 @@ _logger = logging.getLogger("otelmetrics")
 
 DEFAULT_CARDINALITY_LIMIT = 2000
 
+# opentelemetry-sdk 1.45's names for the ``cardinality_limits`` argument's type.
+InstrumentCardinalityKey = type
+CardinalityLimits = Dict[InstrumentCardinalityKey, int]
+
 
 def _by_kind(mapping: Optional[dict], what: str) -> Dict[type, object]:
     """{our instrument class: value} from a mapping keyed by a user's classes."""
@@ -53,6 +57,7 @@ class MetricReader(ABC):
         default_cardinality_limit: Union[int, Dict[type, int], None] = None,
         metric_producers=(),
         metric_filter=None,
+        cardinality_limits: Optional[CardinalityLimits] = None,
     ) -> None:
         if metric_filter is not None and not callable(getattr(metric_filter, "test_metric", None)):
             raise TypeError("metric_filter must be an otelmetrics.export.MetricFilter, got %r" % (metric_filter,))
@@ -79,6 +84,8 @@ class MetricReader(ABC):
         else:
             self._limits = {}
             self._limit = default_cardinality_limit or DEFAULT_CARDINALITY_LIMIT
+        # opentelemetry-sdk 1.45's spelling: {instrument class: limit}, on top.
+        self._limits.update(_by_kind(cardinality_limits, "cardinality_limits"))
         for v in list(self._limits.values()) + [self._limit]:
             if not isinstance(v, int) or v < 1:
                 raise ValueError("default_cardinality_limit must be a positive int, got %r" % (v,))
@@ -169,9 +176,10 @@ class InMemoryMetricReader(MetricReader):
     """Pull reader for tests and local inspection: ``get_metrics_data()``."""
 
     def __init__(self, preferred_temporality=None, preferred_aggregation=None,
-                 default_cardinality_limit=None, metric_producers=(), metric_filter=None) -> None:
+                 default_cardinality_limit=None, metric_producers=(), metric_filter=None,
+                 cardinality_limits=None) -> None:
         super().__init__(preferred_temporality, preferred_aggregation, default_cardinality_limit,
-                         metric_producers, metric_filter)
+                         metric_producers, metric_filter, cardinality_limits)
         self._lock = threading.Lock()
         self._data: Optional[MetricsData] = None
 
@@ -203,14 +211,15 @@ class PeriodicExportingMetricReader(MetricReader):
 
     def __init__(self, exporter: MetricExporter, export_interval_millis: Optional[float] = None,
                  export_timeout_millis: Optional[float] = None, metric_producers=(),
-                 default_cardinality_limit=None, metric_filter=None) -> None:
+                 default_cardinality_limit=None, metric_filter=None, cardinality_limits=None) -> None:
         if not isinstance(exporter, MetricExporter):
             raise TypeError("PeriodicExportingMetricReader: exporter must be an "
                             "otelmetrics.export.MetricExporter, got %r" % (exporter,))
         super().__init__(getattr(exporter, "_preferred_temporality", None),
                          getattr(exporter, "_preferred_aggregation", None),
                          default_cardinality_limit=default_cardinality_limit,
-                         metric_producers=metric_producers, metric_filter=metric_filter)
+                         metric_producers=metric_producers, metric_filter=metric_filter,
+                         cardinality_limits=cardinality_limits)
         self._exporter = exporter
         interval = _env.export_interval_millis(export_interval_millis)
         timeout = _env.export_timeout_millis(export_timeout_millis)
