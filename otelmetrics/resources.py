@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Mapping, Optional
 
 from otelmetrics import _env
+from otelmetrics._fork import call_in_child_after_fork
 from otelmetrics._version import __version__
 
 _logger = logging.getLogger("otelmetrics")
@@ -21,6 +22,7 @@ TELEMETRY_SDK_NAME = "telemetry.sdk.name"
 TELEMETRY_SDK_LANGUAGE = "telemetry.sdk.language"
 TELEMETRY_SDK_VERSION = "telemetry.sdk.version"
 SERVICE_NAME = "service.name"
+SERVICE_INSTANCE_ID = "service.instance.id"
 
 _SCALARS = (str, bool, int, float)
 
@@ -48,6 +50,31 @@ def _clean(attributes: Optional[Mapping]) -> dict:
         except ValueError as e:
             _logger.warning("Resource: dropping attribute %r: %s", key, e)
     return out
+
+
+class _ProcessInstance:
+    """A random UUID (version 4) naming this process, as opentelemetry-sdk's
+    ``Resource.create()`` adds it; a forked child gets a new one, so two processes
+    never export under the same identity."""
+
+    def __init__(self) -> None:
+        self.id = ""
+        call_in_child_after_fork(self, "reset")
+
+    def reset(self) -> None:
+        self.id = ""
+
+    def get(self) -> str:
+        if not self.id:
+            b = bytearray(os.urandom(16))
+            b[6] = (b[6] & 0x0F) | 0x40        # version 4
+            b[8] = (b[8] & 0x3F) | 0x80        # RFC 4122 variant
+            h = b.hex()
+            self.id = "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+        return self.id
+
+
+_INSTANCE = _ProcessInstance()
 
 
 def _default_service_name() -> str:
@@ -86,6 +113,7 @@ class Resource:
             TELEMETRY_SDK_LANGUAGE: "python",
             TELEMETRY_SDK_NAME: "otelmetrics",
             TELEMETRY_SDK_VERSION: __version__,
+            SERVICE_INSTANCE_ID: _INSTANCE.get(),
         }
         attrs.update(_env.resource_attributes())
         service = _env.service_name()

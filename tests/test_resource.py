@@ -23,6 +23,7 @@ def test_create_defaults():
         "telemetry.sdk.name": "otelmetrics",
         "telemetry.sdk.version": __version__,
         "service.name": "unknown_service:" + os.path.basename(sys.executable),
+        "service.instance.id": r.attributes["service.instance.id"],
     }
     assert r.schema_url == ""
 
@@ -89,3 +90,29 @@ def test_as_resource():
     mine = Resource({"k": 1})
     assert as_resource(mine) is mine
     assert as_resource(None).attributes["telemetry.sdk.name"] == "otelmetrics"
+
+
+def test_create_has_the_keys_of_opentelemetry_sdk_create():
+    from opentelemetry.sdk.resources import Resource as RefResource
+
+    assert set(Resource.create().attributes) == set(SDKResource.create().attributes)
+
+
+def test_service_instance_id_is_a_uuid4_per_process_and_new_in_a_forked_child():
+    import os
+    import uuid
+
+    first = Resource.create().attributes["service.instance.id"]
+    assert uuid.UUID(first).version == 4
+    assert Resource.create().attributes["service.instance.id"] == first      # one per process
+    assert Resource.create({"service.instance.id": "mine"}).attributes["service.instance.id"] == "mine"
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.write(w, Resource.create().attributes["service.instance.id"].encode())
+        os._exit(0)
+    os.close(w)
+    child = os.read(r, 100).decode()
+    os.waitpid(pid, 0)
+    assert uuid.UUID(child).version == 4 and child != first

@@ -54,9 +54,13 @@ def test_meterprovider_creation__multiple_independent_providers():
 # -- Meter Creation --------------------------------------------------------------
 
 def test_meter_creation__meters_come_only_from_a_provider():
-    assert not hasattr(otelmetrics, "Meter")
+    # otelmetrics.Meter is exported (as opentelemetry-sdk's is) for isinstance and
+    # annotations; a Meter is made from a provider's scope and pipeline only.
     mp, _ = provider()
-    assert isinstance(mp.get_meter("m"), api.Meter)
+    meter = mp.get_meter("m")
+    assert isinstance(meter, api.Meter) and type(meter) is otelmetrics.Meter
+    with pytest.raises(TypeError):
+        otelmetrics.Meter("m")
 
 
 def test_meter_creation__scope_is_built_from_the_arguments():
