@@ -32,7 +32,7 @@ __all__ = [
     "ExponentialHistogramDataPoint", "Gauge", "Histogram", "HistogramDataPoint", "InMemoryMetricReader",
     "InstrumentationScope", "Metric", "MetricExportResult", "MetricExporter", "MetricProducer", "MetricReader",
     "MetricsData", "NumberDataPoint", "OTLPMetricExporter", "PeriodicExportingMetricReader",
-    "ResourceMetrics", "ScopeMetrics", "Sum",
+    "ResourceMetrics", "ScopeMetrics", "Sum", "PrometheusMetricReader", "start_http_server",
 ]
 
 
@@ -42,4 +42,9 @@ def __getattr__(name):
         from otelmetrics.export.otlp import OTLPMetricExporter
 
         return OTLPMetricExporter
+    # Likewise the Prometheus endpoint (and the standard library's HTTP server).
+    if name in ("PrometheusMetricReader", "start_http_server"):
+        from otelmetrics.export import prometheus
+
+        return getattr(prometheus, name)
     raise AttributeError("module %r has no attribute %r" % (__name__, name))
