@@ -274,6 +274,15 @@ def _expo_as_buckets(p) -> Tuple[List[float], List[int]]:
     return bounds, counts
 
 
+# The sample names a family of each type writes besides its own name; two
+# families must not share any (a gauge "x_total" and a counter "x" would).
+_SAMPLE_SUFFIXES = {"counter": ("_total", "_created"), "gauge": (), "info": ("_info",),
+                    "histogram": ("_bucket", "_count", "_sum", "_created")}
+
+
+_TARGET = _Family("target", "info", "Target metadata", "")
+
+
 class _Options:
     __slots__ = ("prefix", "target_info", "scope_labels", "resource_filter")
 
@@ -289,6 +298,7 @@ class _Translation:
 
     def __init__(self, warn: Callable[[str, str], None]) -> None:
         self.families: dict = {}
+        self._claims: dict = {}      # family and sample names in use -> their family
         self.target: dict = {}
         self._warn = warn
 
@@ -297,8 +307,10 @@ class _Translation:
             return
         for rm in data.resource_metrics:
             resource_attrs = dict(getattr(rm.resource, "attributes", None) or {})
-            if opts.target_info:
+            if opts.target_info and resource_attrs:
                 self.target.update(resource_attrs)
+                self._claims.setdefault("target", _TARGET)
+                self._claims.setdefault("target_info", _TARGET)
             extra = []
             if opts.resource_filter is not None:
                 extra = [(k, v) for k, v in resource_attrs.items() if opts.resource_filter(k)]
@@ -324,7 +336,15 @@ class _Translation:
             name = name + "_" + unit
         fam = self.families.get(name)
         if fam is None:
+            claims = [name] + [name + suffix for suffix in _SAMPLE_SUFFIXES[typ]]
+            taken = next((self._claims[c] for c in claims if c in self._claims), None)
+            if taken is not None:
+                self._warn(metric.name, "dropped from the Prometheus scrape: its %s family %r would clash with "
+                           "the %s family %r (rename one with a View)" % (typ, name, taken.type, taken.name))
+                return None
             fam = self.families[name] = _Family(name, typ, metric.description or "", unit)
+            for c in claims:
+                self._claims[c] = fam
         elif fam.type != typ:
             self._warn(metric.name, "dropped from the Prometheus scrape: family %r is already a %s, "
                        "this metric is a %s (rename one with a View)" % (name, fam.type, typ))
@@ -385,7 +405,7 @@ class _Translation:
     def ordered(self) -> List[_Family]:
         fams = []
         if self.target:
-            info = _Family("target", "info", "Target metadata", "")
+            info = _Family(_TARGET.name, _TARGET.type, _TARGET.help, "")
             info.points.append((_labels(self.target.items(), False), 1, None))
             fams.append(info)
         fams.extend(self.families.values())
