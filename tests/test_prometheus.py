@@ -18,6 +18,12 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from opentelemetry import metrics as api_metrics
+from opentelemetry import trace
+from opentelemetry.exporter.prometheus import PrometheusMetricReader as RefReader
+from opentelemetry.sdk.metrics import MeterProvider as RefProvider
+from opentelemetry.sdk.resources import Resource as RefResource
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
@@ -317,11 +323,6 @@ def _record(meter, kinds):
 
 
 def test_exposition_equals_reference_exporter():
-    from opentelemetry import metrics as api_metrics
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader as RefReader
-    from opentelemetry.sdk.metrics import MeterProvider as RefProvider
-    from opentelemetry.sdk.resources import Resource as RefResource
-
     attrs = {"service.name": "diff", "deployment.environment": "test"}
     registry = CollectorRegistry()
     ref_reader = RefReader(prefix="edge", registry=registry)
@@ -357,9 +358,6 @@ def test_exposition_equals_reference_exporter():
 
 
 def test_openmetrics_parses_with_units_exemplars_and_eof():
-    from opentelemetry import trace
-    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-
     reader = PrometheusMetricReader(registry=None)
     provider = _provider(reader)
     meter = provider.get_meter("m")

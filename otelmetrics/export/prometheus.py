@@ -237,6 +237,22 @@ def _bucket_exemplars(exemplars, bounds: List[float]):
     return chosen
 
 
+_bounds_cache: dict = {}
+
+
+def _explicit_bounds(explicit_bounds) -> Tuple[List[float], List[str]]:
+    """(bounds as floats, their ``le`` strings with "+Inf"), computed once per bucket layout."""
+    key = tuple(explicit_bounds)
+    hit = _bounds_cache.get(key)
+    if hit is None:
+        bounds = [float(b) for b in key]
+        hit = (bounds, [_number(b) for b in bounds] + ["+Inf"])
+        if len(_bounds_cache) >= _CACHE_MAX:
+            _bounds_cache.clear()
+        _bounds_cache[key] = hit
+    return hit
+
+
 def _expo_bound(index: int, scale: int) -> float:
     try:
         if scale <= 0:
@@ -390,15 +406,15 @@ class _Translation:
             labels = _labels(chain(extra, p.attributes.items()), True)
             if expo:
                 bounds, cum = _expo_as_buckets(p)
+                les = [_number(b) for b in bounds]
+                les.append("+Inf")
             else:
-                bounds = [float(b) for b in p.explicit_bounds]
+                bounds, les = _explicit_bounds(p.explicit_bounds)
                 cum, run = [], 0
                 for c in p.bucket_counts:
                     run += c
                     cum.append(run)
                 del cum[len(bounds):]
-            les = [_number(b) for b in bounds]
-            les.append("+Inf")
             cum.append(p.count)
             points.append((labels, les, cum, p.sum, p.count, _bucket_exemplars(p.exemplars, bounds)))
 
