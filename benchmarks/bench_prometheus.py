@@ -28,6 +28,7 @@ from prometheus_client import Histogram as PHistogram
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_om
 
 import otelmetrics
+from bench_export import _best     # this directory is on sys.path when run as a script
 from otelmetrics.export import PrometheusMetricReader, start_http_server
 
 
@@ -41,15 +42,6 @@ def _fill(meter, n: int) -> None:
     for i in range(n // 2):
         c.add(i + 1, _attrs(i))
         h.record(i % 1000, _attrs(i))
-
-
-def _best(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def _client_registry(n: int) -> CollectorRegistry:

@@ -43,8 +43,12 @@ def __getattr__(name):
 
         return OTLPMetricExporter
     # Likewise the Prometheus endpoint (and the standard library's HTTP server).
-    if name in ("PrometheusMetricReader", "start_http_server"):
-        from otelmetrics.export import prometheus
+    if name == "PrometheusMetricReader":
+        from otelmetrics.export.prometheus import PrometheusMetricReader
 
-        return getattr(prometheus, name)
+        return PrometheusMetricReader
+    if name == "start_http_server":
+        from otelmetrics.export.prometheus import start_http_server
+
+        return start_http_server
     raise AttributeError("module %r has no attribute %r" % (__name__, name))
