@@ -43,7 +43,7 @@ __all__ = [
     "ExponentialHistogramDataPoint", "Gauge", "Histogram", "HistogramDataPoint", "InMemoryMetricReader",
     "InstrumentationScope", "Metric", "MetricExportResult", "MetricExporter", "MetricProducer", "MetricReader",
     "MetricsData", "NumberDataPoint", "OTLPMetricExporter", "PeriodicExportingMetricReader",
-    "ResourceMetrics", "ScopeMetrics", "Sum",
+    "ResourceMetrics", "ScopeMetrics", "Sum", "PrometheusMetricReader", "start_http_server",
 ]
 
 
@@ -54,4 +54,13 @@ def __getattr__(name):
         from otelmetrics.export.otlp import OTLPMetricExporter
 
         return OTLPMetricExporter
+    # Likewise the Prometheus endpoint (and the standard library's HTTP server).
+    if name == "PrometheusMetricReader":
+        from otelmetrics.export.prometheus import PrometheusMetricReader
+
+        return PrometheusMetricReader
+    if name == "start_http_server":
+        from otelmetrics.export.prometheus import start_http_server
+
+        return start_http_server
     raise AttributeError("module %r has no attribute %r" % (__name__, name))
