@@ -25,6 +25,11 @@ DEFERRED = {
     # PEP 562 facades: heavy parts load on first use, for import time.
     ("otelmetrics", "otelmetrics._configure"),
     ("otelmetrics.export", "otelmetrics.export.otlp"),
+    ("otelmetrics.export", "otelmetrics.export.prometheus"),
+    # prometheus_client is optional: imported only when a reader is created and it is installed.
+    ("otelmetrics.export.prometheus", "prometheus_client"),
+    ("otelmetrics.export.prometheus", "prometheus_client.core"),
+    ("otelmetrics.export.prometheus", "prometheus_client.samples"),
     # opentelemetry.trace costs more to import than otelmetrics itself; only a
     # provider that samples exemplars needs its span key.
     ("otelmetrics._exemplars", "opentelemetry"),

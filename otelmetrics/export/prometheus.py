@@ -37,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import chain, count
 from typing import Callable, List, Optional, Tuple
 
-from otelmetrics.export import MetricReader
+from otelmetrics.export._readers import MetricReader
 
 __all__ = ["PrometheusMetricReader", "PrometheusServer", "start_http_server"]
 
@@ -584,13 +584,9 @@ class PrometheusMetricReader(MetricReader):
         if resource_attribute_filter is not None and not callable(resource_attribute_filter):
             raise TypeError("PrometheusMetricReader: resource_attribute_filter must be a callable(key) -> "
                             "bool, got %r" % (resource_attribute_filter,))
-        if cardinality_limits is not None and default_cardinality_limit is not None:
-            raise ValueError("PrometheusMetricReader: give cardinality_limits or default_cardinality_limit, "
-                             "not both")
-        super().__init__(None, None,
-                         default_cardinality_limit=(cardinality_limits if cardinality_limits is not None
-                                                    else default_cardinality_limit),
-                         metric_producers=metric_producers, metric_filter=metric_filter)
+        super().__init__(None, None, default_cardinality_limit=default_cardinality_limit,
+                         metric_producers=metric_producers, metric_filter=metric_filter,
+                         cardinality_limits=cardinality_limits)
         self._options = _Options(prefix, not disable_target_info, bool(scope_info_enabled),
                                  resource_attribute_filter)
         self._lock = threading.Lock()
