@@ -62,7 +62,7 @@ def test_overrides_beat_the_environment(built, monkeypatch):
     provider, _ = built(exporter="otlp", endpoint="http://given:1/v1/metrics", protocol="http/json",
                         export_interval_millis=5000, resource=SDKResource({"service.name": "given", "k": 1}))
     (exp,) = exporters_of(provider)
-    assert exp.endpoint == "http://given:1/v1/metrics" and exp._json
+    assert exp.endpoint == "http://given:1/v1/metrics" and exp._encoder.json
     assert provider._readers[0]._interval_s == 5.0
     attrs = provider._resource.attributes
     assert attrs["service.name"] == "given" and attrs["k"] == 1 and attrs["telemetry.sdk.name"] == "otelmetrics"

@@ -272,10 +272,10 @@ def test_queue_settings_from_arguments_and_environment(server, monkeypatch, capl
     monkeypatch.setenv("OTELMETRICS_EXPORTER_QUEUE_BYTES", "lots")
     with caplog.at_level(logging.WARNING, logger="otelmetrics"):
         exp = OTLPMetricExporter(server.url)
-    assert "OTELMETRICS_EXPORTER_QUEUE_BYTES" in caplog.text and exp._queue.max_bytes == 4 * 1024 * 1024
+    assert "OTELMETRICS_EXPORTER_QUEUE_BYTES" in caplog.text and exp._store.queue.max_bytes == 4 * 1024 * 1024
     monkeypatch.setenv("OTELMETRICS_EXPORTER_QUEUE_BYTES", "1000")
-    assert OTLPMetricExporter(server.url)._queue.max_bytes == 1000
-    assert OTLPMetricExporter(server.url, max_queue_bytes=5)._queue.max_bytes == 5
+    assert OTLPMetricExporter(server.url)._store.queue.max_bytes == 1000
+    assert OTLPMetricExporter(server.url, max_queue_bytes=5)._store.queue.max_bytes == 5
 
 
 def test_gzip_requests_are_kept_compressed_and_resent_as_they_were(server):

@@ -147,11 +147,11 @@ def test_an_unusable_spool_dir(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("OTELMETRICS_EXPORTER_SPOOL_DIR", str(blocker / "spool"))
     with caplog.at_level(logging.WARNING, logger="otelmetrics"):
         exp = OTLPMetricExporter(dead_url())
-    assert "OTELMETRICS_EXPORTER_SPOOL_DIR" in caplog.text and exp._spool is None
+    assert "OTELMETRICS_EXPORTER_SPOOL_DIR" in caplog.text and exp._store.spool is None
     monkeypatch.setenv("OTELMETRICS_EXPORTER_SPOOL_DIR", str(tmp_path / "env-spool"))
     monkeypatch.setenv("OTELMETRICS_EXPORTER_SPOOL_FILES", "7")
     exp = OTLPMetricExporter(dead_url())
-    assert exp._spool.directory == str(tmp_path / "env-spool") and exp._spool.max_files == 7
+    assert exp._store.spool.directory == str(tmp_path / "env-spool") and exp._store.spool.max_files == 7
 
 
 @pytest.fixture

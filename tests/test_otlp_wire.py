@@ -18,7 +18,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SDKSc
 
 from otelmetrics._native.otlp_wire import decode_fields, encode_request
 from otelmetrics import _model as ours
-from otelmetrics.export.otlp import _split
+from otelmetrics.export.otlp_protocol import split_batches as _split
 from otelmetrics.export.otlp_json import encode_request_json
 
 

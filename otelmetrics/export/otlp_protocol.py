@@ -1,0 +1,228 @@
+"""The OTLP protocol, whatever carries it: what a request body is, what an answer means,
+and how long to wait before trying again. No I/O here; transports (``otlp_http``, later
+gRPC) move the bytes and report each try as an ``Outcome``.
+
+- Encoding: a ``MetricsData`` becomes one request body per batch of at most
+  ``max_export_batch_size`` data points, in order, each repeating the resource, scope and
+  metric framing of its points; protobuf (``cext/otlp_wire.pyx``) or OTLP/JSON, then gzip
+  when asked. A body is final: it is sent, kept and sent again byte for byte, and its
+  ``flags`` (``otlp_queue.GZIP`` / ``JSON``) say how it was encoded.
+- Answers: a try is ``DELIVERED`` (a ``partial_success`` is a note, not a failure),
+  ``RETRYABLE`` (429, 502, 503, 504, connection errors; with the server's ``Retry-After``
+  as a hint) or ``PERMANENT`` (any other status: sending it again would fail again).
+- Waiting: ``retry_delay`` is the one place that decides the delay before a retry.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import random
+import time
+from email.utils import parsedate_to_datetime
+from typing import Iterator, Mapping, NamedTuple, Optional, Protocol
+
+from otelmetrics._native.otlp_wire import decode_fields, encode_request
+from otelmetrics._model import replace_fields as _replace
+from otelmetrics._version import __version__
+from otelmetrics.export.otlp_json import encode_request_json
+from otelmetrics.export.otlp_queue import GZIP, JSON
+
+_logger = logging.getLogger("otelmetrics.export.otlp")
+
+USER_AGENT = "otelmetrics/" + __version__
+RETRYABLE_HTTP_STATUSES = frozenset((429, 502, 503, 504))
+
+# What became of one try (Outcome.kind), and of a request after its retries.
+DELIVERED, RETRYABLE, PERMANENT = "delivered", "retryable", "permanent"
+
+
+class Outcome(NamedTuple):
+    """One try at sending one request, as a transport reports it."""
+
+    kind: str                            # DELIVERED, RETRYABLE or PERMANENT
+    detail: str = ""                     # for the log: what failed; when delivered, a partial success or ""
+    retry_after: Optional[float] = None  # RETRYABLE: seconds the server asked us to wait, if it did
+
+
+class Transport(Protocol):
+    """What the exporter's retry loop needs from a transport (``otlp_http.HttpTransport``)."""
+
+    def send(self, body: bytes, headers: Mapping[str, str], timeout: float) -> Outcome:
+        """One try, within ``timeout`` seconds; never raises (errors are RETRYABLE outcomes)."""
+
+    def close(self) -> None:
+        """Release the connection; the next ``send`` opens a new one."""
+
+    def abort(self) -> None:
+        """From another thread: make a ``send`` in progress return soon (as a failed try)."""
+
+
+# ---------------------------------------------------------------- requests
+
+class RequestEncoder:
+    """MetricsData -> request bodies, as configured. ``flags`` describe every body it makes."""
+
+    def __init__(self, json: bool, gzip: bool, max_export_batch_size: Optional[int]) -> None:
+        self.json = json
+        self.gzip = gzip
+        self.max_export_batch_size = max_export_batch_size
+        self.flags = (GZIP if gzip else 0) | (JSON if json else 0)
+
+    def bodies(self, metrics_data) -> Iterator[bytes]:
+        """One request body per batch, already compressed when asked; encoded lazily."""
+        limit = self.max_export_batch_size
+        for batch in split_batches(metrics_data, limit) if limit else (metrics_data,):
+            failed: list = []
+            dropped: list = []
+            body = (encode_request_json if self.json else encode_request)(batch, failed, dropped)
+            for name, error in failed:
+                _logger.warning("OTLP: metric %r left out of the export, it cannot be encoded: %s", name, error)
+            if dropped:
+                _logger.warning("OTLP: %d attribute(s) left out, their values cannot be sent (first: %r, %s)",
+                                len(dropped), dropped[0][0], dropped[0][1])
+            if self.gzip:
+                body = gzip.compress(body, compresslevel=6, mtime=0)
+            yield body
+
+
+def split_batches(metrics_data, limit: int):
+    """Batches of at most ``limit`` data points, in order; each batch repeats the
+    resource, scope and metric framing of the points it carries. Metrics without
+    points are left out, as the reference does when it splits."""
+    batch: list = []
+    scopes: list = []
+    metrics: list = []
+    room = limit
+    for rm in metrics_data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                points = metric.data.data_points
+                start, n = 0, len(points)
+                while start < n:
+                    take = points[start:start + room]
+                    start += len(take)
+                    room -= len(take)
+                    metrics.append(_replace(metric, data=_replace(metric.data, data_points=list(take))))
+                    if room == 0:
+                        scopes.append(_replace(sm, metrics=metrics))
+                        batch.append(_replace(rm, scope_metrics=scopes))
+                        yield _replace(metrics_data, resource_metrics=batch)
+                        batch, scopes, metrics, room = [], [], [], limit
+            if metrics:
+                scopes.append(_replace(sm, metrics=metrics))
+                metrics = []
+        if scopes:
+            batch.append(_replace(rm, scope_metrics=scopes))
+            scopes = []
+    if batch:
+        yield _replace(metrics_data, resource_metrics=batch)
+
+
+def http_headers(flags: int, configured: Mapping[str, str]) -> dict:
+    """OTLP/HTTP request headers for a body encoded with ``flags``. Names are lower-case,
+    as the configured ones are, so that a configured header replaces ours."""
+    headers = {
+        "content-type": "application/json" if flags & JSON else "application/x-protobuf",
+        "user-agent": USER_AGENT,
+    }
+    if flags & GZIP:
+        headers["content-encoding"] = "gzip"
+    headers.update(configured)
+    return headers
+
+
+# ---------------------------------------------------------------- answers
+
+def http_outcome(status: int, reason: str, headers: Mapping[str, str], payload: bytes,
+                 json_default: bool) -> Outcome:
+    """What an OTLP/HTTP response means. ``headers`` have lower-case names;
+    ``json_default`` is how to read a body whose Content-Type says neither."""
+    content_type = headers.get("content-type", "")
+    if 200 <= status < 300:
+        return Outcome(DELIVERED, partial_success(payload, content_type, json_default))
+    if status not in RETRYABLE_HTTP_STATUSES:
+        message = status_message(payload, content_type, json_default) or "(no message)"
+        return Outcome(PERMANENT, "HTTP %d %s: %s" % (status, reason, message))
+    return Outcome(RETRYABLE, "HTTP %d %s" % (status, reason), retry_after(headers.get("retry-after")))
+
+
+def _decode(payload: bytes, content_type: str, json_default: bool):
+    """The response body as a dict (JSON) or a field list (protobuf), by Content-Type."""
+    if "json" in content_type or ("protobuf" not in content_type and json_default):
+        return json.loads(payload.decode("utf-8"))
+    return decode_fields(payload)
+
+
+def partial_success(payload: bytes, content_type: str, json_default: bool) -> str:
+    """"N data point(s) rejected: why" from an ``ExportMetricsServiceResponse``, or ""
+    when it reports nothing (or cannot be read: success is success)."""
+    if not payload:
+        return ""
+    try:
+        body = _decode(payload, content_type, json_default)
+        if isinstance(body, dict):
+            partial = body.get("partialSuccess") or body.get("partial_success") or {}
+            rejected = int(partial.get("rejectedDataPoints", partial.get("rejected_data_points", 0)) or 0)
+            message = str(partial.get("errorMessage", partial.get("error_message", "")) or "")
+        else:
+            rejected, message = 0, ""
+            for number, _, value in body:
+                if number == 1 and isinstance(value, bytes):   # ExportMetricsPartialSuccess
+                    for n, _, v in decode_fields(value):
+                        if n == 1 and isinstance(v, int):      # rejected_data_points (int64)
+                            rejected = v - (1 << 64) if v >= 1 << 63 else v
+                        elif n == 2 and isinstance(v, bytes):  # error_message
+                            message = v.decode("utf-8", "replace")
+    except Exception as e:
+        _logger.debug("OTLP: undecodable success response body: %s", e)
+        return ""
+    if rejected or message:
+        return "%d data point(s) rejected: %s" % (rejected, message or "(no message)")
+    return ""
+
+
+def status_message(payload: bytes, content_type: str, json_default: bool) -> str:
+    """The ``message`` of a google.rpc.Status body, else the start of the body as text."""
+    if not payload:
+        return ""
+    try:
+        body = _decode(payload, content_type, json_default)
+        if isinstance(body, dict):
+            return str(body.get("message", "")) or json.dumps(body)[:200]
+        for number, _, value in body:
+            if number == 2 and isinstance(value, bytes):       # Status.message
+                return value.decode("utf-8", "replace")
+    except Exception:
+        pass
+    return payload[:200].decode("utf-8", "replace")
+
+
+def retry_after(value: Optional[str]) -> Optional[float]:
+    """``Retry-After`` as seconds to wait: delay-seconds or an HTTP-date (RFC 9110);
+    None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        return max(0.0, when.timestamp() - time.time())
+    return max(0.0, seconds) if seconds == seconds and seconds != float("inf") else None
+
+
+# ---------------------------------------------------------------- waiting
+
+def retry_delay(attempt: int, hint: Optional[float], base: float, cap: float, jitter: float) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): the server's ``hint`` when it
+    gave one, else ``base * 2**attempt`` capped at ``cap``, times a random factor in
+    [1 - jitter, 1 + jitter]."""
+    if hint is not None:
+        return hint
+    return min(cap, base * (2 ** attempt)) * random.uniform(1 - jitter, 1 + jitter)

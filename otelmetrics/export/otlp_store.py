@@ -1,0 +1,147 @@
+"""The OTLP exporter's store of kept requests: drives the in-memory ``RetryQueue`` and the
+on-disk ``Spool`` so that a request still undelivered when an export's time is up is sent
+later, and counts what became of every request.
+
+- Order: kept requests go before new data, oldest first (the spool's before the memory
+  queue's: memory holds only what the spool could not take). Once one cannot be
+  delivered, the new data is kept behind it without a try, so that it arrives in order.
+- A request is removed only once delivered, or refused for good (sending it again would
+  fail again); delivery is at least once.
+- Nothing accepted is lost silently: a request pushed out of a full queue or spool is
+  counted there; one that can be kept nowhere at shutdown is counted and logged.
+- Not thread-safe: the exporter calls it with its export lock held. ``stopped`` (the
+  exporter's shutdown event) may be set by another thread at any time.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Iterable, Optional
+
+from otelmetrics import _env
+from otelmetrics.export.otlp_protocol import DELIVERED, PERMANENT
+from otelmetrics.export.otlp_queue import QueuedRequest, RetryQueue
+from otelmetrics.export.otlp_spool import Spool
+
+_logger = logging.getLogger("otelmetrics.export.otlp")
+
+# send(body, flags, deadline) -> DELIVERED, PERMANENT or RETRYABLE: one request, retries
+# included, given up at ``deadline`` (a time.monotonic() value).
+Send = Callable[[bytes, int, float], str]
+
+
+class RequestStore:
+    """Where undelivered requests wait, as ``_env.queue_settings`` resolved it."""
+
+    def __init__(self, kept: _env.QueueSettings, stopped: threading.Event) -> None:
+        self.queue = RetryQueue(kept.max_queue_bytes)
+        self.spool = self._open_spool(kept) if kept.spool_dir else None
+        self._stopped = stopped
+        self._counts = dict.fromkeys((
+            "requests_sent", "requests_replayed", "requests_queued", "requests_rejected",
+            "requests_dropped_shutdown"), 0)
+
+    @staticmethod
+    def _open_spool(kept: _env.QueueSettings) -> Optional[Spool]:
+        try:
+            return Spool(kept.spool_dir, kept.max_spool_bytes, kept.max_spool_files)
+        except OSError as e:
+            if not kept.spool_dir_from_env:
+                raise ValueError("OTLPMetricExporter spool_dir %r is unusable: %s" % (kept.spool_dir, e)) from e
+            _logger.warning("%s=%r is unusable (%s); undelivered requests are kept in memory only",
+                            _env.OTELMETRICS_EXPORTER_SPOOL_DIR, kept.spool_dir, e)
+            return None
+
+    def stats(self) -> dict:
+        """Request counters since start, and what is kept right now."""
+        out = dict(self._counts)
+        queue, spool = self.queue, self.spool
+        out["requests_dropped_queue_full"] = queue.dropped
+        out["queued_requests"] = len(queue)
+        out["queued_bytes"] = queue.bytes
+        out.update(spooled_requests=0, spooled_bytes=0, spool_write_errors=0, spool_files_skipped=0)
+        if spool is not None:
+            out["requests_dropped_queue_full"] += spool.dropped
+            out.update(spooled_requests=len(spool), spooled_bytes=spool.bytes,
+                       spool_write_errors=spool.write_errors, spool_files_skipped=spool.skipped)
+        return out
+
+    def pending(self) -> bool:
+        return bool(self.queue) or bool(self.spool)
+
+    def oldest(self) -> Optional[QueuedRequest]:
+        request = self.spool.oldest() if self.spool is not None else None
+        return request if request is not None else self.queue.oldest()
+
+    def drain(self, send: Send, deadline: float) -> bool:
+        """Send kept requests, oldest first, until none is left (True) or one cannot be
+        delivered before ``deadline`` (a ``time.monotonic()`` value)."""
+        while True:
+            request = self.oldest()
+            if request is None:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            outcome = send(request.body, request.flags, deadline)
+            if outcome not in (DELIVERED, PERMANENT):
+                return False
+            if request.key is not None:
+                self.spool.remove(request)
+            else:
+                self.queue.remove(request)
+            if outcome == DELIVERED:
+                self._counts["requests_sent"] += 1
+                self._counts["requests_replayed"] += 1
+            else:
+                self._counts["requests_rejected"] += 1
+
+    def deliver(self, bodies: Iterable[bytes], flags: int, send: Send, deadline: float) -> bool:
+        """Kept requests first, then ``bodies`` (encoded with ``flags``); what cannot be
+        delivered is kept. True if all arrived."""
+        up = self.drain(send, deadline)
+        ok = up
+        for body in bodies:
+            if up:
+                outcome = send(body, flags, deadline)
+                if outcome == DELIVERED:
+                    self._counts["requests_sent"] += 1
+                    continue
+                if outcome == PERMANENT:
+                    self._counts["requests_rejected"] += 1
+                    ok = False
+                    continue
+                up = False
+            ok = False
+            self.keep(QueuedRequest(body, flags))
+        return ok
+
+    def keep(self, request: QueuedRequest) -> None:
+        if self.spool is not None and self.spool.put(request.body, request.flags):
+            self._counts["requests_queued"] += 1
+        elif self._stopped.is_set():
+            # Nobody will send from memory after shutdown.
+            self._counts["requests_dropped_shutdown"] += 1
+            _logger.error("OTLP exporter shut down: 1 undelivered request is lost")
+        else:
+            self._counts["requests_queued"] += 1
+            self.queue.put(request)
+
+    def shutdown(self, send: Send, deadline: float) -> None:
+        """Without a spool, one more try for what memory holds (``send`` returns early
+        once ``stopped`` is set); then what is still in memory goes to the spool if it
+        can, else it is lost, counted and logged."""
+        if self.spool is None and self.queue:
+            self.drain(send, deadline)
+        lost = 0
+        while True:
+            request = self.queue.oldest()
+            if request is None:
+                break
+            self.queue.remove(request)
+            if self.spool is None or not self.spool.put(request.body, request.flags):
+                lost += 1
+        if lost:
+            self._counts["requests_dropped_shutdown"] += lost
+            _logger.error("OTLP exporter shut down with %d undelivered request(s), now lost; "
+                          "spool_dir keeps them across restarts", lost)
