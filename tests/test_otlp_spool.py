@@ -39,7 +39,7 @@ def test_spooled_requests_survive_a_restart_and_are_deleted_once_delivered(tmp_p
     before = outage(tmp_path, (3, 1, 4))
     names = spooled(tmp_path)
     assert names == ["000000000000.otlp", "000000000001.otlp", "000000000002.otlp"]
-    assert sorted(os.listdir(tmp_path)) == names   # no temporary files left behind
+    assert sorted(os.listdir(tmp_path)) == [".lock"] + names   # no temporary files left behind
     stats = before.exporter.stats()
     assert stats["requests_queued"] == 3 and stats["spooled_requests"] == 3
     assert stats["spooled_bytes"] == sum(os.path.getsize(tmp_path / n) for n in names)
@@ -107,8 +107,9 @@ def test_corrupt_and_foreign_files_are_skipped_with_a_warning(tmp_path, server, 
     assert "notes.txt" in caplog.text and "not a valid spooled request" in caplog.text
     assert len(server.received) == 1 and summed(server.received) == Gateway.tally(3)   # the intact one
     assert sorted(os.listdir(tmp_path)) == sorted([good[0] + ".corrupt", "000000000007.otlp.corrupt",
-                                                   "notes.txt", "sub"])
+                                                   "notes.txt", "sub", ".lock"])
     assert exp.stats()["spool_files_skipped"] == 4
+    exp.shutdown()   # one exporter per directory: the next one takes the lock
     # The skipped files are left alone by the next start too (with a warning), never sent.
     again = OTLPMetricExporter(server.url, spool_dir=str(tmp_path))
     assert again.force_flush() is True and len(server.received) == 1
@@ -127,7 +128,8 @@ def test_a_spooled_request_keeps_its_encoding_across_a_reconfiguration(tmp_path,
 
 def test_spool_write_failure_falls_back_to_memory(tmp_path, server):
     gw = Gateway(exporter_for(server.url, spool_dir=str(tmp_path / "spool")))
-    (tmp_path / "spool").rmdir()
+    (tmp_path / "spool" / ".lock").unlink()
+    (tmp_path / "spool").rmdir()   # writes through the kept directory descriptor now fail
     (tmp_path / "spool").write_text("a file where the directory was")
     server.replies.append(UNAVAILABLE)
     gw.record(2)
