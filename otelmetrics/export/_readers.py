@@ -207,7 +207,8 @@ class InMemoryMetricReader(MetricReader):
 class PeriodicExportingMetricReader(MetricReader):
     """Collects every ``export_interval_millis`` on a daemon thread and hands the
     result to the exporter; exports never overlap. Defaults from
-    OTEL_METRIC_EXPORT_INTERVAL (60000) and OTEL_METRIC_EXPORT_TIMEOUT (30000)."""
+    OTEL_METRIC_EXPORT_INTERVAL (60000) and OTEL_METRIC_EXPORT_TIMEOUT (30000); the
+    interval is clamped to [1 ms, ~24.8 days], the timeout to ~24.8 days, with a warning."""
 
     def __init__(self, exporter: MetricExporter, export_interval_millis: Optional[float] = None,
                  export_timeout_millis: Optional[float] = None, metric_producers=(),

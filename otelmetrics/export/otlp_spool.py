@@ -21,7 +21,8 @@ The directory is a trust boundary. Invariants:
 - Only regular files owned by the process's user, with one link and a valid header
   whose length fits ``max_bytes``, are counted, replayed or evicted; anything else is
   left alone (or renamed ``*.corrupt``) and counted in ``skipped``. A file is never
-  loaded before its header is checked, nor a large one before its CRC is.
+  loaded before its header is checked, and one over 1 MiB is neither counted nor
+  loaded before its CRC is (read a chunk at a time).
 - One spool per directory: an exclusive ``flock`` on ``.lock``, held until ``close()``.
   A forked child drops the spool it inherited (its requests stay in its memory).
 """
@@ -148,20 +149,24 @@ def _close_all(fds: list) -> None:
             pass
 
 
+def _crc_matches(f: BinaryIO, length: int, crc: int) -> bool:
+    """Whether the body after the header has ``crc``, read a chunk at a time; the file is
+    left positioned after the header again."""
+    check, left = 0, length
+    while left:
+        chunk = f.read(min(_CHUNK, left))
+        if not chunk:
+            break
+        check = zlib.crc32(chunk, check)
+        left -= len(chunk)
+    f.seek(_HEADER.size)
+    return not left and check == crc
+
+
 def _read_body(f: BinaryIO, length: int, crc: int) -> Optional[bytes]:
     """The body after the header, or None if it is short or its CRC is wrong."""
-    if length > _CHUNK:
-        # Verify before holding it all: a large file that is not ours costs no memory.
-        check, left = 0, length
-        while left:
-            chunk = f.read(min(_CHUNK, left))
-            if not chunk:
-                return None
-            check = zlib.crc32(chunk, check)
-            left -= len(chunk)
-        if check != crc:
-            return None
-        f.seek(_HEADER.size)
+    if length > _CHUNK and not _crc_matches(f, length, crc):
+        return None   # checked before holding it all: a large file not ours costs no memory
     body = f.read(length)
     if len(body) != length or zlib.crc32(body) != crc:
         return None
@@ -256,17 +261,21 @@ class Spool:
                 if sequence is None or not self._ours(st):
                     foreign.append(name)
                     continue
-                f, _, _, _ = self._open(name)
+                f, _, length, crc = self._open(name)
+                if f is not None:
+                    with f:
+                        # A large file is counted only once its CRC is right: one that only
+                        # looks like ours must not push valid requests out of the spool.
+                        valid = length <= _CHUNK or _crc_matches(f, length, crc)
             except FileNotFoundError:
                 continue
             except OSError as e:
                 _logger.warning("OTLP spool: cannot read %s (%s); skipping it", self._path(name), e)
                 foreign.append(name)
                 continue
-            if f is None:
+            if f is None or not valid:
                 self._set_aside(name)
                 continue
-            f.close()
             found.append((sequence, name, st.st_size))
         if foreign:
             self.skipped += len(foreign)
