@@ -8,7 +8,7 @@ import time
 import pytest
 
 import otelmetrics
-from otelmetrics import config
+from otelmetrics import _env
 from otelmetrics.export import PeriodicExportingMetricReader
 from _spec_util import RecordingExporter
 
@@ -41,7 +41,7 @@ def reader_with(monkeypatch, source, interval=None, timeout=None):
 def test_a_tiny_interval_is_raised_to_the_floor_and_does_not_busy_loop(monkeypatch, caplog, source):
     provider, reader, exporter = reader_with(monkeypatch, source, interval=1e-9)
     try:
-        assert reader._interval_s == config.MIN_EXPORT_INTERVAL_MILLIS / 1e3 == 0.001
+        assert reader._interval_s == _env.MIN_EXPORT_INTERVAL_MILLIS / 1e3 == 0.001
         name = INTERVAL if source == "env" else "export_interval_millis"
         assert "%s=1e-09 ms is outside [1, 2147483647] ms; using 1 ms" % name in caplog.text
         start = exporter.flushes + len(exporter.exports)
@@ -57,7 +57,7 @@ def test_a_tiny_interval_is_raised_to_the_floor_and_does_not_busy_loop(monkeypat
 def test_an_absurd_interval_is_lowered_to_the_ceiling_and_the_thread_lives(monkeypatch, caplog, source, value):
     provider, reader, _ = reader_with(monkeypatch, source, interval=value)
     try:
-        assert reader._interval_s == config.MAX_EXPORT_MILLIS / 1e3
+        assert reader._interval_s == _env.MAX_EXPORT_MILLIS / 1e3
         assert "using 2147483647 ms" in caplog.text
         time.sleep(0.1)
         assert reader._thread.is_alive()   # unclamped: OverflowError in its first wait
@@ -70,7 +70,7 @@ def test_an_absurd_interval_is_lowered_to_the_ceiling_and_the_thread_lives(monke
 def test_an_absurd_timeout_does_not_stop_exports(monkeypatch, caplog, source):
     provider, reader, exporter = reader_with(monkeypatch, source, interval=5, timeout=1e13)
     try:
-        assert reader._timeout_ms == config.MAX_EXPORT_MILLIS
+        assert reader._timeout_ms == _env.MAX_EXPORT_MILLIS
         provider.get_meter("m").create_counter("c").add(1)
         deadline = time.monotonic() + 5
         while not exporter.exports and time.monotonic() < deadline:
@@ -82,12 +82,12 @@ def test_an_absurd_timeout_does_not_stop_exports(monkeypatch, caplog, source):
 
 
 def test_clamp_millis_bounds_and_leaves_the_rest_to_the_caller(caplog):
-    assert config.clamp_millis("x", 500.0, 1.0) == 500.0 and caplog.text == ""
-    assert config.clamp_millis("x", 0.5, 1.0) == 1.0
-    assert config.clamp_millis("x", 1e300, 1.0) == config.MAX_EXPORT_MILLIS
-    assert config.clamp_millis("x", 1e-300, 0.0) == 1e-300   # a timeout has no floor
+    assert _env.clamp_millis("x", 500.0, 1.0) == 500.0 and caplog.text == ""
+    assert _env.clamp_millis("x", 0.5, 1.0) == 1.0
+    assert _env.clamp_millis("x", 1e300, 1.0) == _env.MAX_EXPORT_MILLIS
+    assert _env.clamp_millis("x", 1e-300, 0.0) == 1e-300   # a timeout has no floor
     for bad in (0.0, -1.0, float("inf"), float("nan")):      # refused by the reader, not clamped
-        value = config.clamp_millis("x", bad, 1.0)
+        value = _env.clamp_millis("x", bad, 1.0)
         assert value == bad or value != value
     assert caplog.text.count("is outside") == 2
     for bad in (0, float("inf")):
