@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import stat
 import struct
 import subprocess
@@ -43,6 +44,20 @@ def snapshot(root, skip=None):
             out[os.path.relpath(path, root)] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode),
                                                 st.st_uid, st.st_size, st.st_mtime_ns, what)
     return out
+
+
+def assert_refused(root, directory, why, monkeypatch, caplog):
+    """An explicit ``directory`` raises ValueError, the variable gets a warning and no spool,
+    both saying ``why``; nothing under ``root`` changes, not even a lock file."""
+    before = snapshot(root)
+    with pytest.raises(ValueError, match="spool_dir.*" + re.escape(why)):
+        OTLPMetricExporter(dead_url(), spool_dir=directory)
+    monkeypatch.setenv(ENV_DIR, directory)
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        exp = OTLPMetricExporter(dead_url())
+    monkeypatch.delenv(ENV_DIR)
+    assert exp._spool is None and ENV_DIR in caplog.text and why in caplog.text
+    assert snapshot(root) == before
 
 
 @pytest.fixture
@@ -91,20 +106,33 @@ def test_planted_links_are_never_followed_nor_read(tmp_path, outside, server):
     assert snapshot(tmp_path, skip=spool) == before
 
 
+def test_files_swapped_after_the_scan_are_not_followed_nor_waited_on(tmp_path, outside, server):
+    spool = tmp_path / "spool"
+    kept = outage(spool, (1, 2, 3))
+    exp = OTLPMetricExporter(server.url, spool_dir=str(spool))
+    assert exp.stats()["spooled_requests"] == 3
+    before = snapshot(tmp_path, skip=spool)
+    os.unlink(spool / "000000000000.otlp")
+    os.symlink(outside, spool / "000000000000.otlp")   # a link to a file outside
+    os.unlink(spool / "000000000001.otlp")
+    os.mkfifo(spool / "000000000001.otlp")              # a FIFO: opening it to read would block
+    assert exp.force_flush(timeout_millis=5_000) is True
+    assert [summed([r]) for r in server.received] == [Gateway.tally(3)]   # only the intact one
+    assert exp.stats()["spool_files_skipped"] == 2
+    assert sorted(os.listdir(spool)) == [".lock", "000000000000.otlp.corrupt", "000000000001.otlp.corrupt"]
+    assert os.path.islink(spool / "000000000000.otlp.corrupt")   # the link itself was renamed
+    assert snapshot(tmp_path, skip=spool) == before
+    assert kept.exporter.stats()["spooled_requests"] == 3
+    exp.shutdown()
+
+
 @pytest.mark.parametrize("trailing_slash", [False, True])
 def test_a_symlinked_spool_dir_is_refused(tmp_path, monkeypatch, caplog, trailing_slash):
     real = tmp_path / "real"
     real.mkdir(mode=0o700)
     link = str(tmp_path / "link") + ("/" if trailing_slash else "")
     os.symlink(real, tmp_path / "link")
-    before = snapshot(tmp_path)
-    with pytest.raises(ValueError, match="spool_dir.*symbolic link"):
-        OTLPMetricExporter(dead_url(), spool_dir=link)
-    monkeypatch.setenv(ENV_DIR, link)
-    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
-        exp = OTLPMetricExporter(dead_url())
-    assert exp._spool is None and ENV_DIR in caplog.text and "symbolic link" in caplog.text
-    assert snapshot(tmp_path) == before   # not even a lock file in the directory behind the link
+    assert_refused(tmp_path, link, "is a symbolic link", monkeypatch, caplog)
 
 
 @pytest.mark.parametrize("mode", [0o777, 0o770, 0o757])
@@ -112,14 +140,8 @@ def test_a_directory_writable_by_others_is_refused(tmp_path, monkeypatch, caplog
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(mode)
-    before = snapshot(tmp_path)
-    with pytest.raises(ValueError, match="writable by group or others"):
-        OTLPMetricExporter(dead_url(), spool_dir=str(shared))
-    monkeypatch.setenv(ENV_DIR, str(shared))
-    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
-        exp = OTLPMetricExporter(dead_url())
-    assert exp._spool is None and "writable by group or others" in caplog.text
-    assert snapshot(tmp_path) == before
+    assert_refused(tmp_path, str(shared), "is writable by group or others (mode %04o)" % mode,
+                   monkeypatch, caplog)
 
 
 def test_a_world_writable_directory_with_the_sticky_bit_is_accepted(tmp_path):
@@ -136,14 +158,8 @@ def test_a_directory_owned_by_another_user_is_refused(tmp_path, monkeypatch, cap
     theirs = tmp_path / "theirs"
     theirs.mkdir(mode=0o700)
     os.chown(theirs, 4242, 4242)
-    before = snapshot(tmp_path)
-    with pytest.raises(ValueError, match="owned by uid 4242, not by this process's user"):
-        OTLPMetricExporter(dead_url(), spool_dir=str(theirs))
-    monkeypatch.setenv(ENV_DIR, str(theirs))
-    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
-        exp = OTLPMetricExporter(dead_url())
-    assert exp._spool is None and "owned by uid 4242" in caplog.text
-    assert snapshot(tmp_path) == before
+    assert_refused(tmp_path, str(theirs), "is owned by uid 4242, not by this process's user (uid 0)",
+                   monkeypatch, caplog)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="changing to another uid needs root")
@@ -229,18 +245,12 @@ def test_a_second_exporter_on_a_locked_directory_is_refused(tmp_path, server, mo
     first.record(3)
     assert not first.export()
     before = snapshot(tmp_path)
-    with pytest.raises(ValueError, match="in use by another exporter"):
-        OTLPMetricExporter(server.url, spool_dir=str(spool))
+    assert_refused(tmp_path, str(spool), "is in use by another exporter", monkeypatch, caplog)
     other = subprocess.run([sys.executable, "-c", SECOND_PROCESS, str(spool)], cwd=str(tmp_path),
                            capture_output=True, text=True, timeout=60)
     assert other.returncode == 3 and "in use by another exporter" in other.stdout, other.stderr
-    monkeypatch.setenv(ENV_DIR, str(spool))
-    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
-        second = OTLPMetricExporter(server.url)
-    assert second._spool is None and ENV_DIR in caplog.text and "in use by another exporter" in caplog.text
     assert snapshot(tmp_path) == before   # the refused ones touched nothing, read nothing
     assert server.received == []
-    monkeypatch.delenv(ENV_DIR)
     first.close()   # shutdown unlocks: the next exporter sends what the first one kept
     after = OTLPMetricExporter(server.url, spool_dir=str(spool))
     assert after.force_flush() is True and summed(server.received) == first.recorded

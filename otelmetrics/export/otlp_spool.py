@@ -226,21 +226,20 @@ class Spool:
         """(file positioned after the header, flags, body length, CRC) of a spool file
         of ours with a valid header; (None, ...) if it is not one."""
         fd = os.open(name, _READ_FLAGS, dir_fd=self._dir_fd)
-        f = os.fdopen(fd, "rb")
         try:
             st = os.fstat(fd)
             # The size first: a file longer than the whole spool's bound is never read.
-            if self._ours(st) and _HEADER.size <= st.st_size <= self.max_bytes:
-                header = f.read(_HEADER.size)
-                if len(header) == _HEADER.size:
-                    magic, version, flags, _, length, crc = _HEADER.unpack(header)
-                    if (magic == _MAGIC and version == _VERSION and not flags & ~(GZIP | JSON)
-                            and length == st.st_size - _HEADER.size):
-                        return f, flags, length, crc
+            ok = self._ours(st) and _HEADER.size <= st.st_size <= self.max_bytes
+            header = os.read(fd, _HEADER.size) if ok else b""
         except BaseException:
-            f.close()
+            os.close(fd)
             raise
-        f.close()
+        if len(header) == _HEADER.size:
+            magic, version, flags, _, length, crc = _HEADER.unpack(header)
+            if (magic == _MAGIC and version == _VERSION and not flags & ~(GZIP | JSON)
+                    and length == st.st_size - _HEADER.size):
+                return os.fdopen(fd, "rb"), flags, length, crc
+        os.close(fd)
         return None, 0, 0, 0
 
     def _scan(self) -> None:
