@@ -56,7 +56,7 @@ def assert_refused(root, directory, why, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="otelmetrics"):
         exp = OTLPMetricExporter(dead_url())
     monkeypatch.delenv(ENV_DIR)
-    assert exp._spool is None and ENV_DIR in caplog.text and why in caplog.text
+    assert exp._store.spool is None and ENV_DIR in caplog.text and why in caplog.text
     assert snapshot(root) == before
 
 
@@ -149,7 +149,7 @@ def test_a_world_writable_directory_with_the_sticky_bit_is_accepted(tmp_path):
     sticky.mkdir()
     sticky.chmod(0o1777)   # as /tmp: others cannot delete or rename our files
     exp = OTLPMetricExporter(dead_url(), spool_dir=str(sticky))
-    assert exp._spool is not None
+    assert exp._store.spool is not None
     exp.shutdown()
 
 
@@ -259,13 +259,13 @@ def test_a_second_exporter_on_a_locked_directory_is_refused(tmp_path, server, mo
 def test_a_forked_child_does_not_spool_into_its_parents_directory(tmp_path):
     spool = tmp_path / "spool"
     exp = OTLPMetricExporter(dead_url(), spool_dir=str(spool))
-    assert exp._spool.put(b"parent", 0)
+    assert exp._store.spool.put(b"parent", 0)
     before = snapshot(tmp_path)
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
-            s = exp._spool
+            s = exp._store.spool
             code = 0 if (not s.put(b"child", 0) and len(s) == 0 and s.oldest() is None) else 1
         finally:
             os._exit(code)
@@ -274,7 +274,7 @@ def test_a_forked_child_does_not_spool_into_its_parents_directory(tmp_path):
     assert snapshot(tmp_path) == before
     with pytest.raises(ValueError, match="in use"):   # the child's exit did not unlock the parent's
         OTLPMetricExporter(dead_url(), spool_dir=str(spool))
-    assert exp._spool.put(b"parent again", 0) and len(exp._spool) == 2
+    assert exp._store.spool.put(b"parent again", 0) and len(exp._store.spool) == 2
     exp.shutdown()
 
 
