@@ -3,6 +3,8 @@
 from OTEL_METRIC_EXPORT_INTERVAL / _TIMEOUT: a tiny interval does not busy-loop the
 reader, an absurd one does not kill its thread, an absurd timeout does not stop exports."""
 import logging
+import math
+import threading
 import time
 
 import pytest
@@ -90,6 +92,22 @@ def test_clamp_millis_bounds_and_leaves_the_rest_to_the_caller(caplog):
         value = _env.clamp_millis("x", bad, 1.0)
         assert value == bad or value != value
     assert caplog.text.count("is outside") == 2
-    for bad in (0, float("inf")):
+    for bad in (0, -5, float("nan")):
         with pytest.raises(ValueError, match="export_interval_millis"):
             PeriodicExportingMetricReader(RecordingExporter(), export_interval_millis=bad)
+
+
+def test_infinite_interval_collects_only_on_force_flush_and_shutdown():
+    exporter = RecordingExporter()
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=math.inf)
+    provider = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    threads = {t.name for t in threading.enumerate()}
+    assert "otelmetrics-periodic-reader" not in threads
+    provider.get_meter("m").create_counter("c").add(2)
+    time.sleep(0.3)
+    assert exporter.exports == []
+    assert provider.force_flush(timeout_millis=5_000)
+    assert len(exporter.exports) == 1
+    provider.get_meter("m").create_counter("c").add(3)
+    assert provider.shutdown(timeout_millis=5_000)
+    assert len(exporter.exports) == 2
