@@ -77,14 +77,7 @@ cdef class Stream:
     cdef int offer(self, Py_ssize_t c, bint isint, int64_t iv, double dv, object attributes,
                    int64_t t, uint64_t thi, uint64_t tlo, uint64_t span, object context) except -1
 
-    cdef inline void _touch(self, Py_ssize_t c) noexcept:
-        """Mark cell ``c`` measured; every add_i/add_d starts with it."""
-        if not (self.flags[c] & CELL_HASDATA):
-            # A synchronous series starts at its first measurement (the spec).
-            self.flags[c] |= CELL_HASDATA
-            if not self.is_async:
-                self.starts[c] = now_ns()
-        self.flags[c] |= CELL_TOUCHED
+    cdef void _touch(self, Py_ssize_t c) noexcept    # every add_i/add_d starts with it
 
     # Aggregation hooks, implemented by subclasses.
     cdef int grow_cells(self, Py_ssize_t newcap) except -1

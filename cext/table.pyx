@@ -114,6 +114,15 @@ cdef class Stream:
         self.index_size = size
         return 0
 
+    cdef void _touch(self, Py_ssize_t c) noexcept:
+        """Mark cell ``c`` measured."""
+        if not (self.flags[c] & CELL_HASDATA):
+            # A synchronous series starts at its first measurement (the spec).
+            self.flags[c] |= CELL_HASDATA
+            if not self.is_async:
+                self.starts[c] = now_ns()
+        self.flags[c] |= CELL_TOUCHED
+
     cdef Py_ssize_t cell_for(self, object attributes, bint clean) except -3:
         """Cell index of ``attributes`` (a dict or None), inserting a new series
         if there is room, else the overflow cell. NEEDS_SANITIZE when the dict
