@@ -6,8 +6,9 @@ finds the series' cell in each of its streams (table.pyx), updates it, and
 offers the measurement as an exemplar when its sampler says so
 (exemplars.pyx). What is dropped (and why) is reported to a Python callable
 supplied by the Python layer, which counts and rate-limits the warnings;
-nothing here raises into the caller, and nothing calls back into Python
-except that callable and the sanitiser of unusual attribute sets.
+nothing here raises into the caller. A well-formed measurement of a known
+series runs no Python code; see cext/README.md ("The seam") for the few
+exceptions (drops, unusual attribute sets, exemplars).
 """
 
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM

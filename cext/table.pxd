@@ -17,7 +17,6 @@
 from cpython.mem cimport PyMem_Realloc
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t, int32_t
 
-from otelmetrics._native.clock cimport now_ns
 from otelmetrics._native.exemplars cimport StreamExemplars
 
 cdef extern from "Python.h":

@@ -28,6 +28,7 @@ from cpython.object cimport PyObject
 from libc.string cimport memset
 
 from otelmetrics._native.attributes cimport hash_attributes, same_attributes, EMPTY_SET_HASH
+from otelmetrics._native.clock cimport now_ns
 from otelmetrics._native.exemplars cimport TakenExemplars
 
 
