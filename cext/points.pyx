@@ -1,3 +1,4 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
 """Exported data points: the objects a collection hands to readers and exporters.
 
 Extension types so that a collection of thousands of series builds its points

@@ -19,7 +19,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from otelmetrics._callbacks import CallbackRunner, CallbackTimeout
 from otelmetrics._native.instruments import observe
-from otelmetrics._native.streams import time_ns
+from otelmetrics._native.table import time_ns
 from otelmetrics._filter import MetricFilterResult, decide, keep_points
 from otelmetrics._model import (
     AggregationTemporality,

@@ -13,8 +13,8 @@ import re
 from typing import Callable, Iterable, Optional, Sequence
 
 from otelmetrics._kinds import designates, valid_instrument_name
-from otelmetrics._native import expo_streams as _expo_streams
-from otelmetrics._native import streams as _streams
+from otelmetrics._native import aggregations as _expo_streams
+from otelmetrics._native import aggregations as _streams
 
 _logger = logging.getLogger("otelmetrics")
 

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from otelmetrics.view import View
-from otelmetrics._native.streams import SumStream, HistogramStream, time_ns
+from otelmetrics._native.aggregations import HistogramStream, SumStream
+from otelmetrics._native.table import time_ns
 
 from _util import by_attrs, points, provider
 

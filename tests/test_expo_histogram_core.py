@@ -416,11 +416,13 @@ def test_no_allocation_per_measurement():
     c = Cell()
     rng = random.Random(1)
     values = [rng.lognormvariate(0, 3) for _ in range(20000)]
-    c.py_record_many(values[:100])
+    for v in values[:100]:
+        c.py_record(v)
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        c.py_record_many(values)
+        for v in values:
+            c.py_record(v)
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
