@@ -151,6 +151,11 @@ RELEASE_CPPFLAGS="-I$SYSROOT/usr/include/python${PYVER} -I$SYSROOT/usr/include/$
 RELEASE_LDFLAGS="-Wl,-s $TARGET_LDFLAGS"
 case " $RELEASE_CFLAGS " in *" -march=native "*|*" -mcpu=native "*|*" -mtune=native "*) die "native CPU flags in a release build" ;; esac
 
+# bdist_wheel only writes tags the running (host) interpreter supports: for another target
+# Python, tag as the host's abi3 (the modules keep the target's EXT_SUFFIX) and retag after.
+TAG_OPTS=()
+HOST_PYVER=$("$VENV/bin/python" -c 'import sys; print("%d%d" % sys.version_info[:2])')
+[ "${PYVER/./}" = "$HOST_PYVER" ] || TAG_OPTS=("-C--build-option=--py-limited-api=cp$HOST_PYVER")
 (
     cd "$SNAP"
     env -u CFLAGS -u LDFLAGS -u CPPFLAGS -u CC -u LDSHARED \
@@ -158,11 +163,15 @@ case " $RELEASE_CFLAGS " in *" -march=native "*|*" -mcpu=native "*|*" -mtune=nat
         _PYTHON_SYSCONFIGDATA_NAME="$SYSCONFIG_NAME" \
         _PYTHON_HOST_PLATFORM="$PY_PLATFORM" \
         CFLAGS="$RELEASE_CFLAGS" CPPFLAGS="$RELEASE_CPPFLAGS" LDFLAGS="$RELEASE_LDFLAGS" \
-        "$VENV/bin/python" -m pip wheel --no-build-isolation --no-deps -v \
+        "$VENV/bin/python" -m pip wheel --no-build-isolation --no-deps -v "${TAG_OPTS[@]}" \
             -w "$WORK/wheel-raw" . > "$WORK/build.log" 2>&1
 ) || { tail -60 "$WORK/build.log"; die "cross build failed (log: $WORK/build.log)"; }
 grep -E "^\s*${TRIPLET}-gcc" "$WORK/build.log" | head -2 | cut -c1-400 || true
 RAW_WHEEL=$(ls "$WORK"/wheel-raw/*.whl)
+if [ ${#TAG_OPTS[@]} -gt 0 ]; then
+    "$VENV/bin/wheel" tags --remove --python-tag "cp${PYVER/./}" --abi-tag "cp${PYVER/./}" "$RAW_WHEEL" >/dev/null
+    RAW_WHEEL=$(ls "$WORK"/wheel-raw/*.whl)
+fi
 echo "built $(basename "$RAW_WHEEL")"
 
 # ---------------------------------------------------------------------------------------

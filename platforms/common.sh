@@ -56,7 +56,12 @@ apt_private() {
 
 fetch_sysroot() {
     local sysroot="$1" arch="$2" suite="$3" pkgs="$4"
-    local key="$pkgs${suite:+ ($suite)}"
+    local key="$pkgs${suite:+ ($suite)}" d
+    # Merged /usr (trixie on): /lib etc. are symlinks that base-files makes, not in the
+    # closure; qemu -L looks for /lib/ld-linux-*.so.1 there.
+    for d in bin sbin lib lib64; do
+        if [ -d "$sysroot/usr/$d" ] && [ ! -e "$sysroot/$d" ]; then ln -s "usr/$d" "$sysroot/$d"; fi
+    done
     if [ -f "$sysroot/.complete" ] && [ "$(head -1 "$sysroot/.complete")" = "$key" ]; then
         echo "reusing sysroot $sysroot ($(tail -1 "$sysroot/.complete"))"
         return 0
@@ -83,6 +88,9 @@ fetch_sysroot() {
     done
     rm -f "$aptroot"/cache/archives/*.deb
     printf '%s\n%s\n' "$key" "$n Debian $arch packages, $(date -u +%Y-%m-%dT%H:%MZ)" > "$sysroot.tmp/.complete"
+    for d in bin sbin lib lib64; do
+        if [ -d "$sysroot.tmp/usr/$d" ] && [ ! -e "$sysroot.tmp/$d" ]; then ln -s "usr/$d" "$sysroot.tmp/$d"; fi
+    done
     rm -rf "$sysroot"
     mv "$sysroot.tmp" "$sysroot"
     echo "sysroot ready: $sysroot ($(tail -1 "$sysroot/.complete"), $(du -sh "$sysroot" | cut -f1))"
