@@ -17,7 +17,7 @@ from opentelemetry.sdk.resources import Resource as SDKResource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SDKScope
 
 from otelmetrics._native.otlp_wire import decode_fields, encode_request
-from otelmetrics.export import _data as ours
+from otelmetrics import _model as ours
 from otelmetrics.export.otlp import _split
 from otelmetrics.export.otlp_json import encode_request_json
 
