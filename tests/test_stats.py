@@ -14,8 +14,8 @@ from otelmetrics.export import (
     PeriodicExportingMetricReader,
 )
 from otelmetrics.view import View
-from test_otlp_outage import UNAVAILABLE, Gateway, clean_env, exporter_for, server  # noqa: F401
-from test_otlp_support import Reply, free_port
+from export.test_otlp_queue import UNAVAILABLE, Gateway, clean_env, exporter_for, server  # noqa: F401
+from otlp_receiver import Reply, free_port
 
 EXPORTER_KEYS = {
     "exports_succeeded", "exports_failed", "requests_sent", "requests_replayed", "requests_queued",

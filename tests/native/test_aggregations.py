@@ -7,8 +7,8 @@ import otelmetrics
 from otelmetrics.export import InMemoryMetricReader
 from otelmetrics.view import ExponentialBucketHistogramAggregation, View
 
-from test_expo_histogram_core import (GENERATORS, avoid_reference_cumulative_bugs, make_batches,
-                                      max_scales, max_sizes, reference, through_sdk)
+from native.test_expo_histogram import (GENERATORS, avoid_reference_cumulative_bugs, make_batches,
+                                        max_scales, max_sizes, reference, through_sdk)
 
 
 def ours_sdk(batches, temporality, max_size, max_scale, record_min_max=True):
