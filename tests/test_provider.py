@@ -1,11 +1,29 @@
-"""Spec sections MeterConfigurator / MeterConfig, Instrument enabled, MetricProducer."""
+"""MeterProvider: meter configurator / MeterConfig, Instrument enabled, MetricProducers
+collected with the SDK (spec sections MeterConfigurator / MeterConfig, Instrument
+enabled, MetricProducer); stats(): dropped measurements by reason, overflow per stream,
+and the counters of the readers' exporters (exports, requests queued, dropped, bytes
+kept); the SDK's self-metrics."""
+import io
+import logging
+
 import pytest
+from opentelemetry.metrics import Observation
 
 import otelmetrics
-from otelmetrics.export import InMemoryMetricReader, MetricProducer, MetricsData
+from otelmetrics.export import (
+    ConsoleMetricExporter,
+    InMemoryMetricReader,
+    MetricExporter,
+    MetricExportResult,
+    MetricProducer,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
 from otelmetrics.view import DropAggregation, View
 
 from _util import points
+from export.test_otlp_queue import UNAVAILABLE, Gateway, clean_env, exporter_for, server  # noqa: F401
+from otlp_receiver import Reply, free_port
 
 
 def make(**kw):
@@ -86,3 +104,137 @@ def test_metric_producers_are_collected_with_the_sdk():
     # Producers alone (nothing recorded in the SDK) still export.
     mp2, r2 = make(metric_producers=[StaticProducer(bridged)])
     assert isinstance(r2.get_metrics_data(), MetricsData)
+
+
+# -- stats(): drops by reason, overflow per stream, the counters of the readers' exporters --
+
+EXPORTER_KEYS = {
+    "exports_succeeded", "exports_failed", "requests_sent", "requests_replayed", "requests_queued",
+    "requests_rejected", "requests_dropped_queue_full", "requests_dropped_shutdown", "queued_requests",
+    "queued_bytes", "spooled_requests", "spooled_bytes", "spool_write_errors", "spool_files_skipped",
+}
+
+
+def test_drops_and_overflow_without_an_exporter():
+    reader = InMemoryMetricReader()
+    provider = otelmetrics.MeterProvider(
+        metric_readers=[reader], shutdown_on_exit=False,
+        views=[View(instrument_name="conns", aggregation_cardinality_limit=3)])
+    meter = provider.get_meter("m")
+    counter = meter.create_counter("requests")
+    counter.add(float("nan"))
+    counter.add("seven")
+    counter.add(-1)
+    counter.add(1, {"ok": None})          # kept, without the attribute
+
+    def broken(options):
+        raise RuntimeError("sensor unplugged")
+
+    meter.create_observable_gauge("temp", callbacks=[broken])
+    conns = meter.create_up_down_counter("conns")
+    for i in range(10):
+        conns.add(1, {"peer": i})         # 2 series of their own, 8 into the overflow series
+    reader.get_metrics_data()
+
+    stats = provider.stats()
+    by_reason = stats["dropped_by_reason"]
+    assert by_reason["dropped: NaN or infinite value"] == 1
+    assert by_reason["dropped: non-numeric value"] == 1
+    assert by_reason["dropped: negative value on a monotonic instrument"] == 1
+    assert sum(n for r, n in by_reason.items() if r.startswith("kept without")) == 1
+    assert by_reason["callback error"] == 1
+    assert stats["dropped"]["requests: dropped: non-numeric value"] == 1
+    assert stats["overflowed"] == 8 and stats["overflowed_by_stream"] == {"conns": 8}
+    assert not EXPORTER_KEYS & set(stats)      # no exporter keeps counters here
+    provider.shutdown()
+
+
+def test_exporter_counters_are_added_up_over_readers(server):
+    down = exporter_for("http://127.0.0.1:%d/v1/metrics" % free_port())
+    exporters = (exporter_for(server.url), down, ConsoleMetricExporter(out=io.StringIO()))
+    provider = otelmetrics.MeterProvider(
+        metric_readers=[PeriodicExportingMetricReader(e, export_interval_millis=3_600_000) for e in exporters],
+        shutdown_on_exit=False)
+    counter = provider.get_meter("m").create_counter("packets")
+    counter.add(5)
+    for reader in provider._readers:
+        reader.collect(timeout_millis=2_000)
+    stats = provider.stats()
+    assert EXPORTER_KEYS <= set(stats)
+    assert stats["exports_succeeded"] == 1 and stats["exports_failed"] == 1
+    assert stats["requests_sent"] == 1 and stats["requests_queued"] == 1
+    assert stats["queued_requests"] == 1 and stats["queued_bytes"] == down.stats()["queued_bytes"] > 0
+    assert stats["dropped_by_reason"] == {} and stats["overflowed"] == 0
+    provider.shutdown(timeout_millis=1_000)
+    stats = provider.stats()
+    assert stats["requests_dropped_shutdown"] == 1 and stats["queued_bytes"] == 0
+
+
+def test_a_queue_full_and_a_rejection_show_in_the_provider(server):
+    server.replies[:] = [UNAVAILABLE, UNAVAILABLE]
+    gw = Gateway(exporter_for(server.url, max_queue_bytes=1))
+    gw.record(1)
+    gw.export()
+    server.replies[:] = [Reply(400)]
+    gw.record(1)
+    gw.export()
+    stats = gw.provider.stats()
+    assert stats["requests_dropped_queue_full"] == 1 and stats["requests_rejected"] == 1
+    assert stats["exports_failed"] == 2
+    gw.close()
+
+
+class Broken(MetricExporter):
+    def export(self, metrics_data, timeout_millis=10_000, **kwargs):
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis=10_000):
+        return True
+
+    def shutdown(self, timeout_millis=30_000, **kwargs):
+        pass
+
+    def stats(self):
+        raise RuntimeError("no counters today")
+
+
+def test_an_exporter_whose_stats_fail_does_not_break_the_provider(caplog):
+    provider = otelmetrics.MeterProvider(
+        metric_readers=[PeriodicExportingMetricReader(Broken(), export_interval_millis=3_600_000)],
+        shutdown_on_exit=False)
+    provider.get_meter("m").create_counter("c").add(float("inf"))
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        stats = provider.stats()
+    assert stats["dropped_by_reason"] == {"dropped: NaN or infinite value": 1}
+    assert "no counters today" in caplog.text
+    provider.shutdown()
+
+
+def test_observable_overflow_is_counted_too():
+    reader = InMemoryMetricReader()
+    provider = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False,
+                                         views=[View(instrument_name="cpu", aggregation_cardinality_limit=2)])
+    provider.get_meter("m").create_observable_gauge(
+        "cpu", callbacks=[lambda o: [Observation(1.0, {"core": i}) for i in range(4)]])
+    reader.get_metrics_data()
+    assert provider.stats()["overflowed_by_stream"] == {"cpu": 3}
+    provider.shutdown()
+
+
+def test_self_metrics_report_drops_and_overflow():
+    import otelmetrics
+    from otelmetrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader(default_cardinality_limit=3)
+    mp = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False, self_metrics=True)
+    c = mp.get_meter("app").create_counter("c")
+    c.add(-1)
+    for i in range(5):
+        c.add(1, {"k": i})
+    data = reader.get_metrics_data()
+    own = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics
+           if sm.scope.name == "otelmetrics" for m in sm.metrics}
+    dropped = {p.attributes["reason"]: p.value for p in own["otelmetrics.measurements.dropped"].data.data_points}
+    assert dropped == {"dropped: negative value on a monotonic instrument": 1}
+    (ov,) = own["otelmetrics.measurements.overflowed"].data.data_points
+    assert ov.attributes == {"metric": "c"} and ov.value == 3
