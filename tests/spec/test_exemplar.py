@@ -1,5 +1,5 @@
 """Spec: Exemplar, ExemplarFilter, ExemplarReservoir, Exemplar defaults, Custom
-ExemplarReservoir (complements test_exemplars.py)."""
+ExemplarReservoir (complements tests/test_exemplars.py and native/test_exemplars.py)."""
 import time
 
 import pytest

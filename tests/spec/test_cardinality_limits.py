@@ -1,5 +1,6 @@
 """Spec: Cardinality limits (Configuration, Overflow attribute, Synchronous and
-Asynchronous instrument cardinality limits)."""
+Asynchronous instrument cardinality limits); then overflow through the SDK. The
+limit inside a compiled stream is tested in native/test_table.py."""
 import random
 
 import pytest
@@ -115,3 +116,85 @@ def test_asynchronous_instrument_cardinality_limits__first_observed_preferred(de
     for _ in range(2):
         got = by_attrs(points(r, "g"))
         assert set(got) == {frozenset({("i", 0)}), frozenset({("i", 1)}), OVERFLOW}
+
+
+# -- Overflow through the SDK: series kept, freed and limited ----------------------
+
+@pytest.mark.parametrize("delta", [False, True])
+def test_overflow_series_and_exact_total(delta):
+    mp, reader = provider(delta=delta, limit=10)
+    c = mp.get_meter("m").create_counter("c")
+    for i in range(100):
+        c.add(i, {"k": i})
+    pts = points(reader, "c")
+    # Spec: at most `limit` points including the overflow one (the reference exports limit + 1).
+    assert len(pts) == 10
+    got = by_attrs(pts)
+    assert OVERFLOW in got
+    assert sum(p.value for p in pts) == sum(range(100))
+    # The first limit - 1 series keep their own cells.
+    assert {frozenset({("k", i)}) for i in range(9)} | {OVERFLOW} == set(got)
+
+
+def test_cumulative_keeps_series_seen_before_overflow():
+    mp, reader = provider(limit=5)
+    c = mp.get_meter("m").create_counter("c")
+    for i in range(4):
+        c.add(1, {"k": i})
+    c.add(7, {"k": "late"})
+    c.add(1, {"k": 0})
+    got = by_attrs(points(reader, "c"))
+    assert got[frozenset({("k", 0)})].value == 2
+    assert got[OVERFLOW].value == 7
+    # Nothing new, cumulative: same series, same values.
+    again = by_attrs(points(reader, "c"))
+    assert {k: p.value for k, p in again.items()} == {k: p.value for k, p in got.items()}
+
+
+def test_delta_frees_quiet_series():
+    mp, reader = provider(delta=True, limit=4)
+    c = mp.get_meter("m").create_counter("c")
+    for i in range(3):
+        c.add(1, {"k": i})
+    assert len(points(reader, "c")) == 3
+    # An interval later the old series were quiet: new ones get their own cells.
+    for i in range(3, 6):
+        c.add(2, {"k": i})
+    got = by_attrs(points(reader, "c"))   # series 0..2 quiet in this interval: freed at this collection
+    assert OVERFLOW not in got and len(got) == 3
+    for i in range(6, 9):
+        c.add(3, {"k": i})
+    got = by_attrs(points(reader, "c"))
+    assert OVERFLOW not in got
+    assert {k: p.value for k, p in got.items()} == {frozenset({("k", i)}): 3 for i in range(6, 9)}
+
+
+def test_view_limit_beats_reader_default():
+    mp, reader = provider(limit=100, views=[View(instrument_name="c", aggregation_cardinality_limit=3)])
+    c = mp.get_meter("m").create_counter("c")
+    d = mp.get_meter("m").create_counter("d")
+    for i in range(50):
+        c.add(1, {"k": i})
+        d.add(1, {"k": i})
+    pts = points(reader)
+    assert len(pts["c"]) == 3 and len(pts["d"]) == 50
+
+
+def test_default_limit_is_2000():
+    mp, reader = provider()
+    c = mp.get_meter("m").create_counter("c")
+    for i in range(2500):
+        c.add(1, {"k": i})
+    pts = points(reader, "c")
+    assert len(pts) == 2000
+    assert by_attrs(pts)[OVERFLOW].value == 501
+
+
+def test_filtered_attributes_count_toward_one_series():
+    """Cardinality applies after attribute filtering (views)."""
+    mp, reader = provider(limit=3, views=[View(instrument_name="c", attribute_keys=["keep"])])
+    c = mp.get_meter("m").create_counter("c")
+    for i in range(100):
+        c.add(1, {"keep": "x", "drop": i})
+    pts = points(reader, "c")
+    assert [(p.attributes, p.value) for p in pts] == [({"keep": "x"}, 100)]

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from otelmetrics.agent.cli import _endpoint_url, main
-from test_agent_readers import RPI
+from agent_trees import RPI
 
 AGENT = [sys.executable, "-m", "otelmetrics.agent"]
 

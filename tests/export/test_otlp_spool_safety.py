@@ -19,8 +19,8 @@ import zlib
 import pytest
 
 from otelmetrics.export.otlp import OTLPMetricExporter
-from test_otlp_outage import Gateway, clean_env, exporter_for, server, summed  # noqa: F401
-from test_otlp_spool import dead_url, outage, spooled
+from export.test_otlp_queue import Gateway, clean_env, exporter_for, server, summed  # noqa: F401
+from export.test_otlp_spool import dead_url, outage, spooled
 
 GIB = 1 << 30
 ENV_DIR = "OTELMETRICS_EXPORTER_SPOOL_DIR"

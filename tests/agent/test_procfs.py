@@ -1,31 +1,17 @@
-"""The agent's /proc and /sys readers and host resource, against fixture trees
+"""The agent's /proc and /sys readers, against fixture trees
 (tests/data/agent/: a Raspberry Pi 4 and an x86 gateway, written from the kernel's
 documented formats) and against the machine the tests run on."""
 import os
-from collections import namedtuple
 
 import pytest
 
 from otelmetrics.agent import procfs as readers
-from otelmetrics.agent.resource import agent_resource, host_attributes
+from otelmetrics.agent.resource import host_attributes
 
-DATA = os.path.join(os.path.dirname(__file__), "data", "agent")
-RPI = os.path.join(DATA, "rpi4")
-X86 = os.path.join(DATA, "x86")
+from agent_trees import RPI, X86, StatVFS, fake_statvfs
+
 KIB = 1024
 TICK = readers._CLOCK_TICKS
-
-StatVFS = namedtuple("StatVFS", "f_frsize f_blocks f_bfree f_bavail")
-
-
-def fake_statvfs(root, sizes):
-    """statvfs for a fixture tree: mountpoint -> StatVFS; others are not mounted."""
-    def statvfs(path):
-        mountpoint = "/" + os.path.relpath(path, root).lstrip(".")
-        if mountpoint not in sizes:
-            raise FileNotFoundError(path)
-        return sizes[mountpoint]
-    return statvfs
 
 
 # ---------------------------------------------------------------- Raspberry Pi 4
@@ -108,19 +94,6 @@ def test_throttle_bits(mask, on):
     assert {key for key, value in readers.decode_throttled(mask).items() if value} == on
 
 
-def test_rpi_resource():
-    assert host_attributes(RPI) == {
-        "host.name": "raspberrypi",
-        "host.arch": "arm64",
-        "os.type": "linux",
-        "os.name": "Debian GNU/Linux",
-        "os.description": "Debian GNU/Linux 12 (bookworm)",
-        "os.version": "6.6.51+rpt-rpi-v8",
-        "device.model.name": "Raspberry Pi 4 Model B Rev 1.4",
-        "device.model.identifier": "raspberrypi,4-model-b",
-    }
-
-
 # ---------------------------------------------------------------- x86 gateway
 
 def test_x86_readers():
@@ -156,29 +129,6 @@ def test_x86_temperatures():
         readers.Temperature("hwmon1_temp2", "coretemp Core 0", 43.0),
         readers.Temperature("hwmon2_temp1", "nvme Composite", 38.85),
     ]
-
-
-def test_x86_resource():
-    attributes = host_attributes(X86)
-    assert attributes["host.arch"] == "amd64"
-    assert attributes["host.name"] == "gateway-x86"
-    assert attributes["os.description"] == "Ubuntu 22.04.4 LTS"
-    assert attributes["device.model.name"] == "OptiPlex 7080"
-    assert attributes["device.manufacturer"] == "Dell Inc."
-    assert "device.model.identifier" not in attributes
-
-
-def test_resource_defaults_and_environment(monkeypatch):
-    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
-    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "host.name=kitchen-pi,site=lab")
-    attributes = agent_resource(RPI).attributes
-    assert attributes["service.name"] == "otelmetrics-agent"
-    assert attributes["host.name"] == "kitchen-pi"  # the environment wins over detection
-    assert attributes["site"] == "lab"
-    assert attributes["device.model.name"] == "Raspberry Pi 4 Model B Rev 1.4"
-    assert attributes["telemetry.sdk.name"] == "otelmetrics"
-    monkeypatch.setenv("OTEL_SERVICE_NAME", "greenhouse")
-    assert agent_resource(RPI).attributes["service.name"] == "greenhouse"
 
 
 def test_malformed_files_raise(tmp_path):

@@ -1,5 +1,5 @@
 """An instrumented library written against the OpenTelemetry metrics API only:
-it imports nothing from any SDK. Used by test_api_only in a subprocess."""
+it imports nothing from any SDK. Used by tests/test_api_only.py in a subprocess."""
 from opentelemetry import metrics
 from opentelemetry.metrics import Observation
 

@@ -22,8 +22,8 @@ from otelmetrics import _env
 from otelmetrics.export import otlp_protocol as proto
 from otelmetrics.export.otlp_http import MAX_RESPONSE_BYTES, HttpTransport
 from otelmetrics.export.otlp_queue import GZIP, JSON
-from test_otlp_support import OTLPServer, Reply
-from test_otlp_wire import canonical, json_to_proto, sdk_data
+from otlp_receiver import OTLPServer, Reply
+from native.test_otlp_wire import canonical, json_to_proto, sdk_data
 
 PB = {"content-type": "application/x-protobuf"}
 JS = {"content-type": "application/json"}

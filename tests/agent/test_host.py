@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from otelmetrics.agent.host import HostMetrics
-from test_agent_readers import RPI, X86, StatVFS, fake_statvfs
+from agent_trees import RPI, X86, StatVFS, fake_statvfs
 
 KIB = 1024
 RPI_SIZES = {"/": StatVFS(4096, 7_500_000, 5_000_000, 4_600_000),

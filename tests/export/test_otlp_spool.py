@@ -10,9 +10,9 @@ import pytest
 
 from otelmetrics.export import MetricExportResult, MetricsData
 from otelmetrics.export.otlp import OTLPMetricExporter
-from test_otlp_outage import UNAVAILABLE, Gateway, clean_env, exporter_for, server, summed  # noqa: F401
-from test_otlp_support import OTLPServer, free_port
-from test_otlp_wire import json_to_proto
+from export.test_otlp_queue import UNAVAILABLE, Gateway, clean_env, exporter_for, server, summed  # noqa: F401
+from native.test_otlp_wire import json_to_proto
+from otlp_receiver import OTLPServer, free_port
 
 SUCCESS = MetricExportResult.SUCCESS
 

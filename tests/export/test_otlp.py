@@ -21,8 +21,8 @@ import otelmetrics
 from otelmetrics.export import InMemoryMetricReader, MetricExportResult
 from otelmetrics.export.otlp import OTLPMetricExporter
 from otelmetrics.view import ExponentialBucketHistogramAggregation, View
-from test_otlp_support import OTLPServer, Reply, TinyCA, free_port
-from test_otlp_wire import canonical, json_to_proto, sdk_data
+from native.test_otlp_wire import canonical, json_to_proto, sdk_data
+from otlp_receiver import OTLPServer, Reply, TinyCA, free_port
 
 SUCCESS, FAILURE = MetricExportResult.SUCCESS, MetricExportResult.FAILURE
 

@@ -1,5 +1,6 @@
-"""Views: instrument selection, stream configuration and aggregation overrides,
-compared with the reference SDK where it has the same feature."""
+"""Spec: View, Instrument selection criteria, Stream configuration, Measurement processing;
+then views (selection, stream configuration, aggregation overrides) compared with the
+reference SDK where it has the same feature."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +11,15 @@ from opentelemetry.metrics import Observation
 
 import otelmetrics
 from otelmetrics import view as om_view
-from otelmetrics.export import AggregationTemporality
+from otelmetrics.export import AggregationTemporality, Histogram, InMemoryMetricReader, Sum
+from otelmetrics.view import (
+    DropAggregation,
+    ExplicitBucketHistogramAggregation,
+    LastValueAggregation,
+    SumAggregation,
+    View,
+)
+
 from _sdk_helpers import (
     CUMULATIVE,
     DELTA,
@@ -22,6 +31,224 @@ from _sdk_helpers import (
     run_sides,
     values,
 )
+from _spec_util import metrics_of, warnings_about
+from _util import by_attrs, points, provider
+
+
+def names(reader):
+    return sorted(points(reader))
+
+
+def make_x_y_z(mp):
+    """The spec's example: meter A with counter X and histogram Y, meter B with gauge Z."""
+    a, b = mp.get_meter("A", "1.0", "https://a"), mp.get_meter("B", "2.0", "https://b")
+    x = a.create_counter("X", unit="ms")
+    y = a.create_histogram("Y", unit="s")
+    z = b.create_gauge("Z", unit="ms")
+    for inst, rec in ((x, x.add), (y, y.record), (z, z.set)):
+        rec(1, {"a": 1, "b": 2, "c": 3})
+    return x, y, z
+
+
+# -- View --------------------------------------------------------------------------
+
+def test_view__created_with_criteria_and_stream_configuration_and_registered():
+    v = View(instrument_name="X", name="Foo", description="d", attribute_keys=["a"],
+             aggregation=SumAggregation(), aggregation_cardinality_limit=10)
+    mp, r = provider(views=[v])
+    make_x_y_z(mp)
+    assert names(r) == ["Foo", "Y", "Z"]
+
+
+# -- Instrument selection criteria ---------------------------------------------------
+
+@pytest.mark.parametrize("criteria,expected", [
+    ({"instrument_name": "*"}, ["X", "Y", "Z"]),
+    ({"instrument_name": "X"}, ["X"]),
+    ({"instrument_name": "?"}, ["X", "Y", "Z"]),
+    ({"instrument_name": "[XY]"}, ["X", "Y"]),   # fnmatch sets are accepted too
+    ({"instrument_type": otelmetrics.Histogram}, ["Y"]),
+    ({"instrument_type": api.Histogram}, ["Y"]),
+    ({"instrument_unit": "ms"}, ["X", "Z"]),
+    ({"meter_name": "B"}, ["Z"]),
+    ({"meter_version": "1.0"}, ["X", "Y"]),
+    ({"meter_schema_url": "https://b"}, ["Z"]),
+    ({"instrument_unit": "ms", "meter_name": "A"}, ["X"]),          # additive
+    ({"instrument_name": "X", "instrument_type": otelmetrics.Histogram}, []),
+])
+def test_instrument_selection_criteria__each_criterion_and_their_conjunction(criteria, expected):
+    # A dropping view: the instruments it selects are exactly those missing from the export.
+    mp, r = provider(views=[View(**criteria, aggregation=DropAggregation())])
+    make_x_y_z(mp)
+    assert sorted({"X", "Y", "Z"} - set(points(r))) == expected
+
+
+def test_instrument_selection_criteria__name_match_is_exact_not_prefix():
+    mp, r = provider(views=[View(instrument_name="req", aggregation=DropAggregation())])
+    m = mp.get_meter("m")
+    m.create_counter("req").add(1)
+    m.create_counter("requests").add(1)
+    assert names(r) == ["requests"]
+
+
+def test_instrument_selection_criteria__no_criterion_is_obligatory():
+    # Any single criterion suffices; none of them is required by itself.
+    for kw in ({"instrument_name": "*"}, {"instrument_type": otelmetrics.Counter}, {"instrument_unit": "ms"},
+               {"meter_name": "A"}, {"meter_version": "1"}, {"meter_schema_url": "s"}):
+        View(**kw)
+
+
+# -- Stream configuration ----------------------------------------------------------
+
+def test_stream_configuration__name_and_description_default_to_the_instrument():
+    mp, r = provider(views=[View(instrument_name="c", attribute_keys=["a"])])
+    mp.get_meter("m").create_counter("c", unit="1", description="desc").add(1, {"a": 1, "b": 2})
+    (m,) = metrics_of(r.get_metrics_data())
+    assert (m.name, m.description, m.unit) == ("c", "desc", "1")
+
+
+def test_stream_configuration__name_and_description_from_the_view():
+    mp, r = provider(views=[View(instrument_name="c", name="renamed", description="new")])
+    mp.get_meter("m").create_counter("c", unit="1", description="desc").add(1)
+    (m,) = metrics_of(r.get_metrics_data())
+    assert (m.name, m.description, m.unit) == ("renamed", "new", "1")
+
+
+def test_stream_configuration__name_view_selecting_several_instruments_is_refused_or_warned(caplog):
+    with pytest.raises(ValueError, match="wildcard"):
+        View(instrument_name="http.*", name="one")          # fail fast: certainly several
+    v = View(instrument_type=otelmetrics.Counter, name="one")   # may select several: warn
+    mp, r = provider(views=[v])
+    m = mp.get_meter("m")
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        m.create_counter("a").add(1)
+        m.create_counter("b").add(2)
+    assert warnings_about(caplog, "View(name='one') matches more than one instrument")
+    assert [p.value for p in points(r, "one")] == [1, 2]     # both still exported
+
+
+def test_stream_configuration__attribute_keys_allow_list():
+    mp, r = provider(views=[View(instrument_name="c", attribute_keys=["a", "b"])])
+    c = mp.get_meter("m").create_counter("c")
+    c.add(1, {"a": 1, "b": 2, "c": 3})
+    c.add(1, {"a": 1, "b": 2, "c": 4})
+    c.add(1, {"z": 1})
+    got = {k: p.value for k, p in by_attrs(points(r, "c")).items()}
+    assert got == {frozenset({("a", 1), ("b", 2)}): 2, frozenset(): 1}
+
+
+def test_stream_configuration__no_attribute_keys_keeps_all():
+    mp, r = provider(views=[View(instrument_name="c", description="x")])
+    mp.get_meter("m").create_counter("c").add(1, {"a": 1, "b": 2})
+    assert points(r, "c")[0].attributes == {"a": 1, "b": 2}
+
+
+def test_stream_configuration__exclude_list():
+    mp, r = provider(views=[View(instrument_name="c", excluded_attribute_keys=["secret"])])
+    mp.get_meter("m").create_counter("c").add(1, {"a": 1, "secret": "x"})
+    assert points(r, "c")[0].attributes == {"a": 1}
+
+
+def test_stream_configuration__default_aggregation_comes_from_the_reader():
+    reader = InMemoryMetricReader(preferred_aggregation={otelmetrics.Counter: LastValueAggregation()})
+    mp = otelmetrics.MeterProvider(metric_readers=[reader], views=[View(instrument_name="c", name="d")],
+                                   shutdown_on_exit=False)
+    c = mp.get_meter("m").create_counter("c")
+    c.add(5)
+    c.add(7)
+    (m,) = metrics_of(reader.get_metrics_data())
+    assert m.name == "d" and type(m.data).__name__ == "Gauge" and m.data.data_points[0].value == 7
+
+
+def test_stream_configuration__default_exemplar_reservoir_applies():
+    mp, r = provider(views=[View(instrument_name="c", name="d")],
+                     exemplar_filter=otelmetrics.AlwaysOnExemplarFilter())
+    c = mp.get_meter("m").create_counter("c")
+    for v in range(5):
+        c.add(v)
+    assert len(points(r, "d")[0].exemplars) == 1     # SimpleFixedSize, size 1
+
+
+def test_stream_configuration__cardinality_limit_defaults_to_the_readers():
+    reader = InMemoryMetricReader(default_cardinality_limit=3)
+    mp = otelmetrics.MeterProvider(metric_readers=[reader], views=[View(instrument_name="c", name="d")],
+                                   shutdown_on_exit=False)
+    c = mp.get_meter("m").create_counter("c")
+    for i in range(10):
+        c.add(1, {"i": i})
+    assert len(points(reader, "d")) == 3
+
+
+# -- Measurement processing --------------------------------------------------------
+
+def test_measurement_processing__no_views_default_aggregation_and_advisory_honored():
+    mp, r = provider()
+    m = mp.get_meter("m")
+    m.create_histogram("h", explicit_bucket_boundaries_advisory=[1.0, 2.0]).record(1.5)
+    m.create_counter("c").add(1)
+    m.create_gauge("g").set(1)
+    data = {mt.name: mt for mt in metrics_of(r.get_metrics_data())}
+    assert data["h"].data.data_points[0].explicit_bounds == (1.0, 2.0)
+    assert isinstance(data["c"].data, Sum) and type(data["g"].data).__name__ == "Gauge"
+
+
+def test_measurement_processing__views_applied_independently():
+    # The spec's example: "X" as a sum, and "*" with attribute keys a, b: X is exported twice.
+    mp, r = provider(views=[View(instrument_name="X", aggregation=SumAggregation()),
+                            View(instrument_name="*", attribute_keys=["a", "b"])])
+    make_x_y_z(mp)
+    got = points(r)
+    assert len(got["X"]) == 2
+    assert {frozenset(p.attributes) for p in got["X"]} == {frozenset("abc"), frozenset("ab")}
+    assert got["Y"][0].attributes == {"a": 1, "b": 2} and got["Z"][0].attributes == {"a": 1, "b": 2}
+
+
+def test_measurement_processing__conflicting_identities_from_views_warn(caplog):
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        mp, r = provider(views=[View(instrument_name="X", aggregation=SumAggregation()),
+                                View(instrument_name="*", attribute_keys=["a", "b"])])
+        make_x_y_z(mp)
+    assert warnings_about(caplog, "'X'")
+
+
+def test_measurement_processing__match_all_drop_with_one_view_exports_only_it():
+    mp, r = provider(views=[View(instrument_name="X"), View(instrument_name="*", aggregation=DropAggregation())])
+    make_x_y_z(mp)
+    assert names(r) == ["X"]
+
+
+def test_measurement_processing__unmatched_instruments_use_default_aggregation_and_temporality():
+    mp, r = provider(views=[View(instrument_name="X", name="Foo")])
+    make_x_y_z(mp)
+    data = {m.name: m for m in metrics_of(r.get_metrics_data())}
+    assert sorted(data) == ["Foo", "Y", "Z"]
+    assert isinstance(data["Y"].data, Histogram)
+    assert data["Y"].data.aggregation_temporality == AggregationTemporality.CUMULATIVE
+
+
+def test_measurement_processing__view_wins_over_advisory():
+    mp, r = provider(views=[View(instrument_name="h", aggregation=ExplicitBucketHistogramAggregation([10.0]))])
+    mp.get_meter("m").create_histogram("h", explicit_bucket_boundaries_advisory=[1.0, 2.0]).record(1)
+    assert points(r, "h")[0].explicit_bounds == (10.0,)
+
+
+def test_measurement_processing__semantic_error_view_warns(caplog):
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        mp, r = provider(views=[View(instrument_name="og", aggregation=ExplicitBucketHistogramAggregation())])
+        mp.get_meter("m").create_observable_gauge("og", [lambda o: [Observation(4)]])
+    assert warnings_about(caplog, "cannot aggregate")
+    (m,) = metrics_of(r.get_metrics_data())
+    assert type(m.data).__name__ == "Gauge" and m.data.data_points[0].value == 4
+
+
+def test_measurement_processing__semantic_error_view_is_ignored_entirely():
+    mp, r = provider(views=[View(instrument_name="og", name="renamed",
+                                 aggregation=ExplicitBucketHistogramAggregation())])
+    mp.get_meter("m").create_observable_gauge("og", [lambda o: [Observation(4, {"a": 1})]])
+    assert names(r) == ["og"]
+
+
+# -- Views compared with the reference SDK (opentelemetry-sdk), where it has the same feature --
 
 SCHEMA = "https://example.com/schemas/1.2"
 ATTRS = [{"method": "GET", "route": "/a", "status": 200},
@@ -121,7 +348,7 @@ def _flip_monotonic(data, name):
                              if m.name == name else m for m in sm.metrics]
 
 
-def names(data):
+def exported_names(data):
     return set(metrics_by_name(data))
 
 
@@ -142,7 +369,7 @@ def test_selection_drops_exactly_the_selected_instruments():
     }
     for case, dropped in expected.items():
         data = run_sides(workload, CASES[case])["otelmetrics"]
-        assert names(data) == full - dropped, case
+        assert exported_names(data) == full - dropped, case
     assert run_sides(workload, CASES["star matches all"])["otelmetrics"] is None
 
 
@@ -159,20 +386,20 @@ def _ours(views, temporality=CUMULATIVE, **kw):
 def test_type_selection_accepts_our_and_api_classes(instrument_type):
     data = _ours([om_view.View(instrument_type=instrument_type, name=None, aggregation=om_view.DropAggregation())])
     dropped = {"http.server.requests", "db.calls"} if "Counter" in instrument_type.__name__ else {"mem.used"}
-    assert not dropped & names(data)
-    assert len(names(data)) == 6 - len(dropped)
+    assert not dropped & exported_names(data)
+    assert len(exported_names(data)) == 6 - len(dropped)
 
 
 def test_counter_type_does_not_select_up_down_counter():
     data = _ours([om_view.View(instrument_type=otelmetrics.Counter, aggregation=om_view.DropAggregation())])
-    assert "queue.size" in names(data)
+    assert "queue.size" in exported_names(data)
 
 
 def test_renamed_stream_keeps_unit_and_takes_description():
     data = _ours([om_view.View(instrument_name="http.server.duration", name="latency", description="d")])
     metric = metrics_by_name(data)["latency"]
     assert (metric.unit, metric.description) == ("ms", "d")
-    assert "http.server.duration" not in names(data)
+    assert "http.server.duration" not in exported_names(data)
 
 
 def test_view_without_description_keeps_the_instruments():
@@ -236,7 +463,7 @@ def test_two_views_on_one_instrument_are_independent():
                                aggregation=om_view.LastValueAggregation(), attribute_keys=set())])
     assert values(data, "calls.sum") == {attr_key(a): 4 for a in ATTRS}
     assert values(data, "calls.last") == {(): 2}
-    assert "db.calls" not in names(data)
+    assert "db.calls" not in exported_names(data)
 
 
 def test_named_view_matching_two_instruments_warns(caplog):
@@ -269,7 +496,7 @@ def test_reader_preferred_aggregation():
 def test_view_aggregation_wins_over_reader_preference():
     data = _ours([om_view.View(instrument_name="db.calls", aggregation=om_view.SumAggregation())],
                  preferred_aggregation={otelmetrics.Counter: om_view.DropAggregation()})
-    assert names(data) == {"db.calls", "http.server.duration", "queue.size", "cpu.temp", "mem.used"}
+    assert exported_names(data) == {"db.calls", "http.server.duration", "queue.size", "cpu.temp", "mem.used"}
 
 
 def test_advisory_boundaries_lose_to_view_boundaries():

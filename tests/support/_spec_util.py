@@ -1,4 +1,4 @@
-"""Helpers for the tests named after the specification's sections (test_spec_*.py)."""
+"""Helpers for the tests named after the specification's sections (spec/test_*.py)."""
 import logging
 import threading
 import time

@@ -17,7 +17,7 @@ from otelmetrics.export import (
 )
 from otelmetrics.export.otlp import OTLPMetricExporter
 from otelmetrics.export.otlp_queue import QueuedRequest, RetryQueue
-from test_otlp_support import OTLPServer, Reply, free_port
+from otlp_receiver import OTLPServer, Reply, free_port
 
 SUCCESS, FAILURE = MetricExportResult.SUCCESS, MetricExportResult.FAILURE
 DELTA = {Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA}

@@ -7,7 +7,7 @@ import otelmetrics
 from otelmetrics._configure import configure
 from otelmetrics.export import ConsoleMetricExporter
 from otelmetrics.export.otlp import OTLPMetricExporter
-from test_config import clean_env  # noqa: F401  (autouse: no OTEL_* variable leaks in)
+from test_env import clean_env  # noqa: F401  (autouse: no OTEL_* variable leaks in)
 
 
 @pytest.fixture

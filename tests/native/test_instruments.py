@@ -1,4 +1,5 @@
-"""Bound handles: instrument.bind(attributes) skips the lookup, same numbers."""
+"""The instrument cores of the compiled core (otelmetrics._native.instruments): bound
+handles, instrument.bind(attributes) skips the lookup, same numbers."""
 import gc
 
 import pytest

@@ -1,5 +1,5 @@
 """Spec: Concurrency requirements (MeterProvider, ExemplarReservoir, MetricReader;
-MetricExporter is in test_spec_exporter.py), Compatibility requirements."""
+MetricExporter is in spec/test_exporter.py), Compatibility requirements."""
 import inspect
 import threading
 
