@@ -166,30 +166,43 @@ cdef class BoundHandle:
     ``set`` are the same operation under the instrument's verb."""
 
     cdef SyncCore _core
+    cdef tuple _bound_to          # the core's streams when the cells were pinned
     cdef tuple _streams
     cdef Py_ssize_t *_cells
     cdef Py_ssize_t _n
     cdef readonly dict attributes
 
     def __cinit__(self, SyncCore core, attributes):
-        cdef Py_ssize_t i
         self._core = core
-        clean, pinned = core._bind_cells(attributes)
+        self._pin(attributes)
+
+    cdef int _pin(self, object attributes) except -1:
+        """Pin this series' cell in each of the core's streams."""
+        cdef Py_ssize_t i
+        self._bound_to = self._core._streams
+        clean, pinned = self._core._bind_cells(attributes)
         self._n = len(pinned)
         self._streams = tuple(s for s, _ in pinned)
         self._cells = <Py_ssize_t *>PyMem_Malloc((self._n or 1) * sizeof(Py_ssize_t))
         if self._cells == NULL:
+            self._n = 0
             raise MemoryError()
         for i in range(self._n):
             self._cells[i] = pinned[i][1]
         self.attributes = clean
+        return 0
 
-    def __dealloc__(self):
+    cdef void _unpin(self):
         cdef Py_ssize_t i
         if self._cells != NULL:
             for i in range(self._n):
                 (<Stream>PyTuple_GET_ITEM(self._streams, i)).unpin(self._cells[i])
             PyMem_Free(self._cells)
+            self._cells = NULL
+        self._n = 0
+
+    def __dealloc__(self):
+        self._unpin()
 
     cdef inline int _apply(self, object amount, object context) except -1:
         cdef int64_t t
@@ -201,6 +214,11 @@ cdef class BoundHandle:
         if not self._core._active:
             return 0
         try:
+            if self._bound_to is not self._core._streams:
+                # A reader was added or removed since the cells were pinned: pin
+                # again, once, so the handle records into exactly the current streams.
+                self._unpin()
+                self._pin(self.attributes)
             k = self._core._value(amount, &iv, &dv)
         except Exception:
             return 0

@@ -223,7 +223,7 @@ def test_observable_overflow_is_counted_too():
 
 def test_self_metrics_report_drops_and_overflow():
     import otelmetrics
-    from otelmetrics.export import InMemoryMetricReader
+
 
     reader = InMemoryMetricReader(default_cardinality_limit=3)
     mp = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False, self_metrics=True)
@@ -238,3 +238,61 @@ def test_self_metrics_report_drops_and_overflow():
     assert dropped == {"dropped: negative value on a monotonic instrument": 1}
     (ov,) = own["otelmetrics.measurements.overflowed"].data.data_points
     assert ov.attributes == {"metric": "c"} and ov.value == 3
+
+
+# -- add_metric_reader / remove_metric_reader (opentelemetry-sdk's semantics) --------
+
+def _points(reader, name):
+    data = reader.get_metrics_data()
+    if data is None:
+        return []
+    return [p for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+            if m.name == name for p in m.data.data_points]
+
+
+def test_a_reader_added_later_sees_instruments_made_before_it_and_their_bound_handles():
+    first = InMemoryMetricReader()
+    provider = otelmetrics.MeterProvider(metric_readers=[first], shutdown_on_exit=False)
+    meter = provider.get_meter("m")
+    counter, histogram = meter.create_counter("c"), meter.create_histogram("h")
+    gauge = meter.create_observable_gauge("g", callbacks=[lambda options: [Observation(7)]])
+    handle = counter.bind({"k": "v"})
+    counter.add(1)
+    handle.add(10)
+    later = InMemoryMetricReader()
+    provider.add_metric_reader(later)
+    counter.add(2)
+    handle.add(20)
+    histogram.record(5.0)
+    assert {tuple(p.attributes.items()): p.value for p in _points(later, "c")} == {(): 2, (("k", "v"),): 20}
+    assert [p.count for p in _points(later, "h")] == [1]
+    assert [p.value for p in _points(later, "g")] == [7]
+    assert {tuple(p.attributes.items()): p.value for p in _points(first, "c")} == {(): 3, (("k", "v"),): 30}
+
+
+def test_removing_a_reader_stops_its_collection_and_shuts_it_down():
+    keep, gone = InMemoryMetricReader(), InMemoryMetricReader()
+    provider = otelmetrics.MeterProvider(metric_readers=[keep, gone], shutdown_on_exit=False)
+    counter = provider.get_meter("m").create_counter("c")
+    handle = counter.bind({"k": "v"})
+    counter.add(1)
+    provider.remove_metric_reader(gone)
+    counter.add(2)
+    handle.add(5)
+    assert gone.get_metrics_data() is None            # shut down: nothing collected any more
+    assert gone.shutdown() is False                   # already shut down by the removal
+    assert sorted(p.value for p in _points(keep, "c")) == [3, 5]
+    assert provider._pipeline._outs.get(id(gone)) is None
+
+
+def test_adding_a_reader_of_another_provider_raises_and_twice_warns(caplog):
+    reader = InMemoryMetricReader()
+    one = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    other = otelmetrics.MeterProvider(shutdown_on_exit=False)
+    with pytest.raises(ValueError, match="another MeterProvider"):
+        other.add_metric_reader(reader)
+    assert other._readers == []
+    one.add_metric_reader(reader)
+    assert "registered already" in caplog.text and one._readers == [reader]
+    with pytest.raises(TypeError, match="MetricReader"):
+        one.add_metric_reader(object())
