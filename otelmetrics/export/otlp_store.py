@@ -144,10 +144,11 @@ class RequestStore:
 
     def keep(self, request: QueuedRequest) -> None:
         """Keep an undelivered request in the spool, else in memory; one larger than where
-        it would go is split in halves until its parts fit."""
+        it would go is split in halves until its parts fit (unless that room is smaller
+        than the smallest bound a request can have: then splitting cannot help)."""
         spool = self.spool
         room = spool.max_bytes if spool is not None else self.queue.max_bytes
-        if 0 < room < len(request.body):
+        if _env.MIN_BATCH_BYTES <= room < len(request.body):
             halves = split_body(request.body, request.flags)
             if halves is not None:
                 for half in halves:
