@@ -330,7 +330,7 @@ class PeriodicExportingMetricReader(MetricReader):
                     return self._export_backlog(timeout_millis)
                 # Nothing new; an exporter still holding requests from an outage gets
                 # its chance to deliver them (a no-op for the others).
-                return bool(self._exporter.force_flush(timeout_millis=timeout_millis))
+                return self._flush_exporter(timeout_millis)
             self._receive_metrics(data, timeout_millis=timeout_millis)
             return self._last_ok
         except Exception as e:  # the background thread must survive anything
@@ -385,13 +385,20 @@ class PeriodicExportingMetricReader(MetricReader):
         deadline = time.monotonic() + timeout_millis / 1e3
         self._last_ok = True
         ok = self._bounded(timeout_millis)
-        left = max(0.0, (deadline - time.monotonic()) * 1e3)
+        return self._flush_exporter(max(0.0, (deadline - time.monotonic()) * 1e3)) and ok
+
+    def _flush_exporter(self, timeout_millis: float) -> bool:
+        """The exporter's force_flush, under the export lock like an export: an exporter
+        busy flushing must not turn a collection away."""
+        if not self._export_lock.acquire(timeout=timeout_millis / 1e3):
+            return False
         try:
-            ok = bool(self._exporter.force_flush(timeout_millis=left)) and ok
+            return bool(self._exporter.force_flush(timeout_millis=timeout_millis))
         except Exception as e:
             _logger.warning("exporter force_flush raised %s: %s", type(e).__name__, e)
-            ok = False
-        return ok
+            return False
+        finally:
+            self._export_lock.release()
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> bool:
         """Within ``timeout_millis``: the last collection and an export of it (and of what
