@@ -152,3 +152,9 @@ def replace_fields(obj, **changes):
     values = {f: getattr(obj, f) for f in obj.__dataclass_fields__}
     values.update(changes)
     return type(obj)(**values)
+
+
+def count_points(metrics_data) -> int:
+    """How many data points a MetricsData (ours or opentelemetry-sdk's) carries."""
+    return sum(len(metric.data.data_points) for rm in metrics_data.resource_metrics
+               for sm in rm.scope_metrics for metric in sm.metrics)

@@ -12,8 +12,10 @@ from typing import Callable, List, Optional
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
+from test_otlp_support import OTLPServer
 
-class Collector:
+
+class Collector(OTLPServer):
     """Accepts OTLP/HTTP protobuf requests and keeps the decoded ones it answered 200.
 
     ``hang`` set: a request is read and never answered (held until ``recovered`` or the
@@ -23,6 +25,7 @@ class Collector:
     def __init__(self, port: int = 0, limit: Optional[int] = None) -> None:
         self.hang = threading.Event()
         self.recovered = threading.Event()
+        self.release = self.recovered       # what OTLPServer.close sets
         self.limit = limit
         self.accepted: List[ExportMetricsServiceRequest] = []
         self.sizes: List[int] = []          # bodies as sent, of every request read
@@ -63,13 +66,7 @@ class Collector:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.url = "http://127.0.0.1:%d/v1/metrics" % self.port
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
+        self._serve(Handler, port, None)
 
     def recover(self) -> None:
         self.hang.clear()
@@ -89,19 +86,6 @@ class Collector:
                             key = tuple(sorted((kv.key, kv.value.string_value) for kv in p.attributes))
                             total[(m.name, key)] += p.as_int
         return total
-
-    def close(self) -> None:
-        self.recovered.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 class RawServer:
     """Runs ``script(connection)`` on a thread for every connection it accepts; counts them."""

@@ -3,9 +3,7 @@ byte at a time, Retry-After values that would make it hammer an overloaded serve
 and endless response bodies, and requests too large for the collector or the retry queue."""
 import email.utils
 import gzip
-import json
 import logging
-import os
 import subprocess
 import sys
 import textwrap
@@ -16,7 +14,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 import otelmetrics
-from otelmetrics.export import AggregationTemporality, InMemoryMetricReader, MetricExportResult
+from otelmetrics.export import InMemoryMetricReader, MetricExportResult
 from otelmetrics.export import otlp_protocol as proto
 from otelmetrics.export.otlp import OTLPMetricExporter
 from otelmetrics.export.otlp_json import encode_request_json

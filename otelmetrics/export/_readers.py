@@ -17,7 +17,7 @@ from otelmetrics import _instruments as inst
 from otelmetrics._filter import filter_metrics_data
 from otelmetrics._fork import call_in_child_after_fork
 from otelmetrics._kinds import by_kind
-from otelmetrics._model import AggregationTemporality, MetricsData
+from otelmetrics._model import AggregationTemporality, MetricsData, count_points
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
 from otelmetrics.view import Aggregation, DefaultAggregation
 
@@ -243,8 +243,7 @@ class _Backlog:
             self._count_dropped(batches, why)
 
     def _count_dropped(self, batches, why: str) -> None:
-        points = sum(len(m.data.data_points) for b in batches for rm in b.resource_metrics
-                     for sm in rm.scope_metrics for m in sm.metrics)
+        points = sum(count_points(batch) for batch in batches)
         with self._lock:
             self.dropped += len(batches)
             self.dropped_points += points

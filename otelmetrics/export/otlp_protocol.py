@@ -33,6 +33,7 @@ from typing import Iterator, List, Mapping, NamedTuple, Optional, Protocol, Tupl
 
 from otelmetrics import _env
 from otelmetrics._native.otlp_wire import decode_fields, encode_request
+from otelmetrics._model import count_points
 from otelmetrics._model import replace_fields as _replace
 from otelmetrics._version import __version__
 from otelmetrics.export.otlp_json import encode_request_json
@@ -120,11 +121,6 @@ class RequestEncoder:
         if self.gzip:
             body = gzip.compress(body, compresslevel=6, mtime=0)
         yield body
-
-
-def count_points(metrics_data) -> int:
-    return sum(len(metric.data.data_points) for rm in metrics_data.resource_metrics
-               for sm in rm.scope_metrics for metric in sm.metrics)
 
 
 def first_metric_name(metrics_data) -> str:
