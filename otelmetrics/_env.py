@@ -362,10 +362,15 @@ OTELMETRICS_EXPORTER_QUEUE_BYTES = "OTELMETRICS_EXPORTER_QUEUE_BYTES"
 OTELMETRICS_EXPORTER_SPOOL_DIR = "OTELMETRICS_EXPORTER_SPOOL_DIR"
 OTELMETRICS_EXPORTER_SPOOL_BYTES = "OTELMETRICS_EXPORTER_SPOOL_BYTES"
 OTELMETRICS_EXPORTER_SPOOL_FILES = "OTELMETRICS_EXPORTER_SPOOL_FILES"
+OTELMETRICS_EXPORTER_BATCH_BYTES = "OTELMETRICS_EXPORTER_BATCH_BYTES"
 
 DEFAULT_QUEUE_BYTES = 4 * 1024 * 1024
 DEFAULT_SPOOL_BYTES = 64 * 1024 * 1024
 DEFAULT_SPOOL_FILES = 10_000
+# A request's bound, encoded and before compression: a collector's default limit is 4 MiB
+# over gRPC (20 MiB over HTTP), and the default retry queue holds 4 MiB.
+DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
+MIN_BATCH_BYTES = 1024
 
 
 class QueueSettings(NamedTuple):
@@ -386,7 +391,8 @@ def _resolve_size(explicit: Optional[int], name: str, default: int, minimum: int
         return explicit
     variable = {"max_queue_bytes": OTELMETRICS_EXPORTER_QUEUE_BYTES,
                 "max_spool_bytes": OTELMETRICS_EXPORTER_SPOOL_BYTES,
-                "max_spool_files": OTELMETRICS_EXPORTER_SPOOL_FILES}[name]
+                "max_spool_files": OTELMETRICS_EXPORTER_SPOOL_FILES,
+                "max_export_batch_bytes": OTELMETRICS_EXPORTER_BATCH_BYTES}[name]
     raw = env(variable)
     if raw is None:
         return default
@@ -419,6 +425,12 @@ def queue_settings(
         max_spool_files=_resolve_size(max_spool_files, "max_spool_files", DEFAULT_SPOOL_FILES, 1),
         spool_dir_from_env=from_env,
     )
+
+
+def batch_bytes(explicit: Optional[int] = None) -> int:
+    """The OTLP exporter's bound on one request, in encoded bytes: ``max_export_batch_bytes``,
+    else ``OTELMETRICS_EXPORTER_BATCH_BYTES``, else 4 MiB."""
+    return _resolve_size(explicit, "max_export_batch_bytes", DEFAULT_BATCH_BYTES, MIN_BATCH_BYTES)
 
 
 def temporality_preference() -> str:

@@ -139,3 +139,9 @@ class ResourceMetrics(_Record):
 def replace_fields(obj, **changes):
     """A copy with some fields changed, of ours or of opentelemetry-sdk's data model."""
     return dataclasses.replace(obj, **changes)
+
+
+def count_points(metrics_data) -> int:
+    """How many data points a MetricsData (ours or opentelemetry-sdk's) carries."""
+    return sum(len(metric.data.data_points) for rm in metrics_data.resource_metrics
+               for sm in rm.scope_metrics for metric in sm.metrics)

@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from typing import Dict, Optional, Union
 
 from otelmetrics import _env
@@ -16,7 +17,7 @@ from otelmetrics import _instruments as inst
 from otelmetrics._filter import filter_metrics_data
 from otelmetrics._fork import call_in_child_after_fork
 from otelmetrics._kinds import by_kind
-from otelmetrics._model import AggregationTemporality, MetricsData
+from otelmetrics._model import AggregationTemporality, MetricsData, count_points
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
 from otelmetrics.view import Aggregation, DefaultAggregation
 
@@ -204,6 +205,51 @@ class InMemoryMetricReader(MetricReader):
         return first
 
 
+class _Backlog:
+    """Collections waiting for the export lock, oldest first, at most ``limit``: a delta
+    collection is the only copy of its data, so one collected while another export runs
+    waits here and goes out right after it. Beyond the bound the oldest is dropped, counted
+    in ``dropped`` (collections) and ``dropped_points``, and logged."""
+
+    limit = 64
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._batches: deque = deque()
+        self.dropped = 0
+        self.dropped_points = 0
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def add(self, batch: MetricsData) -> None:
+        with self._lock:
+            self._batches.append(batch)
+            if len(self._batches) <= self.limit:
+                return
+            old = self._batches.popleft()
+        self._count_dropped([old], "more than %d collections wait for a hung export" % self.limit)
+
+    def take(self) -> Optional[MetricsData]:
+        """The oldest collection waiting, or None."""
+        with self._lock:
+            return self._batches.popleft() if self._batches else None
+
+    def drop_all(self, why: str) -> None:
+        with self._lock:
+            batches = list(self._batches)
+            self._batches.clear()
+        if batches:
+            self._count_dropped(batches, why)
+
+    def _count_dropped(self, batches, why: str) -> None:
+        points = sum(count_points(batch) for batch in batches)
+        with self._lock:
+            self.dropped += len(batches)
+            self.dropped_points += points
+        _logger.error("%d collection(s) (%d data points) dropped unexported: %s", len(batches), points, why)
+
+
 class PeriodicExportingMetricReader(MetricReader):
     """Collects every ``export_interval_millis`` on a daemon thread and hands the
     result to the exporter; exports never overlap. Defaults from
@@ -234,6 +280,7 @@ class PeriodicExportingMetricReader(MetricReader):
         self._interval_s = interval / 1e3
         self._timeout_ms = timeout
         self._export_lock = threading.Lock()
+        self._backlog = _Backlog()
         self._stop = threading.Event()
         self._shutdown_done = False
         self._shutdown_started = False
@@ -250,6 +297,7 @@ class PeriodicExportingMetricReader(MetricReader):
     def _restart_after_fork(self) -> None:
         # The parent's thread and locks do not exist in the child: fresh ones.
         self._export_lock = threading.Lock()
+        self._backlog = _Backlog()     # the parent exports what waited there
         self._stop = threading.Event()
         if not self._shutdown_done:
             self._start_thread()
@@ -261,7 +309,8 @@ class PeriodicExportingMetricReader(MetricReader):
 
     def _bounded(self, timeout_millis: float) -> bool:
         """Collect and export, but return after ``timeout_millis`` even if the
-        exporter hangs (it then finishes, or not, on its own daemon thread)."""
+        exporter hangs (it then finishes, or not, on its own daemon thread; the
+        collection waits in the backlog meanwhile)."""
         done = threading.Event()
         result = [False]
 
@@ -282,9 +331,11 @@ class PeriodicExportingMetricReader(MetricReader):
                 return False
             data = self._collect_data(timeout_millis)
             if data is None:
+                if len(self._backlog):
+                    return self._export_backlog(timeout_millis)
                 # Nothing new; an exporter still holding requests from an outage gets
                 # its chance to deliver them (a no-op for the others).
-                return bool(self._exporter.force_flush(timeout_millis=timeout_millis))
+                return self._flush_exporter(timeout_millis)
             self._receive_metrics(data, timeout_millis=timeout_millis)
             return self._last_ok
         except Exception as e:  # the background thread must survive anything
@@ -294,20 +345,44 @@ class PeriodicExportingMetricReader(MetricReader):
     _last_ok = True
 
     def _receive_metrics(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> None:
-        # Exports never overlap; a caller does not wait past its own timeout for one.
-        if not self._export_lock.acquire(timeout=timeout_millis / 1e3):
-            self._last_ok = False
-            _logger.warning("export skipped: the previous export still runs after %.0f ms", timeout_millis)
-            return
+        # Exports never overlap. A collection made while another export runs is not
+        # dropped: it waits in the backlog, and whoever holds the export lock sends it.
+        self._backlog.add(metrics_data)
+        self._last_ok = self._export_backlog(timeout_millis)
+
+    def _export_backlog(self, timeout_millis: float) -> bool:
+        """Export what waits in the backlog (one export per collection, oldest first), waiting at most
+        ``timeout_millis`` for a running export; False when that one still runs (it
+        exports the backlog once done) or an export failed."""
+        ok = True
+        wait = max(0.0, timeout_millis / 1e3)
+        while True:
+            if not self._export_lock.acquire(timeout=wait):
+                if wait:
+                    _logger.warning("export deferred: the previous export still runs after %.0f ms; "
+                                    "%d collection(s) wait to be exported after it",
+                                    timeout_millis, len(self._backlog))
+                    return False
+                return ok    # another export holds the lock: it sends what waits
+            try:
+                while True:
+                    batch = self._backlog.take()
+                    if batch is None:
+                        break
+                    ok = self._export(batch, timeout_millis) and ok
+            finally:
+                self._export_lock.release()
+            if not len(self._backlog):
+                return ok
+            wait = 0.0   # added by a caller that gave up waiting just before the release
+
+    def _export(self, batch: MetricsData, timeout_millis: float) -> bool:
         try:
-            result = self._exporter.export(metrics_data, timeout_millis=timeout_millis)
-            self._last_ok = result is MetricExportResult.SUCCESS
+            return self._exporter.export(batch, timeout_millis=timeout_millis) is MetricExportResult.SUCCESS
         except Exception as e:
-            self._last_ok = False
             _logger.warning("exporter %s raised %s: %s", type(self._exporter).__name__,
                             type(e).__name__, e)
-        finally:
-            self._export_lock.release()
+            return False
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         if self._shutdown_done:
@@ -315,34 +390,52 @@ class PeriodicExportingMetricReader(MetricReader):
         deadline = time.monotonic() + timeout_millis / 1e3
         self._last_ok = True
         ok = self._bounded(timeout_millis)
-        left = max(0.0, (deadline - time.monotonic()) * 1e3)
+        return self._flush_exporter(max(0.0, (deadline - time.monotonic()) * 1e3)) and ok
+
+    def _flush_exporter(self, timeout_millis: float) -> bool:
+        """The exporter's force_flush, under the export lock like an export: an exporter
+        busy flushing must not turn a collection away."""
+        if not self._export_lock.acquire(timeout=timeout_millis / 1e3):
+            return False
         try:
-            ok = bool(self._exporter.force_flush(timeout_millis=left)) and ok
+            return bool(self._exporter.force_flush(timeout_millis=timeout_millis))
         except Exception as e:
             _logger.warning("exporter force_flush raised %s: %s", type(e).__name__, e)
-            ok = False
-        return ok
+            return False
+        finally:
+            self._export_lock.release()
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> bool:
+        """Within ``timeout_millis``: the last collection and an export of it (and of what
+        waits in the backlog) get half of it; the exporter's shutdown, which aborts an
+        export still running, a quarter; then what still waits is handed to the shut-down
+        exporter (an OTLP exporter with a spool keeps it there) or counted as dropped."""
         with self._reader_lock:     # once, even when called from several threads at a time
             already = self._shutdown_started
             self._shutdown_started = True
         if already:
             _logger.warning("PeriodicExportingMetricReader.shutdown: already shut down")
             return False
-        deadline = time.monotonic() + timeout_millis / 1e3
+        timeout = max(0.0, timeout_millis / 1e3)
+        deadline = time.monotonic() + timeout
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(max(0.0, deadline - time.monotonic()))
-        left = max(1.0, (deadline - time.monotonic()) * 1e3)
+            # A periodic collection in progress is handed to the backlog first; an export
+            # of it that hangs is not waited for here.
+            while thread.is_alive() and not self._export_lock.locked() and time.monotonic() < deadline:
+                thread.join(0.01)
         self._last_ok = True
-        ok = self._bounded(min(self._timeout_ms, left))
+        ok = self._bounded(min(self._timeout_ms, max(1.0, (deadline - time.monotonic()) * 1e3 - timeout * 500)))
         self._shutdown_done = True
         self._is_shut_down = True      # later collect() calls fail without exporting
         try:
-            self._exporter.shutdown(timeout_millis=max(0.0, (deadline - time.monotonic()) * 1e3))
+            self._exporter.shutdown(timeout_millis=max(0.0, (deadline - time.monotonic()) * 1e3 - timeout * 250))
         except Exception as e:
             _logger.warning("exporter shutdown raised %s: %s", type(e).__name__, e)
             ok = False
+        if len(self._backlog):
+            ok = False
+            self._export_backlog(max(0.0, (deadline - time.monotonic()) * 1e3))
+            self._backlog.drop_all("an export still ran at the end of shutdown")
         return ok

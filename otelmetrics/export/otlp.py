@@ -6,8 +6,12 @@ loop within each export's deadline, as the OTLP/HTTP specification asks.
 - 2xx is success; a ``partial_success`` in the response body is logged.
 - 429, 502, 503, 504 and connection errors are retried with exponential backoff and
   jitter, or after the server's ``Retry-After``, while the export's deadline allows.
+- 413 (too large) splits the request in two by data points and sends the halves.
 - Any other status fails at once; the server's ``google.rpc.Status`` message is logged,
   and the request is dropped: sending it again would fail again.
+- Each export's deadline bounds everything it does (connect, send, receive, backoff),
+  whatever the server does; the backoff is exponential with jitter and ``Retry-After``
+  can only lengthen it.
 - A request still undelivered when the export's time is up is kept, as encoded and
   compressed, in a bounded in-memory queue or, with ``spool_dir``, in files that survive
   a restart; every later export (and ``force_flush``) first sends what is kept, oldest
@@ -15,6 +19,9 @@ loop within each export's deadline, as the OTLP/HTTP specification asks.
   at least once: a request whose answer was lost is sent again.
 - One export at a time holds the lock (and so the transport and the store); the API
   never raises into the reader's thread.
+- Shutdown gives a running export half its time, then aborts it; what it and the memory
+  queue hold goes to the spool before shutdown returns. A batch exported after shutdown
+  goes to the spool too (without one it is counted as dropped).
 
 No protobuf runtime, no requests, no grpc: http.client, ssl and gzip come from the
 standard library, and ``otelmetrics.export`` imports this module only when asked for
@@ -35,11 +42,13 @@ from otelmetrics.export.otlp_protocol import (
     DELIVERED,
     PERMANENT,
     RETRYABLE,
+    TOO_LARGE,
     RequestEncoder,
     Transport,
     http_headers,
     retry_delay,
 )
+from otelmetrics.export.otlp_queue import QueuedRequest
 from otelmetrics.export.otlp_store import RequestStore
 
 _logger = logging.getLogger("otelmetrics.export.otlp")
@@ -59,7 +68,9 @@ class OTLPMetricExporter(MetricExporter):
     arguments differently, so positional calls would be ambiguous. ``timeout`` is
     in seconds and bounds each export, retries included.
 
-    Undelivered requests: ``max_queue_bytes`` bounds the in-memory retry queue (0 turns
+    ``max_export_batch_bytes`` bounds a request's encoded size before compression
+    (default 4 MiB, or ``OTELMETRICS_EXPORTER_BATCH_BYTES``): a larger batch is split by
+    series. Undelivered requests: ``max_queue_bytes`` bounds the in-memory retry queue (0 turns
     it off); ``spool_dir`` keeps them in files instead, bounded by ``max_spool_bytes``
     and ``max_spool_files``, and sends the files left by an earlier run at the first
     export. Left out, these come from ``OTELMETRICS_EXPORTER_QUEUE_BYTES``,
@@ -85,6 +96,7 @@ class OTLPMetricExporter(MetricExporter):
         preferred_temporality=None,
         preferred_aggregation=None,
         max_export_batch_size: Optional[int] = None,
+        max_export_batch_bytes: Optional[int] = None,
         protocol: Optional[str] = None,
         max_queue_bytes: Optional[int] = None,
         spool_dir: Optional[str] = None,
@@ -109,7 +121,8 @@ class OTLPMetricExporter(MetricExporter):
         self._settings = settings
         self._encoder = RequestEncoder(json=settings.protocol == _env.JSON,
                                        gzip=settings.compression == "gzip",
-                                       max_export_batch_size=max_export_batch_size)
+                                       max_export_batch_size=max_export_batch_size,
+                                       max_export_batch_bytes=_env.batch_bytes(max_export_batch_bytes))
         # TLS files given as arguments must work; from the environment, a bad one is a warning.
         explicit_tls = any((certificate_file, client_key_file, client_certificate_file))
         self._transport = self._open_transport(settings, tls_fall_back=not explicit_tls)
@@ -144,10 +157,7 @@ class OTLPMetricExporter(MetricExporter):
         return timeout, time.monotonic() + timeout - min(_KEEP_RESERVE, timeout / 10)
 
     def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
-        if self._shutdown_event.is_set():
-            _logger.warning("OTLP exporter is shut down; dropping the batch")
-            self._counts["exports_failed"] += 1
-            return MetricExportResult.FAILURE
+        stopped = self._shutdown_event.is_set()
         ok = False
         try:
             # An empty collection still sends what is queued: delta data kept during an outage.
@@ -157,7 +167,13 @@ class OTLPMetricExporter(MetricExporter):
                 _logger.warning("OTLP export skipped: another export still holds the connection")
             else:
                 try:
-                    ok = self._store.deliver(bodies, self._encoder.flags, self._send, deadline)
+                    if stopped:
+                        # After shutdown nothing is sent: the batch goes to the spool, or is
+                        # counted as dropped (``RequestStore.keep``).
+                        for body in bodies:
+                            self._store.keep(QueuedRequest(body, self._encoder.flags))
+                    else:
+                        ok = self._store.deliver(bodies, self._encoder.flags, self._send, deadline)
                 finally:
                     self._lock.release()
         except Exception:  # never into the reader's thread
@@ -180,13 +196,21 @@ class OTLPMetricExporter(MetricExporter):
             self._lock.release()
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
+        """Within ``timeout_millis``: an export still running gets half of it, then is
+        aborted (it keeps what it could not send); what memory holds gets one more try
+        without a spool, else goes to the spool."""
         if self._shutdown_event.is_set():
             return
-        _, deadline = self._budget(max(timeout_millis, 0))
+        timeout = max(timeout_millis, 0) / 1000.0
+        end = time.monotonic() + timeout
+        _, deadline = self._budget(timeout * 1000.0)
         self._shutdown_event.set()  # wakes an export sleeping before a retry
-        if not self._lock.acquire(timeout=max(timeout_millis, 0) / 1000.0):
+        if not self._lock.acquire(timeout=timeout / 2):
             self._transport.abort()   # an export is still in network I/O: make it return
-            return
+            if not self._lock.acquire(timeout=max(0.0, end - time.monotonic())):
+                _logger.error("OTLP exporter shutdown: an export still runs after %.1f s; what it "
+                              "holds is kept only if it returns", timeout)
+                return
         try:
             self._store.shutdown(self._send, deadline)
             self._transport.close()
@@ -201,8 +225,8 @@ class OTLPMetricExporter(MetricExporter):
         return self._headers if flags == self._encoder.flags else http_headers(flags, self._settings.headers)
 
     def _send(self, body: bytes, flags: int, deadline: float) -> str:
-        """DELIVERED, PERMANENT (refused, not worth retrying) or RETRYABLE (still
-        undelivered at ``deadline``, or the exporter is shutting down)."""
+        """DELIVERED, PERMANENT (refused, not worth retrying), TOO_LARGE (to be split) or
+        RETRYABLE (still undelivered at ``deadline``, or the exporter is shutting down)."""
         headers = self._headers_for(flags)
         attempt = 0
         while True:
@@ -210,7 +234,11 @@ class OTLPMetricExporter(MetricExporter):
             if remaining <= 0:
                 _logger.error("OTLP export to %s timed out", self.endpoint)
                 return RETRYABLE
+            if attempt and self._shutdown_event.is_set():
+                return RETRYABLE
             outcome = self._transport.send(body, headers, remaining)
+            if outcome.kind == TOO_LARGE:
+                return TOO_LARGE
             if outcome.kind == DELIVERED:
                 if outcome.detail:
                     _logger.warning("OTLP partial success from %s: %s", self.endpoint, outcome.detail)

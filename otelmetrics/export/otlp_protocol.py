@@ -3,26 +3,37 @@ and how long to wait before trying again. No I/O here; transports (``otlp_http``
 gRPC) move the bytes and report each try as an ``Outcome``.
 
 - Encoding: a ``MetricsData`` becomes one request body per batch of at most
-  ``max_export_batch_size`` data points, in order, each repeating the resource, scope and
-  metric framing of its points; protobuf (``cext/otlp_wire.pyx``) or OTLP/JSON, then gzip
-  when asked. A body is final: it is sent, kept and sent again byte for byte, and its
-  ``flags`` (``otlp_queue.GZIP`` / ``JSON``) say how it was encoded.
+  ``max_export_batch_size`` data points and ``max_export_batch_bytes`` encoded bytes
+  (before compression), in order, each repeating the resource, scope and metric framing of
+  its points; protobuf (``cext/otlp_wire.pyx``) or OTLP/JSON, then gzip when asked. Only a
+  single data point larger than the byte bound makes a larger request. A body is final: it
+  is sent, kept and sent again byte for byte, and its ``flags`` (``otlp_queue.GZIP`` /
+  ``JSON``) say how it was encoded; ``split_body`` cuts one in two by data points, as
+  encoded, when a receiver or a store finds it too large.
 - Answers: a try is ``DELIVERED`` (a ``partial_success`` is a note, not a failure),
   ``RETRYABLE`` (429, 502, 503, 504, connection errors; with the server's ``Retry-After``
-  as a hint) or ``PERMANENT`` (any other status: sending it again would fail again).
-- Waiting: ``retry_delay`` is the one place that decides the delay before a retry.
+  as a hint), ``TOO_LARGE`` (413: split it and send the halves) or ``PERMANENT`` (any
+  other status: sending it again would fail again). A response body longer than
+  ``MAX_DECODED_RESPONSE_BYTES`` is not decoded, so that a hostile one costs no memory.
+- Waiting: ``retry_delay`` is the one place that decides the delay before a retry;
+  exponential backoff with jitter is its floor, which ``Retry-After`` can only lengthen.
 """
 from __future__ import annotations
 
 import gzip
 import json
 import logging
+import math
 import random
+import struct
 import time
+import zlib
 from email.utils import parsedate_to_datetime
-from typing import Iterator, Mapping, NamedTuple, Optional, Protocol
+from typing import Iterator, List, Mapping, NamedTuple, Optional, Protocol, Tuple
 
+from otelmetrics import _env
 from otelmetrics._native.otlp_wire import decode_fields, encode_request
+from otelmetrics._model import count_points
 from otelmetrics._model import replace_fields as _replace
 from otelmetrics._version import __version__
 from otelmetrics.export.otlp_json import encode_request_json
@@ -35,12 +46,17 @@ RETRYABLE_HTTP_STATUSES = frozenset((429, 502, 503, 504))
 
 # What became of one try (Outcome.kind), and of a request after its retries.
 DELIVERED, RETRYABLE, PERMANENT = "delivered", "retryable", "permanent"
+TOO_LARGE = "too large"      # the receiver refused the request's size: send it in parts
+
+# A response body longer than this is not decoded: a partial-success or error message is
+# short, and decoding a large hostile one costs many times its size in objects.
+MAX_DECODED_RESPONSE_BYTES = 64 * 1024
 
 
 class Outcome(NamedTuple):
     """One try at sending one request, as a transport reports it."""
 
-    kind: str                            # DELIVERED, RETRYABLE or PERMANENT
+    kind: str                            # DELIVERED, RETRYABLE, TOO_LARGE or PERMANENT
     detail: str = ""                     # for the log: what failed; when delivered, a partial success or ""
     retry_after: Optional[float] = None  # RETRYABLE: seconds the server asked us to wait, if it did
 
@@ -49,7 +65,8 @@ class Transport(Protocol):
     """What the exporter's retry loop needs from a transport (``otlp_http.HttpTransport``)."""
 
     def send(self, body: bytes, headers: Mapping[str, str], timeout: float) -> Outcome:
-        """One try, within ``timeout`` seconds; never raises (errors are RETRYABLE outcomes)."""
+        """One try, all of it (connect, send, receive) within ``timeout`` seconds whatever
+        the server does; never raises (errors are RETRYABLE outcomes)."""
 
     def close(self) -> None:
         """Release the connection; the next ``send`` opens a new one."""
@@ -63,27 +80,56 @@ class Transport(Protocol):
 class RequestEncoder:
     """MetricsData -> request bodies, as configured. ``flags`` describe every body it makes."""
 
-    def __init__(self, json: bool, gzip: bool, max_export_batch_size: Optional[int]) -> None:
+    def __init__(self, json: bool, gzip: bool, max_export_batch_size: Optional[int],
+                 max_export_batch_bytes: int = _env.DEFAULT_BATCH_BYTES) -> None:
         self.json = json
         self.gzip = gzip
         self.max_export_batch_size = max_export_batch_size
+        self.max_export_batch_bytes = max_export_batch_bytes
         self.flags = (GZIP if gzip else 0) | (JSON if json else 0)
 
     def bodies(self, metrics_data) -> Iterator[bytes]:
         """One request body per batch, already compressed when asked; encoded lazily."""
         limit = self.max_export_batch_size
         for batch in split_batches(metrics_data, limit) if limit else (metrics_data,):
-            failed: list = []
-            dropped: list = []
-            body = (encode_request_json if self.json else encode_request)(batch, failed, dropped)
-            for name, error in failed:
-                _logger.warning("OTLP: metric %r left out of the export, it cannot be encoded: %s", name, error)
-            if dropped:
-                _logger.warning("OTLP: %d attribute(s) left out, their values cannot be sent (first: %r, %s)",
-                                len(dropped), dropped[0][0], dropped[0][1])
-            if self.gzip:
-                body = gzip.compress(body, compresslevel=6, mtime=0)
-            yield body
+            yield from self._bounded(batch)
+
+    def _bounded(self, batch) -> Iterator[bytes]:
+        """``batch`` as bodies of at most ``max_export_batch_bytes`` (before compression):
+        encoded whole, and when too large split by data points into as many batches as
+        its size asks for (plus a tenth), each checked again."""
+        failed: list = []
+        dropped: list = []
+        body = (encode_request_json if self.json else encode_request)(batch, failed, dropped)
+        bound = self.max_export_batch_bytes
+        if len(body) > bound:
+            points = count_points(batch)
+            if points > 1:
+                parts = max(2, math.ceil(len(body) * 1.1 / bound))
+                del body
+                for part in split_batches(batch, math.ceil(points / parts)):
+                    yield from self._bounded(part)
+                return
+            _logger.warning("OTLP: one data point of metric %r takes %d bytes encoded, more than "
+                            "max_export_batch_bytes (%d); sent alone", first_metric_name(batch),
+                            len(body), bound)
+        for name, error in failed:
+            _logger.warning("OTLP: metric %r left out of the export, it cannot be encoded: %s", name, error)
+        if dropped:
+            _logger.warning("OTLP: %d attribute(s) left out, their values cannot be sent (first: %r, %s)",
+                            len(dropped), dropped[0][0], dropped[0][1])
+        if self.gzip:
+            body = gzip.compress(body, compresslevel=6, mtime=0)
+        yield body
+
+
+def first_metric_name(metrics_data) -> str:
+    for rm in metrics_data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.data.data_points:
+                    return metric.name
+    return ""
 
 
 def split_batches(metrics_data, limit: int):
@@ -119,6 +165,136 @@ def split_batches(metrics_data, limit: int):
         yield _replace(metrics_data, resource_metrics=batch)
 
 
+# ---------------------------------------------------------------- splitting an encoded request
+
+# The repeated (or, for a metric, the one) child that carries data points at each level of
+# an ExportMetricsServiceRequest, as protobuf field numbers and as OTLP/JSON keys: request ->
+# resource_metrics -> scope_metrics -> metrics -> gauge/sum/histogram/exponential_histogram/
+# summary -> data_points. Every other field is framing, repeated in both halves.
+_PB_CHILDREN = ((1,), (2,), (2,), (5, 7, 9, 10, 11), (1,))
+_JSON_CHILDREN = (("resourceMetrics",), ("scopeMetrics",), ("metrics",),
+                  ("gauge", "sum", "histogram", "exponentialHistogram", "summary"), ("dataPoints",))
+_LEAVES = len(_PB_CHILDREN) - 1      # the level whose children are data points
+_METRIC = 3                          # the level whose child is one message, not a list
+_LEN, _I64, _I32 = 2, 1, 5           # protobuf wire types (besides 0, varint)
+
+
+class _Node(NamedTuple):
+    framing: list     # protobuf: encoded fields; JSON: (key, value) pairs
+    children: list    # [(field number or key, child _Node, or a data point at the last level)]
+
+
+def _pb_node(data: bytes, level: int) -> _Node:
+    framing, children = [], []
+    for number, wire_type, value in decode_fields(data):
+        if number in _PB_CHILDREN[level] and wire_type == _LEN:
+            children.append((number, value if level == _LEAVES else _pb_node(value, level + 1)))
+        else:
+            framing.append(_pb_field(number, wire_type, value))
+    return _Node(framing, children)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _pb_field(number: int, wire_type: int, value) -> bytes:
+    key = _varint(number << 3 | wire_type)
+    if wire_type == _LEN:
+        return key + _varint(len(value)) + value
+    if wire_type == _I64:
+        return key + struct.pack("<Q", value)
+    if wire_type == _I32:
+        return key + struct.pack("<I", value)
+    return key + _varint(value)
+
+
+def _pb_bytes(node: _Node, level: int) -> bytes:
+    return b"".join(node.framing) + b"".join(
+        _pb_field(number, _LEN, child if level == _LEAVES else _pb_bytes(child, level + 1))
+        for number, child in node.children)
+
+
+def _json_node(obj: dict, level: int) -> _Node:
+    framing, children = [], []
+    for key, value in obj.items():
+        if key not in _JSON_CHILDREN[level]:
+            framing.append((key, value))
+        elif level == _METRIC:
+            children.append((key, _json_node(value, level + 1)))
+        else:
+            children.extend((key, item if level == _LEAVES else _json_node(item, level + 1)) for item in value)
+    return _Node(framing, children)
+
+
+def _json_obj(node: _Node, level: int) -> dict:
+    out = dict(node.framing)
+    for key, child in node.children:
+        value = child if level == _LEAVES else _json_obj(child, level + 1)
+        if level == _METRIC:
+            out[key] = value
+        else:
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def _count(node: _Node, level: int) -> int:
+    if level == _LEAVES:
+        return len(node.children)
+    return sum(_count(child, level + 1) for _, child in node.children)
+
+
+def _cut(node: _Node, level: int, k: int) -> Tuple[_Node, _Node]:
+    """``node`` as two: its first ``k`` data points, and the others, each with its framing."""
+    first: List[tuple] = []
+    rest: List[tuple] = []
+    for key, child in node.children:
+        n = 1 if level == _LEAVES else _count(child, level + 1)
+        if k >= n:
+            first.append((key, child))
+            k -= n
+        elif k <= 0:
+            rest.append((key, child))
+        else:
+            a, b = _cut(child, level + 1, k)
+            first.append((key, a))
+            rest.append((key, b))
+            k = 0
+    return _Node(node.framing, first), _Node(node.framing, rest)
+
+
+def split_body(body: bytes, flags: int) -> Optional[Tuple[bytes, bytes]]:
+    """An encoded request as two, encoded as it was: the first half of its data points and
+    the second, each with the resource, scope and metric framing of its points. None when
+    it carries fewer than two data points or cannot be read."""
+    try:
+        raw = gzip.decompress(body) if flags & GZIP else body
+        if flags & JSON:
+            node = _json_node(json.loads(raw.decode("utf-8")), 0)
+        else:
+            node = _pb_node(raw, 0)
+        del raw
+        n = _count(node, 0)
+        if n < 2:
+            return None
+        halves = _cut(node, 0, n // 2)
+        if flags & JSON:
+            parts = [json.dumps(_json_obj(h, 0), separators=(",", ":")).encode("utf-8") for h in halves]
+        else:
+            parts = [_pb_bytes(h, 0) for h in halves]
+    except (ValueError, TypeError, AttributeError, EOFError, OSError, zlib.error) as e:
+        _logger.warning("OTLP: cannot split a request of %d bytes: %s", len(body), e)
+        return None
+    if flags & GZIP:
+        parts = [gzip.compress(p, compresslevel=6, mtime=0) for p in parts]
+    return parts[0], parts[1]
+
+
 def http_headers(flags: int, configured: Mapping[str, str]) -> dict:
     """OTLP/HTTP request headers for a body encoded with ``flags``. Names are lower-case,
     as the configured ones are, so that a configured header replaces ours."""
@@ -143,12 +319,16 @@ def http_outcome(status: int, reason: str, headers: Mapping[str, str], payload: 
         return Outcome(DELIVERED, partial_success(payload, content_type, json_default))
     if status not in RETRYABLE_HTTP_STATUSES:
         message = status_message(payload, content_type, json_default) or "(no message)"
-        return Outcome(PERMANENT, "HTTP %d %s: %s" % (status, reason, message))
+        return Outcome(TOO_LARGE if status == 413 else PERMANENT, "HTTP %d %s: %s" % (status, reason, message))
     return Outcome(RETRYABLE, "HTTP %d %s" % (status, reason), retry_after(headers.get("retry-after")))
 
 
 def _decode(payload: bytes, content_type: str, json_default: bool):
-    """The response body as a dict (JSON) or a field list (protobuf), by Content-Type."""
+    """The response body as a dict (JSON) or a field list (protobuf), by Content-Type;
+    ValueError when it is longer than MAX_DECODED_RESPONSE_BYTES."""
+    if len(payload) > MAX_DECODED_RESPONSE_BYTES:
+        raise ValueError("a response body of %d bytes is not decoded (over %d)"
+                         % (len(payload), MAX_DECODED_RESPONSE_BYTES))
     if "json" in content_type or ("protobuf" not in content_type and json_default):
         return json.loads(payload.decode("utf-8"))
     return decode_fields(payload)
@@ -220,9 +400,9 @@ def retry_after(value: Optional[str]) -> Optional[float]:
 # ---------------------------------------------------------------- waiting
 
 def retry_delay(attempt: int, hint: Optional[float], base: float, cap: float, jitter: float) -> float:
-    """Seconds to wait before retry ``attempt`` (0-based): the server's ``hint`` when it
-    gave one, else ``base * 2**attempt`` capped at ``cap``, times a random factor in
-    [1 - jitter, 1 + jitter]."""
-    if hint is not None:
-        return hint
-    return min(cap, base * (2 ** attempt)) * random.uniform(1 - jitter, 1 + jitter)
+    """Seconds to wait before retry ``attempt`` (0-based): ``base * 2**attempt`` capped at
+    ``cap``, times a random factor in [1 - jitter, 1 + jitter]; the server's ``hint``
+    (Retry-After) when it asks for longer. A hint never shortens the backoff: an overloaded
+    server answering "Retry-After: 0" must not be sent a request per round trip."""
+    backoff = min(cap, base * (2 ** attempt)) * random.uniform(1 - jitter, 1 + jitter)
+    return backoff if hint is None else max(backoff, hint)

@@ -6,7 +6,10 @@ later, and counts what became of every request.
   queue's: memory holds only what the spool could not take). Once one cannot be
   delivered, the new data is kept behind it without a try, so that it arrives in order.
 - A request is removed only once delivered, or refused for good (sending it again would
-  fail again); delivery is at least once.
+  fail again); delivery is at least once. One the receiver finds too large (413) is split
+  in two by data points and the halves sent in its place; one larger than the memory queue
+  or the spool is split until its parts fit, never dropped for its size alone (only a
+  single data point can be too large).
 - Nothing accepted is lost silently: a request pushed out of a full queue or spool is
   counted there; one that can be kept nowhere at shutdown is counted and logged.
 - Not thread-safe: the exporter calls it with its export lock held. ``stopped`` (the
@@ -17,16 +20,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, List, Optional, Tuple
 
 from otelmetrics import _env
-from otelmetrics.export.otlp_protocol import DELIVERED, PERMANENT
+from otelmetrics.export.otlp_protocol import DELIVERED, PERMANENT, TOO_LARGE, split_body
 from otelmetrics.export.otlp_queue import QueuedRequest, RetryQueue
 from otelmetrics.export.otlp_spool import Spool
 
 _logger = logging.getLogger("otelmetrics.export.otlp")
 
-# send(body, flags, deadline) -> DELIVERED, PERMANENT or RETRYABLE: one request, retries
+# send(body, flags, deadline) -> DELIVERED, PERMANENT, TOO_LARGE or RETRYABLE: one request, retries
 # included, given up at ``deadline`` (a time.monotonic() value).
 Send = Callable[[bytes, int, float], str]
 
@@ -83,18 +86,19 @@ class RequestStore:
                 return True
             if time.monotonic() >= deadline:
                 return False
-            outcome = send(request.body, request.flags, deadline)
-            if outcome not in (DELIVERED, PERMANENT):
+            undelivered, _ = self._send(request.body, request.flags, send, deadline, replay=True)
+            if undelivered and undelivered[0] is request.body:
                 return False
+            # Delivered or refused; or split for its size, and the parts not delivered yet
+            # kept (after the other kept requests) before the request itself is forgotten.
+            for part in undelivered:
+                self.keep(QueuedRequest(part, request.flags))
             if request.key is not None:
                 self.spool.remove(request)
             else:
                 self.queue.remove(request)
-            if outcome == DELIVERED:
-                self._counts["requests_sent"] += 1
-                self._counts["requests_replayed"] += 1
-            else:
-                self._counts["requests_rejected"] += 1
+            if undelivered:
+                return False
 
     def deliver(self, bodies: Iterable[bytes], flags: int, send: Send, deadline: float) -> bool:
         """Kept requests first, then ``bodies`` (encoded with ``flags``); what cannot be
@@ -102,22 +106,55 @@ class RequestStore:
         up = self.drain(send, deadline)
         ok = up
         for body in bodies:
-            if up:
-                outcome = send(body, flags, deadline)
-                if outcome == DELIVERED:
-                    self._counts["requests_sent"] += 1
-                    continue
-                if outcome == PERMANENT:
-                    self._counts["requests_rejected"] += 1
-                    ok = False
-                    continue
-                up = False
-            ok = False
-            self.keep(QueuedRequest(body, flags))
+            undelivered, refused = self._send(body, flags, send, deadline) if up else ([body], False)
+            ok = ok and not refused and not undelivered
+            up = up and not undelivered
+            for part in undelivered:
+                self.keep(QueuedRequest(part, flags))
         return ok
 
+    def _send(self, body: bytes, flags: int, send: Send, deadline: float,
+              replay: bool = False) -> Tuple[List[bytes], bool]:
+        """Send one request, in halves (and their halves) while the receiver says it is too
+        large; count what arrived or was refused. Returns the parts still undelivered, in
+        order (``[body]`` when nothing was sent), and whether any part was refused."""
+        outcome = send(body, flags, deadline)
+        if outcome == TOO_LARGE:
+            halves = split_body(body, flags)
+            if halves is not None:
+                _logger.warning("OTLP: the receiver refused a request of %d bytes as too large; "
+                                "sending it in two parts (lower max_export_batch_bytes to avoid this)",
+                                len(body))
+                first, refused = self._send(halves[0], flags, send, deadline, replay)
+                if first:
+                    return first + [halves[1]], refused
+                second, refused_too = self._send(halves[1], flags, send, deadline, replay)
+                return second, refused or refused_too
+            _logger.error("OTLP: the receiver refused a request of %d bytes, a single data point, "
+                          "as too large; dropped", len(body))
+            outcome = PERMANENT
+        if outcome == DELIVERED:
+            self._counts["requests_sent"] += 1
+            self._counts["requests_replayed"] += replay
+            return [], False
+        if outcome == PERMANENT:
+            self._counts["requests_rejected"] += 1
+            return [], True
+        return [body], False
+
     def keep(self, request: QueuedRequest) -> None:
-        if self.spool is not None and self.spool.put(request.body, request.flags):
+        """Keep an undelivered request in the spool, else in memory; one larger than where
+        it would go is split in halves until its parts fit (unless that room is smaller
+        than the smallest bound a request can have: then splitting cannot help)."""
+        spool = self.spool
+        room = spool.max_bytes if spool is not None else self.queue.max_bytes
+        if _env.MIN_BATCH_BYTES <= room < len(request.body):
+            halves = split_body(request.body, request.flags)
+            if halves is not None:
+                for half in halves:
+                    self.keep(QueuedRequest(half, request.flags))
+                return
+        if spool is not None and spool.put(request.body, request.flags):
             self._counts["requests_queued"] += 1
         elif self._stopped.is_set():
             # Nobody will send from memory after shutdown.

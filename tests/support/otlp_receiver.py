@@ -73,7 +73,11 @@ class OTLPServer:
                 self.end_headers()
                 self.wfile.write(reply.body)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._serve(Handler, port, tls)
+
+    def _serve(self, handler, port: int, tls: Optional[ssl.SSLContext]) -> None:
+        """Serve ``handler`` on 127.0.0.1:``port`` (0: any) on a daemon thread."""
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
         if tls is not None:
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
