@@ -20,9 +20,9 @@ from otelmetrics.export.otlp import OTLPMetricExporter
 from otelmetrics.export.otlp_json import encode_request_json
 from otelmetrics.export.otlp_queue import GZIP, JSON
 from otelmetrics._native.otlp_wire import encode_request
-from _faulty_servers import Collector, RawServer, read_request
+from faulty_servers import Collector, RawServer, read_request
 from _util import ALL_DELTA, NEUTRAL_CWD
-from test_otlp_support import OTLPServer, Reply
+from otlp_receiver import OTLPServer, Reply
 
 SUCCESS, FAILURE = MetricExportResult.SUCCESS, MetricExportResult.FAILURE
 MiB = 1024 * 1024

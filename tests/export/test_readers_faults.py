@@ -12,7 +12,7 @@ from opentelemetry.metrics import Counter
 import otelmetrics
 from otelmetrics.export import AggregationTemporality, MetricExportResult, MetricExporter, PeriodicExportingMetricReader
 from otelmetrics.export.otlp import OTLPMetricExporter
-from _faulty_servers import Collector
+from faulty_servers import Collector
 
 DELTA = {Counter: AggregationTemporality.DELTA}
 ENV = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_TIMEOUT",

@@ -12,7 +12,7 @@ from typing import Callable, List, Optional
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from test_otlp_support import OTLPServer
+from otlp_receiver import OTLPServer
 
 
 class Collector(OTLPServer):
