@@ -45,7 +45,15 @@ def _pxd_tree():
     return root
 
 
+def _extension(source):
+    """otelmetrics._native.<name> from cext/<name>.pyx, or from the C that Cython generated for it."""
+    name = os.path.splitext(os.path.basename(source))[0]
+    return Extension("otelmetrics._native." + name, [os.path.join(CEXT, os.path.basename(source))],
+                     extra_compile_args=COMPILE_ARGS, extra_link_args=LINK_ARGS)
+
+
 def _extensions():
+    """Each module's Cython directives are in its own header line (``# cython: ...``)."""
     pyx = sorted(glob.glob(os.path.join(HERE, CEXT, "*.pyx")))
     have_cython = True
     try:
@@ -53,44 +61,17 @@ def _extensions():
     except ImportError:
         have_cython = False
     if pyx and have_cython:
-        exts = [
-            Extension(
-                "otelmetrics._native." + os.path.splitext(os.path.basename(p))[0],
-                [os.path.join(CEXT, os.path.basename(p))],
-                extra_compile_args=COMPILE_ARGS,
-                extra_link_args=LINK_ARGS,
-            )
-            for p in pyx
-        ]
-        return cythonize(
-            exts,
-            include_path=[_pxd_tree()],
-            compiler_directives={
-                "language_level": 3,
-                "boundscheck": False,
-                "wraparound": False,
-                "cdivision": True,
-                "initializedcheck": False,
-                "embedsignature": True,
-            },
-            annotate=bool(os.environ.get("OTELMETRICS_ANNOTATE")),
-        )
-    # sdist without Cython: compile the generated C that ships with it.
-    csrc = sorted(glob.glob(os.path.join(HERE, CEXT, "*.c")))
-    if not csrc:
+        return cythonize([_extension(p) for p in pyx], include_path=[_pxd_tree()],
+                         annotate=bool(os.environ.get("OTELMETRICS_ANNOTATE")))
+    # sdist without Cython: compile the generated C that ships with it, one file per
+    # .pyx (a stale .c of a renamed module is not built).
+    csrc = [os.path.splitext(p)[0] + ".c" for p in pyx]
+    if not csrc or not all(os.path.exists(c) for c in csrc):
         raise SystemExit(
             "otelmetrics: neither Cython nor generated C sources found; "
             "install Cython (pip install Cython) to build from a git checkout"
         )
-    return [
-        Extension(
-            "otelmetrics._native." + os.path.splitext(os.path.basename(c))[0],
-            [os.path.join(CEXT, os.path.basename(c))],
-            extra_compile_args=COMPILE_ARGS,
-            extra_link_args=LINK_ARGS,
-        )
-        for c in csrc
-    ]
+    return [_extension(c) for c in csrc]
 
 
 setup(ext_modules=_extensions())

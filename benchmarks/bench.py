@@ -60,7 +60,7 @@ def reference():
 
 def _has_expo() -> bool:
     try:
-        import otelmetrics._native.expo_streams  # noqa: F401
+        import otelmetrics._native.aggregations  # noqa: F401
         return True
     except ImportError:
         return False

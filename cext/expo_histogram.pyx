@@ -1,3 +1,4 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
 """Base-2 exponential bucket histogram: exact index mapping and the per-series cell.
 
 Bucket ``i`` at scale ``s`` holds the values ``(base**i, base**(i+1)]`` with
@@ -54,8 +55,6 @@ cdef enum:
     MIN_MAX_SIZE = 2          # smallest size holding the whole finite range at scale -10
     MAX_MAX_SIZE = 16384      # same guard against giant histograms as the reference
     LIMBS = 4                 # 4 x 32 bits of fixed point for the exact sub-index
-
-SCALE_RANGE = (MIN_SCALE, MAX_SCALE)
 
 # How often the exact path ran and how often its bounds could not decide.
 cdef unsigned long long _exact_calls = 0
@@ -577,10 +576,6 @@ cdef class ExpoHistogramCell:
         else:
             self.record(value)
 
-    def py_record_many(self, values):
-        for v in values:
-            self.py_record(v)
-
     def py_point(self, attributes=None, start_time_unix_nano=0, time_unix_nano=0, exemplars=()):
         return self.to_point(attributes, start_time_unix_nano, time_unix_nano, exemplars)
 
@@ -589,11 +584,3 @@ cdef class ExpoHistogramCell:
 
     def py_reset(self):
         self.reset()
-
-    def bench_record(self, double value, long n):
-        """Time-free tight loop for micro-benchmarks: n record() calls from C."""
-        cdef long k
-        cdef double v = value
-        for k in range(n):
-            self.record(v)
-            v = v * 1.0000001 if v < 1e6 else value

@@ -1,89 +1,26 @@
-"""The recording entry points: one C call per measurement.
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
+"""The instrument cores, the recording entry points: one C call per measurement.
 
-An instrument core turns the amount into an int64 or a double, finds the
-series' cell in each of its streams and updates it. What is dropped (and why)
-is reported to a Python callable supplied by the Python layer, which counts and
-rate-limits the warnings; nothing here raises into the caller.
+An instrument core turns the amount into an int64 or a double (values.pxd),
+finds the series' cell in each of its streams (table.pyx), updates it, and
+offers the measurement as an exemplar when its sampler says so
+(exemplars.pyx). What is dropped (and why) is reported to a Python callable
+supplied by the Python layer, which counts and rate-limits the warnings;
+nothing here raises into the caller. A well-formed measurement of a known
+series runs no Python code; see cext/README.md ("The seam") for the few
+exceptions (drops, unusual attribute sets, exemplars).
 """
 
-from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
-from cpython.object cimport PyObject
-from libc.math cimport isfinite, INFINITY
-from libc.stdint cimport int64_t
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from libc.math cimport isfinite
+from libc.stdint cimport int64_t
 
-from otelmetrics._native.streams cimport Stream, NEEDS_SANITIZE, now_ns
 from otelmetrics._native.attributes import sanitize
-from libc.stdint cimport uint64_t
-
-cdef extern from "Python.h":
-    int PyContextVar_Get(object var, PyObject *default_value, PyObject **value) except -1
-    Py_ssize_t PyDict_GET_SIZE(object d)
-    PyObject *PyDict_GetItem(object d, object k)
-    void Py_XDECREF(PyObject *o)
-
-# Exemplar filters.
-cdef enum:
-    EX_OFF = 0
-    EX_ON = 1
-    EX_TRACE_BASED = 2
-
-
-cdef class ExemplarSampler:
-    """Decides, per measurement, whether it may become an exemplar and with
-    which span. Trace-based with no span in the context costs one context-
-    variable read and a dict size check."""
-
-    cdef readonly int mode
-    cdef object ctxvar          # opentelemetry's current-context ContextVar, or None
-    cdef object span_key        # the context key of the current span
-    cdef object get_current     # fallback: opentelemetry.context.get_current
-    cdef uint64_t thi, tlo, span_id
-
-    def __cinit__(self, int mode, ctxvar, span_key, get_current):
-        self.mode = mode
-        self.ctxvar = ctxvar
-        self.span_key = span_key
-        self.get_current = get_current
-
-    cdef int sample(self, object context) except -1:
-        """1 when the measurement is eligible; span ids left in thi/tlo/span_id."""
-        cdef PyObject *raw = NULL
-        cdef PyObject *span
-        self.thi = self.tlo = self.span_id = 0
-        if self.mode == EX_OFF:
-            return 0
-        if context is None:
-            if self.ctxvar is not None:
-                PyContextVar_Get(self.ctxvar, NULL, &raw)
-                if raw == NULL:
-                    return self.mode == EX_ON
-                context = <object>raw
-                Py_XDECREF(raw)
-            else:
-                context = self.get_current()
-        if type(context) is not dict and not isinstance(context, dict):
-            return self.mode == EX_ON
-        if PyDict_GET_SIZE(context) == 0:
-            return self.mode == EX_ON
-        span = PyDict_GetItem(context, self.span_key)
-        if span == NULL:
-            return self.mode == EX_ON
-        try:
-            sc = (<object>span).get_span_context()
-            if not sc.is_valid:
-                return self.mode == EX_ON
-            sampled = sc.trace_flags.sampled
-            self.thi = (sc.trace_id >> 64) & 0xFFFFFFFFFFFFFFFF
-            self.tlo = sc.trace_id & 0xFFFFFFFFFFFFFFFF
-            self.span_id = sc.span_id
-        except Exception:
-            return self.mode == EX_ON
-        return 1 if (self.mode == EX_ON or sampled) else 0
-
-cdef extern from "Python.h":
-    double PyFloat_AS_DOUBLE(object o)
+from otelmetrics._native.clock cimport now_ns
+from otelmetrics._native.exemplars cimport ExemplarSampler, EX_OFF
+from otelmetrics._native.table cimport Stream, NEEDS_SANITIZE
+from otelmetrics._native.values cimport parse_value, V_DROP, V_INT, V_FLOAT
 
 # Drop reasons, as reported to the Python layer.
 BAD_VALUE = "dropped: non-numeric value"
@@ -91,63 +28,6 @@ NON_FINITE = "dropped: NaN or infinite value"
 NEGATIVE = "dropped: negative value on a monotonic instrument"
 BAD_ATTRIBUTES = "kept without its invalid attributes (non-str keys, None, nested or mixed values)"
 INTERNAL = "dropped: internal error"
-
-# Value kinds returned by _parse.
-cdef enum:
-    V_DROP = 0
-    V_INT = 1
-    V_FLOAT = 2
-
-
-cdef double _big_int_as_double(object v):
-    try:
-        return float(v)
-    except OverflowError:
-        return INFINITY if v > 0 else -INFINITY
-
-
-cdef int _parse_slow(object amount, int64_t *iv, double *dv, object report) except -1:
-    """Numbers that are not exact int/float: subclasses, bool, numpy scalars,
-    Decimal, Fraction... Converted if they say how; dropped otherwise."""
-    cdef int overflow = 0
-    cdef long long i
-    try:
-        if isinstance(amount, (str, bytes)) or amount is None:
-            report(BAD_VALUE)
-            return V_DROP
-        if isinstance(amount, int) or hasattr(type(amount), "__index__"):
-            amount = int(amount.__index__())
-            i = PyLong_AsLongLongAndOverflow(amount, &overflow)
-            if not overflow:
-                iv[0] = i
-                return V_INT
-            dv[0] = _big_int_as_double(amount)
-        else:
-            try:
-                dv[0] = float(amount)
-            except OverflowError:       # e.g. a Fraction or Decimal beyond the double range
-                dv[0] = INFINITY if amount > 0 else -INFINITY
-    except Exception:
-        report(BAD_VALUE)
-        return V_DROP
-    return V_FLOAT
-
-
-cdef inline int _parse(object amount, int64_t *iv, double *dv, object report) except -1:
-    cdef int overflow = 0
-    cdef long long i
-    if type(amount) is int:
-        i = PyLong_AsLongLongAndOverflow(amount, &overflow)
-        if not overflow:
-            iv[0] = i
-            return V_INT
-        # Past int64 either way: kept as the nearest double (infinite past its range).
-        dv[0] = _big_int_as_double(amount)
-        return V_FLOAT
-    if type(amount) is float:
-        dv[0] = PyFloat_AS_DOUBLE(amount)
-        return V_FLOAT
-    return _parse_slow(amount, iv, dv, report)
 
 
 cdef object _clean_attributes(object attributes, object report):
@@ -216,7 +96,10 @@ cdef class SyncCore:
         self._active = False
 
     cdef inline int _value(self, object amount, int64_t *iv, double *dv) except -1:
-        cdef int k = _parse(amount, iv, dv, self._report)
+        cdef int k = parse_value(amount, iv, dv)
+        if k == V_DROP:
+            self._report(BAD_VALUE)
+            return V_DROP
         if k == V_FLOAT and not isfinite(dv[0]):
             self._report(NON_FINITE)
             return V_DROP
@@ -283,33 +166,43 @@ cdef class BoundHandle:
     ``set`` are the same operation under the instrument's verb."""
 
     cdef SyncCore _core
+    cdef tuple _bound_to          # the core's streams when the cells were pinned
     cdef tuple _streams
     cdef Py_ssize_t *_cells
     cdef Py_ssize_t _n
     cdef readonly dict attributes
 
     def __cinit__(self, SyncCore core, attributes):
-        cdef Py_ssize_t i
         self._core = core
-        clean, pinned = core._bind_cells(attributes)
+        self._pin(attributes)
+
+    cdef int _pin(self, object attributes) except -1:
+        """Pin this series' cell in each of the core's streams."""
+        cdef Py_ssize_t i
+        self._bound_to = self._core._streams
+        clean, pinned = self._core._bind_cells(attributes)
         self._n = len(pinned)
         self._streams = tuple(s for s, _ in pinned)
         self._cells = <Py_ssize_t *>PyMem_Malloc((self._n or 1) * sizeof(Py_ssize_t))
         if self._cells == NULL:
+            self._n = 0
             raise MemoryError()
         for i in range(self._n):
             self._cells[i] = pinned[i][1]
         self.attributes = clean
+        return 0
 
-    def __dealloc__(self):
+    cdef void _unpin(self):
         cdef Py_ssize_t i
-        cdef Stream s
         if self._cells != NULL:
             for i in range(self._n):
-                s = <Stream>PyTuple_GET_ITEM(self._streams, i)
-                if s.pins[self._cells[i]] > 0:
-                    s.pins[self._cells[i]] -= 1
+                (<Stream>PyTuple_GET_ITEM(self._streams, i)).unpin(self._cells[i])
             PyMem_Free(self._cells)
+            self._cells = NULL
+        self._n = 0
+
+    def __dealloc__(self):
+        self._unpin()
 
     cdef inline int _apply(self, object amount, object context) except -1:
         cdef int64_t t
@@ -321,6 +214,11 @@ cdef class BoundHandle:
         if not self._core._active:
             return 0
         try:
+            if self._bound_to is not self._core._streams:
+                # A reader was added or removed since the cells were pinned: pin
+                # again, once, so the handle records into exactly the current streams.
+                self._unpin()
+                self._pin(self.attributes)
             k = self._core._value(amount, &iv, &dv)
         except Exception:
             return 0
@@ -360,11 +258,12 @@ def observe(tuple streams, object amount, object attributes, object report):
     cdef double dv = 0.0
     cdef int k
     try:
-        k = _parse(amount, &iv, &dv, report)
+        k = parse_value(amount, &iv, &dv)
+        if k == V_DROP:
+            report(BAD_VALUE)
+            return False
         if k == V_FLOAT and not isfinite(dv):
             report(NON_FINITE)
-            return False
-        if k == V_DROP:
             return False
         _record(streams, k, iv, dv, attributes, None, report, None)
         return True

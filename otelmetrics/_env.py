@@ -35,6 +35,10 @@ OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION = (
 
 DEFAULT_EXPORT_INTERVAL_MILLIS = 60_000.0
 DEFAULT_EXPORT_TIMEOUT_MILLIS = 30_000.0
+# The export interval and timeout are clamped to these, with a warning: a shorter interval
+# would collect in a busy loop, a longer duration overflows the reader's waits.
+MIN_EXPORT_INTERVAL_MILLIS = 1.0
+MAX_EXPORT_MILLIS = 2.0 ** 31 - 1   # about 24.8 days
 DEFAULT_OTLP_ENDPOINT = "http://localhost:4318"
 METRICS_PATH = "/v1/metrics"
 DEFAULT_OTLP_TIMEOUT = 10.0  # seconds, as the exporter's ``timeout`` argument takes it
@@ -68,6 +72,18 @@ def _otlp_env(suffix: str) -> Tuple[str, Optional[str]]:
     return "OTEL_EXPORTER_OTLP_" + suffix, None
 
 
+def clamp_millis(name: str, value: float, minimum: float) -> float:
+    """A positive finite duration in ms within [minimum, MAX_EXPORT_MILLIS]; a warning names
+    ``name`` when it was not. Anything else is returned as it is, for the caller to refuse."""
+    if not 0 < value < float("inf"):
+        return value
+    bounded = min(max(value, minimum), MAX_EXPORT_MILLIS)
+    if bounded != value:
+        _logger.warning("%s=%r ms is outside [%.15g, %.15g] ms; using %.15g ms", name, value, minimum,
+                        MAX_EXPORT_MILLIS, bounded)
+    return bounded
+
+
 def _positive_millis(name: str, raw: str, shown_default: str) -> Optional[float]:
     """``raw`` as a positive, finite number of milliseconds; None (with a warning
     naming the variable and ``shown_default``) when it is not one."""
@@ -81,12 +97,12 @@ def _positive_millis(name: str, raw: str, shown_default: str) -> Optional[float]
     return value
 
 
-def _millis(name: str, default: float) -> float:
+def _millis(name: str, default: float, minimum: float) -> float:
     raw = env(name)
     if raw is None:
         return default
     value = _positive_millis(name, raw, "%g ms" % default)
-    return default if value is None else value
+    return default if value is None else clamp_millis(name, value, minimum)
 
 
 def _key_values(raw: str):
@@ -144,17 +160,17 @@ def metrics_exporters() -> List[str]:
 
 
 def export_interval_millis(explicit: Optional[float] = None) -> float:
-    """``OTEL_METRIC_EXPORT_INTERVAL`` (default 60000 ms)."""
+    """``OTEL_METRIC_EXPORT_INTERVAL`` (default 60000 ms), clamped to [1 ms, MAX_EXPORT_MILLIS]."""
     if explicit is not None:
-        return float(explicit)
-    return _millis(OTEL_METRIC_EXPORT_INTERVAL, DEFAULT_EXPORT_INTERVAL_MILLIS)
+        return clamp_millis("export_interval_millis", float(explicit), MIN_EXPORT_INTERVAL_MILLIS)
+    return _millis(OTEL_METRIC_EXPORT_INTERVAL, DEFAULT_EXPORT_INTERVAL_MILLIS, MIN_EXPORT_INTERVAL_MILLIS)
 
 
 def export_timeout_millis(explicit: Optional[float] = None) -> float:
-    """``OTEL_METRIC_EXPORT_TIMEOUT`` (default 30000 ms)."""
+    """``OTEL_METRIC_EXPORT_TIMEOUT`` (default 30000 ms), clamped to MAX_EXPORT_MILLIS."""
     if explicit is not None:
-        return float(explicit)
-    return _millis(OTEL_METRIC_EXPORT_TIMEOUT, DEFAULT_EXPORT_TIMEOUT_MILLIS)
+        return clamp_millis("export_timeout_millis", float(explicit), 0.0)
+    return _millis(OTEL_METRIC_EXPORT_TIMEOUT, DEFAULT_EXPORT_TIMEOUT_MILLIS, 0.0)
 
 
 # ---------------------------------------------------------------- OTLP exporter

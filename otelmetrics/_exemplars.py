@@ -11,7 +11,7 @@ from typing import Optional
 
 from otelmetrics import _env
 from otelmetrics._kinds import reference_name
-from otelmetrics._native.instruments import ExemplarSampler
+from otelmetrics._native.exemplars import ALWAYS_OFF, ALWAYS_ON, TRACE_BASED, ExemplarSampler
 from otelmetrics.view import ExplicitBucketHistogramAggregation, ExponentialBucketHistogramAggregation
 
 _logger = logging.getLogger("otelmetrics")
@@ -24,7 +24,7 @@ __all__ = ["AlwaysOffExemplarFilter", "AlwaysOnExemplarFilter", "AlignedHistogra
 class ExemplarFilter:
     """Which measurements may become exemplars."""
 
-    _mode = 0
+    _mode = ALWAYS_OFF
 
     def __repr__(self) -> str:
         return type(self).__name__ + "()"
@@ -39,19 +39,19 @@ class ExemplarFilter:
 class AlwaysOffExemplarFilter(ExemplarFilter):
     """No exemplars and no exemplar work at all."""
 
-    _mode = 0
+    _mode = ALWAYS_OFF
 
 
 class AlwaysOnExemplarFilter(ExemplarFilter):
     """Every measurement is eligible (with the active span's ids if there is one)."""
 
-    _mode = 1
+    _mode = ALWAYS_ON
 
 
 class TraceBasedExemplarFilter(ExemplarFilter):
     """Measurements made inside a sampled span are eligible (the default)."""
 
-    _mode = 2
+    _mode = TRACE_BASED
 
 
 _FILTERS = {"always_on": AlwaysOnExemplarFilter, "always_off": AlwaysOffExemplarFilter,
@@ -73,7 +73,7 @@ def sampler_for(exemplar_filter: Optional[object]) -> Optional[ExemplarSampler]:
             raise TypeError("exemplar_filter must be AlwaysOnExemplarFilter, AlwaysOffExemplarFilter "
                             "or TraceBasedExemplarFilter, got %r" % (exemplar_filter,))
         f = cls()
-    if f._mode == 0:
+    if f._mode == ALWAYS_OFF:
         return None
     # Deferred on purpose, the one import not at the top of a module: importing
     # opentelemetry.trace costs ~23 ms, more than `import otelmetrics` itself, and

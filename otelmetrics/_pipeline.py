@@ -20,7 +20,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from otelmetrics._callbacks import CallbackRunner
 from otelmetrics._native.instruments import observe
-from otelmetrics._native.streams import time_ns
+from otelmetrics._native.table import time_ns
 from otelmetrics._filter import MetricFilterResult, decide, keep_points
 from otelmetrics._model import (
     AggregationTemporality,
@@ -129,26 +129,50 @@ class Pipeline:
     # -- registration ----------------------------------------------------------
 
     def register(self, instrument) -> None:
-        provider = self._provider
-        kind = type(instrument)
-        all_streams = []
-        meter_enabled = instrument._meter_enabled
         start_ns = time_ns()
         with self._lock:
-            for reader in provider._readers:
-                outs = self._resolve(instrument, kind, reader, start_ns) if meter_enabled else []
-                self._outs.setdefault(id(reader), {})[id(instrument)] = outs
-                all_streams.extend(o.stream for o in outs)
-                for out in outs:
-                    self._check_identity(reader, instrument, out)
+            for reader in self._provider._readers:
+                self._add_streams(instrument, reader, start_ns)
             self._instruments.append(instrument)
-        instrument._has_streams = bool(all_streams)
+            self._wire(instrument)
+            if not type(instrument)._async:
+                instrument._set_sampler(self._provider._sampler)
+                if self._provider._is_shutdown:
+                    instrument._deactivate()
+
+    def add_reader(self, reader) -> None:
+        """Streams for ``reader`` on every instrument made so far (they start now);
+        the provider has already put it in its readers."""
+        start_ns = time_ns()
+        with self._lock:
+            for instrument in self._instruments:
+                self._add_streams(instrument, reader, start_ns)
+                self._wire(instrument)
+
+    def remove_reader(self, reader) -> None:
+        """Forget ``reader``'s streams; the provider has already taken it out of its readers."""
+        with self._lock:
+            self._outs.pop(id(reader), None)
+            self._identities = {k: v for k, v in self._identities.items() if k[0] != id(reader)}
+            for instrument in self._instruments:
+                self._wire(instrument)
+
+    def _add_streams(self, instrument, reader, start_ns: int) -> None:
+        outs = self._resolve(instrument, type(instrument), reader, start_ns) if instrument._meter_enabled else []
+        self._outs.setdefault(id(reader), {})[id(instrument)] = outs
+        for out in outs:
+            self._check_identity(reader, instrument, out)
+
+    def _wire(self, instrument) -> None:
+        """Point the instrument at the streams of the provider's current readers (a
+        synchronous instrument's bound handles follow at their next measurement)."""
+        kind = type(instrument)
+        streams = tuple(o.stream for r in self._provider._readers
+                        for o in self._outs.get(id(r), {}).get(id(instrument), ()))
+        instrument._has_streams = bool(streams)
         if not kind._async:
-            instrument._bind_core(tuple(all_streams), kind._monotonic,
-                                  provider._diagnostics.reporter(instrument.name))
-            instrument._set_sampler(provider._sampler)
-            if provider._is_shutdown:
-                instrument._deactivate()
+            instrument._bind_core(streams, kind._monotonic,
+                                  self._provider._diagnostics.reporter(instrument.name))
 
     def _resolve(self, instrument, kind, reader, start_ns: int) -> List[_StreamOut]:
         views = []

@@ -142,6 +142,33 @@ class MeterProvider(api.MeterProvider):
             self._atexit = _on_exit
             atexit.register(_on_exit)
 
+    def add_metric_reader(self, metric_reader) -> None:
+        """Register one more reader: it sees every instrument, those made before it
+        too (their streams start now). A reader of another provider is refused."""
+        if not _is_reader(metric_reader):
+            raise TypeError("MeterProvider.add_metric_reader: expected an otelmetrics.export.MetricReader, "
+                            "got %r" % (metric_reader,))
+        with self._pipeline._lock:
+            if any(r is metric_reader for r in self._readers):
+                _logger.warning("MeterProvider.add_metric_reader: %r is registered already", metric_reader)
+                return
+            metric_reader._register(self)      # raises if another provider has it
+            self._readers = self._readers + [metric_reader]     # copied: iterations in flight stay valid
+            self._pipeline.add_reader(metric_reader)
+
+    def remove_metric_reader(self, metric_reader) -> None:
+        """Stop collecting for a reader and shut it down (as opentelemetry-sdk does)."""
+        with self._pipeline._lock:
+            if not any(r is metric_reader for r in self._readers):
+                _logger.warning("MeterProvider.remove_metric_reader: %r is not registered", metric_reader)
+                return
+            self._readers = [r for r in self._readers if r is not metric_reader]
+            self._pipeline.remove_reader(metric_reader)
+        try:
+            metric_reader.shutdown()
+        except Exception as e:
+            _logger.warning("MeterProvider.remove_metric_reader: %r.shutdown() failed: %s", metric_reader, e)
+
     def _reinit_locks_after_fork(self) -> None:
         """A lock held by a parent thread at fork time stays held forever in the
         child, where that thread does not exist: every lock gets a fresh copy."""
@@ -194,7 +221,7 @@ class MeterProvider(api.MeterProvider):
         reader that raises yields False (logged); running out of time stops the loop
         and yields False once."""
         deadline = time.monotonic() + timeout_millis / 1e3
-        for reader in self._readers:
+        for reader in list(self._readers):
             left = (deadline - time.monotonic()) * 1e3
             if left <= 0:
                 _logger.warning("MeterProvider.%s: timed out after %.0f ms", what, timeout_millis)

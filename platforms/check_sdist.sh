@@ -59,7 +59,7 @@ for pyx in "$WORK"/src/cext/*.pyx; do
 done
 ! grep -qE '\.(so|o|pyd)$' "$WORK/contents.txt" || die "sdist contains compiled objects"
 grep -q "^$TOP/tests/conftest.py$" "$WORK/contents.txt" || die "sdist lacks the test suite"
-echo "$npyx modules: .pyx and generated .c both shipped; $(grep -c '^'"$TOP"'/tests/test_.*\.py$' "$WORK/contents.txt") test files"
+echo "$npyx modules: .pyx and generated .c both shipped; $(grep -c '^'"$TOP"'/tests/\(.*/\)\?test_[^/]*\.py$' "$WORK/contents.txt") test files"
 
 # ---------------------------------------------------------------------------------------
 step "3/5 fresh venv with a C compiler and no Cython"

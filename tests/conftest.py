@@ -1,12 +1,26 @@
-"""Shared fixtures and the hypothesis profiles.
+"""The test tree's set-up: the helper directory on sys.path and the hypothesis profiles.
+
+tests/ mirrors the source tree: test_<module>.py for otelmetrics/<module>.py, and
+export/, agent/ and native/ (the compiled otelmetrics._native.<module>) for the
+packages; spec/ holds one file per specification section; the other files at this
+level are the cross-cutting suites (differential, threads, fork, hostile input,
+bounded memory, API-only, layers, packaging). support/ holds the shared helpers
+(no tests there): it goes on sys.path here, so a test imports them by module name
+(``from _util import provider``). The sub-folders are packages, so that a test file
+may share its name with one in another folder; tests/ itself is not, so pytest puts
+tests/ (never the checkout) on sys.path and the installed otelmetrics is the one
+imported.
 
 OTELMETRICS_TEST_PROFILE selects how hard property-based tests work:
 ``default`` (developers, CI), ``emulated`` (the suite under qemu-user, where
 everything is ~10x slower) and ``thorough`` (a long local run).
 """
 import os
+import sys
 
 from hypothesis import HealthCheck, settings
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
 settings.register_profile("default", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+SUPPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "support")   # api_only_lib.py
 
 SCRIPT = textwrap.dedent("""
     import json, sys
@@ -55,8 +55,8 @@ SCRIPT = textwrap.dedent("""
 
 
 def run_in_subprocess(script: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE] + sys.path))
-    proc = subprocess.run([sys.executable, "-c", script], cwd=HERE, env=env, capture_output=True,
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([SUPPORT] + sys.path))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=SUPPORT, env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -68,7 +68,7 @@ def result():
 
 
 def test_library_imports_only_the_api():
-    tree = ast.parse(open(os.path.join(HERE, "api_only_lib.py")).read())
+    tree = ast.parse(open(os.path.join(SUPPORT, "api_only_lib.py")).read())
     imported = [n.name for node in ast.walk(tree) if isinstance(node, ast.Import) for n in node.names]
     imported += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     assert imported and all(m == "opentelemetry.metrics" or m == "opentelemetry" for m in imported), imported

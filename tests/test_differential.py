@@ -3,6 +3,7 @@ reference opentelemetry-sdk side by side must export the same numbers, in
 delta and in cumulative temporality; our own timestamps follow the spec."""
 from __future__ import annotations
 
+import inspect
 import time
 
 import pytest
@@ -199,6 +200,9 @@ def test_random_workloads_match_reference(temporality, cycles):
 
 # -- where we deliberately differ from the reference ---------------------------
 
+@pytest.mark.skipif("aggregation_cardinality_limit" not in inspect.signature(REF.view.View).parameters,
+                    reason="no oracle: this opentelemetry-sdk (1.41, the newest for Python 3.9) has no "
+                           "per-view cardinality limit")
 @pytest.mark.parametrize("temporality", [DELTA, CUMULATIVE])
 @given(limit=st.integers(1, 5),
        cycles=st.lists(st.lists(st.tuples(st.integers(0, 8), st.integers(0, 100)), min_size=1, max_size=20),
@@ -278,9 +282,14 @@ def test_attribute_values_of_different_types_are_different_series(temporality):
             counter.add(10 ** i, {"k": v})
         results[side.name] = values(reader.get_metrics_data(), "c")
         provider.shutdown()
-    assert results["reference"] == {attr_key({"k": 1}): 1, attr_key({"k": 1.0}): 10,
-                                    attr_key({"k": True}): 100, attr_key({"k": "1"}): 1000}
-    assert results["otelmetrics"] == results["reference"]
+    expected = {attr_key({"k": 1}): 1, attr_key({"k": 1.0}): 10, attr_key({"k": True}): 100,
+                attr_key({"k": "1"}): 1000}
+    assert results["otelmetrics"] == expected
+    # opentelemetry-sdk 1.41 (the newest for Python 3.9) still merged 1, 1.0 and True.
+    if len(results["reference"]) == len(expected) - 2:
+        pytest.skip("no oracle: this opentelemetry-sdk (1.41, the newest for Python 3.9) merges 1, 1.0 "
+                    "and True; ours checked alone")
+    assert results["reference"] == expected
 
 
 @pytest.mark.parametrize("temporality", [DELTA, CUMULATIVE])

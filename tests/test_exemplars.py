@@ -1,5 +1,7 @@
 """Exemplars (spec: Exemplar, ExemplarFilter, ExemplarReservoir, Exemplar defaults),
-with real spans from opentelemetry-sdk's TracerProvider."""
+with real spans from opentelemetry-sdk's TracerProvider: filters, the reservoir
+choices and user reservoirs (otelmetrics/_exemplars.py). How the compiled reservoirs
+sample is tested in native/test_exemplars.py."""
 import os
 import subprocess
 import sys
@@ -10,7 +12,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 from opentelemetry import trace
 
 import otelmetrics
-from otelmetrics.view import ExplicitBucketHistogramAggregation, View
+from otelmetrics.view import View
 
 from _util import points, provider
 from _util import NEUTRAL_CWD
@@ -78,44 +80,6 @@ def test_explicit_context_argument_is_used():
     c.add(1, context=ctx)     # outside the span, but its context is given
     (ex,) = points(reader, "c")[0].exemplars
     assert (ex.trace_id, ex.span_id) == expected
-
-
-def test_aligned_histogram_reservoir_one_per_bucket():
-    mp, reader = provider(views=[View(instrument_name="h", aggregation=ExplicitBucketHistogramAggregation(
-        boundaries=(10, 100)))])
-    h = mp.get_meter("m").create_histogram("h")
-    with SAMPLED.start_as_current_span("s"):
-        for v in (1, 2, 3, 50, 60, 500):
-            h.record(v)
-    (p,) = points(reader, "h")
-    assert len(p.exemplars) == 3
-    buckets = sorted(0 if e.value <= 10 else 1 if e.value <= 100 else 2 for e in p.exemplars)
-    assert buckets == [0, 1, 2]
-
-
-def test_simple_reservoir_default_size_one_and_reset_each_collection():
-    mp, reader = provider(delta=True)
-    c = mp.get_meter("m").create_counter("c")
-    with SAMPLED.start_as_current_span("s"):
-        for v in range(1, 101):
-            c.add(v)
-    (p,) = points(reader, "c")
-    assert len(p.exemplars) == 1 and 1 <= p.exemplars[0].value <= 100
-    c.add(7)            # no span: nothing sampled in this interval
-    (p,) = points(reader, "c")
-    assert p.exemplars == []
-
-
-def test_simple_reservoir_is_uniform():
-    """Algorithm R: every measurement equally likely to be kept (chi-square-ish bound)."""
-    counts = [0] * 10
-    for trial in range(600):
-        mp, reader = provider(delta=True, exemplar_filter=otelmetrics.AlwaysOnExemplarFilter())
-        c = mp.get_meter("m").create_counter("c")
-        for v in range(10):
-            c.add(v)
-        counts[points(reader, "c")[0].exemplars[0].value] += 1
-    assert min(counts) > 25 and max(counts) < 110, counts
 
 
 def test_custom_reservoir_factory():

@@ -207,7 +207,10 @@ class InMemoryMetricReader(MetricReader):
 class PeriodicExportingMetricReader(MetricReader):
     """Collects every ``export_interval_millis`` on a daemon thread and hands the
     result to the exporter; exports never overlap. Defaults from
-    OTEL_METRIC_EXPORT_INTERVAL (60000) and OTEL_METRIC_EXPORT_TIMEOUT (30000)."""
+    OTEL_METRIC_EXPORT_INTERVAL (60000) and OTEL_METRIC_EXPORT_TIMEOUT (30000); the
+    interval is clamped to [1 ms, ~24.8 days], the timeout to ~24.8 days, with a warning.
+    ``export_interval_millis=math.inf`` (as opentelemetry-sdk documents it): no thread
+    and no periodic collection, only on ``force_flush`` and ``shutdown``."""
 
     def __init__(self, exporter: MetricExporter, export_interval_millis: Optional[float] = None,
                  export_timeout_millis: Optional[float] = None, metric_producers=(),
@@ -223,8 +226,9 @@ class PeriodicExportingMetricReader(MetricReader):
         self._exporter = exporter
         interval = _env.export_interval_millis(export_interval_millis)
         timeout = _env.export_timeout_millis(export_timeout_millis)
-        if not isinstance(interval, (int, float)) or not interval > 0 or interval == float("inf"):
-            raise ValueError("export_interval_millis must be a positive finite number, got %r" % (interval,))
+        if not isinstance(interval, (int, float)) or not interval > 0:
+            raise ValueError("export_interval_millis must be a positive number of milliseconds (math.inf: "
+                             "only on force_flush/shutdown), got %r" % (interval,))
         if not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ValueError("export_timeout_millis must be a positive number, got %r" % (timeout,))
         self._interval_s = interval / 1e3
@@ -238,6 +242,8 @@ class PeriodicExportingMetricReader(MetricReader):
         call_in_child_after_fork(self, "_restart_after_fork")
 
     def _start_thread(self) -> None:
+        if self._interval_s == float("inf"):
+            return      # collections on force_flush and shutdown only
         self._thread = threading.Thread(target=self._run, name="otelmetrics-periodic-reader", daemon=True)
         self._thread.start()
 

@@ -5,22 +5,41 @@ Each file is one request exactly as it goes on the wire (encoded, and compressed
 gzip is on) behind a 16-byte header: magic, format version, flags (gzip, JSON), body
 length and CRC-32. A file is written to a temporary name, fsynced, renamed, and the
 directory fsynced, so a file with a final name is complete. Names carry a sequence
-number that continues from the highest one found, so the order survives a reboot of
-a device whose clock restarts in the past.
+number (``%012d.otlp``, wider past 10**12) that continues from the highest one found
+and is sorted as a number, so the order survives a reboot of a device whose clock
+restarts in the past.
 
-One exporter per directory at a time: two processes spooling into the same directory
-could reuse sequence numbers.
+The directory is a trust boundary. Invariants:
+
+- It is refused at construction (``SpoolRefused``, an OSError) when it is a symbolic
+  link, is not owned by the process's effective user, is writable by group or others
+  without the sticky bit, or is locked by another spool. Directories created for it
+  are 0700 and files 0600, whatever the umask.
+- It is opened once; every later open, rename and delete is relative to that
+  descriptor and never follows a link (``O_NOFOLLOW``); temporary files are created
+  with ``O_EXCL`` and never reuse a name that exists.
+- Only regular files owned by the process's user, with one link and a valid header
+  whose length fits ``max_bytes``, are counted, replayed or evicted; anything else is
+  left alone (or renamed ``*.corrupt``) and counted in ``skipped``. A file is never
+  loaded before its header is checked, and one over 1 MiB is neither counted nor
+  loaded before its CRC is (read a chunk at a time).
+- One spool per directory: an exclusive ``flock`` on ``.lock``, held until ``close()``.
+  A forked child drops the spool it inherited (its requests stay in its memory).
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
+import stat
 import struct
+import weakref
 import zlib
 from collections import deque
-from typing import Deque, Optional, Tuple
+from typing import BinaryIO, Deque, Optional, Tuple
 
+from otelmetrics._fork import call_in_child_after_fork
 from otelmetrics.export.otlp_queue import GZIP, JSON, QueuedRequest
 
 _logger = logging.getLogger("otelmetrics.export.otlp")
@@ -28,21 +47,130 @@ _logger = logging.getLogger("otelmetrics.export.otlp")
 _HEADER = struct.Struct("<4sBBHII")   # magic, version, flags, reserved, body length, CRC-32 of the body
 _MAGIC = b"OTMS"
 _VERSION = 1
-_NAME = re.compile(r"\A(\d{12})\.otlp\Z")
+_NAME = re.compile(r"\A(\d{12,20})\.otlp\Z")
 _TEMP_PREFIX = ".tmp-"
+_TEMP_TRIES = 8
 _CORRUPT_SUFFIX = ".corrupt"
+_LOCK_NAME = ".lock"
+_CHUNK = 1 << 20   # a body larger than this has its CRC checked in chunks before it is loaded
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO swapped in under a checked name does not hang the open.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def _parse(data: bytes) -> Optional[Tuple[bytes, int]]:
-    """(body, flags) of a spool file's content, or None if it is not a valid one."""
-    if len(data) < _HEADER.size:
+class SpoolRefused(OSError):
+    """The directory is not safe or not free to spool into; the message says why."""
+
+
+def file_name(sequence: int) -> str:
+    return "%012d.otlp" % sequence
+
+
+def _sequence(name: str) -> Optional[int]:
+    """The sequence number of a spool file name, or None (only the canonical spelling)."""
+    match = _NAME.match(name)
+    if match is None:
         return None
-    magic, version, flags, _, length, crc = _HEADER.unpack_from(data)
-    body = data[_HEADER.size:]
-    if (magic != _MAGIC or version != _VERSION or flags & ~(GZIP | JSON) or length != len(body)
-            or zlib.crc32(body) != crc):
+    number = int(match.group(1))
+    return number if file_name(number) == name else None
+
+
+def _make_directories(path: str) -> None:
+    """Create the missing directories of ``path``, each 0700 whatever the umask."""
+    missing = []
+    p = path
+    while p and not os.path.lexists(p):
+        missing.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    for p in reversed(missing):
+        try:
+            os.mkdir(p, 0o700)
+        except FileExistsError:
+            continue   # made meanwhile by someone else: checked below like any existing one
+        fd = os.open(p, _DIR_FLAGS)
+        try:
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+
+
+def _open_directory(directory: str) -> int:
+    """A descriptor of ``directory``, created if missing, after the safety checks."""
+    path = directory.rstrip("/") or "/"   # a trailing slash would make the open follow a final link
+    _make_directories(path)
+    if os.path.islink(path):
+        raise SpoolRefused("%s is a symbolic link; give the directory it points to, if you trust it" % path)
+    fd = os.open(path, _DIR_FLAGS)   # O_NOFOLLOW: a link swapped in since the check fails here
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid():
+            raise SpoolRefused("%s is owned by uid %d, not by this process's user (uid %d); "
+                               "use a directory of your own" % (path, st.st_uid, os.geteuid()))
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+            raise SpoolRefused("%s is writable by group or others (mode %04o); chmod go-w it or use "
+                               "a private directory" % (path, stat.S_IMODE(st.st_mode)))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _lock(dir_fd: int, directory: str) -> int:
+    """An exclusive flock on the directory's lock file, or SpoolRefused."""
+    fd = os.open(_LOCK_NAME, _LOCK_FLAGS, 0o600, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            raise SpoolRefused("%s/%s is not a regular file of this process's user" % (directory, _LOCK_NAME))
+        if stat.S_IMODE(st.st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SpoolRefused("%s is in use by another exporter (in this process or another); "
+                               "give each exporter its own spool directory" % directory) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _close_all(fds: list) -> None:
+    while fds:
+        try:
+            os.close(fds.pop())
+        except OSError:
+            pass
+
+
+def _crc_matches(f: BinaryIO, length: int, crc: int) -> bool:
+    """Whether the body after the header has ``crc``, read a chunk at a time; the file is
+    left positioned after the header again."""
+    check, left = 0, length
+    while left:
+        chunk = f.read(min(_CHUNK, left))
+        if not chunk:
+            break
+        check = zlib.crc32(chunk, check)
+        left -= len(chunk)
+    f.seek(_HEADER.size)
+    return not left and check == crc
+
+
+def _read_body(f: BinaryIO, length: int, crc: int) -> Optional[bytes]:
+    """The body after the header, or None if it is short or its CRC is wrong."""
+    if length > _CHUNK and not _crc_matches(f, length, crc):
+        return None   # checked before holding it all: a large file not ours costs no memory
+    body = f.read(length)
+    if len(body) != length or zlib.crc32(body) != crc:
         return None
-    return body, flags
+    return body
 
 
 class Spool:
@@ -50,54 +178,128 @@ class Spool:
     Not thread-safe: the exporter calls it with its export lock held."""
 
     def __init__(self, directory: str, max_bytes: int, max_files: int) -> None:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
         self.directory = directory
         self.max_bytes = max_bytes
         self.max_files = max_files
         self.bytes = 0
         self.dropped = 0         # files deleted undelivered because the spool was full
-        self.skipped = 0         # corrupt or foreign files left alone
+        self.skipped = 0         # corrupt or foreign files left alone (or renamed aside)
         self.write_errors = 0
         self._writes_failing = False
         self._files: Deque[Tuple[str, int]] = deque()   # (name, size), oldest first
         self._next = 0
-        self._scan()
-        self._make_room(0, 0)    # the bounds may be smaller than when the files were written
+        self._uid = os.geteuid()
+        fds: list = []
+        self._closer = weakref.finalize(self, _close_all, fds)   # an exporter dropped unclosed unlocks too
+        try:
+            self._dir_fd: Optional[int] = _open_directory(directory)
+            fds.append(self._dir_fd)
+            fds.append(_lock(self._dir_fd, directory))
+            self._scan()
+            self._make_room(0, 0)    # the bounds may be smaller than when the files were written
+        except BaseException:
+            self._closer()
+            raise
+        call_in_child_after_fork(self, "_drop_after_fork")
 
     def __len__(self) -> int:
         return len(self._files)
 
-    def _path(self, name: str) -> str:
-        return os.path.join(self.directory, name)
+    def close(self) -> None:
+        """Release the directory and its lock; the files stay for the next run."""
+        self._dir_fd = None
+        self._closer()
+
+    def _drop_after_fork(self) -> None:
+        # The parent still spools into the directory: the child must not (its copy of
+        # the lock is the parent's), so its undelivered requests stay in its memory.
+        self.close()
+        self._files.clear()
+        self.bytes = 0
+
+    # ------------------------------------------------------------ reading files
+
+    def _ours(self, st: os.stat_result) -> bool:
+        return stat.S_ISREG(st.st_mode) and st.st_uid == self._uid and st.st_nlink == 1
+
+    def _open(self, name: str) -> Tuple[Optional[BinaryIO], int, int, int]:
+        """(file positioned after the header, flags, body length, CRC) of a spool file
+        of ours with a valid header; (None, ...) if it is not one."""
+        fd = os.open(name, _READ_FLAGS, dir_fd=self._dir_fd)
+        try:
+            st = os.fstat(fd)
+            # The size first: a file longer than the whole spool's bound is never read.
+            ok = self._ours(st) and _HEADER.size <= st.st_size <= self.max_bytes
+            header = os.read(fd, _HEADER.size) if ok else b""
+        except BaseException:
+            os.close(fd)
+            raise
+        if len(header) == _HEADER.size:
+            magic, version, flags, _, length, crc = _HEADER.unpack(header)
+            if (magic == _MAGIC and version == _VERSION and not flags & ~(GZIP | JSON)
+                    and length == st.st_size - _HEADER.size):
+                return os.fdopen(fd, "rb"), flags, length, crc
+        os.close(fd)
+        return None, 0, 0, 0
 
     def _scan(self) -> None:
         found = []
         foreign = []
-        with os.scandir(self.directory) as entries:
-            for entry in entries:
-                if entry.name.startswith(_TEMP_PREFIX):
+        with os.scandir(self._dir_fd) as entries:
+            names = [entry.name for entry in entries]
+        for name in names:
+            if name == _LOCK_NAME:
+                continue
+            try:
+                st = os.stat(name, dir_fd=self._dir_fd, follow_symlinks=False)
+                if name.startswith(_TEMP_PREFIX) and self._ours(st):
                     # A write cut short before its rename: incomplete by construction.
-                    try:
-                        os.unlink(entry.path)
-                    except OSError:
-                        pass
+                    os.unlink(name, dir_fd=self._dir_fd)
                     continue
-                match = _NAME.match(entry.name)
-                try:
-                    if match and entry.is_file(follow_symlinks=False):
-                        found.append((int(match.group(1)), entry.name, entry.stat(follow_symlinks=False).st_size))
-                        continue
-                except OSError:
-                    pass
-                foreign.append(entry.name)
+                sequence = _sequence(name)
+                if sequence is None or not self._ours(st):
+                    foreign.append(name)
+                    continue
+                f, _, length, crc = self._open(name)
+                if f is not None:
+                    with f:
+                        # A large file is counted only once its CRC is right: one that only
+                        # looks like ours must not push valid requests out of the spool.
+                        valid = length <= _CHUNK or _crc_matches(f, length, crc)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                _logger.warning("OTLP spool: cannot read %s (%s); skipping it", self._path(name), e)
+                foreign.append(name)
+                continue
+            if f is None or not valid:
+                self._set_aside(name)
+                continue
+            found.append((sequence, name, st.st_size))
         if foreign:
             self.skipped += len(foreign)
             _logger.warning("OTLP spool %s: skipping %d file(s) that are not spooled requests (%s)",
                             self.directory, len(foreign), ", ".join(sorted(foreign)[:5]))
-        found.sort()
+        found.sort()   # by sequence number, not by name: 10**12 sorts after 999999999999
         self._files.extend((name, size) for _, name, size in found)
         self.bytes = sum(size for _, _, size in found)
         self._next = found[-1][0] + 1 if found else 0
+
+    def _set_aside(self, name: str) -> None:
+        self.skipped += 1
+        try:
+            os.replace(name, name + _CORRUPT_SUFFIX, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+        except OSError:
+            pass
+        _logger.warning("OTLP spool: %s is not a valid spooled request within max_spool_bytes; "
+                        "renamed to %s and skipped",
+                        self._path(name), name + _CORRUPT_SUFFIX)
+
+    def _path(self, name: str) -> str:
+        """For messages only: files are reached through the directory descriptor."""
+        return os.path.join(self.directory, name)
+
+    # ------------------------------------------------------------ writing and deleting
 
     def _make_room(self, files: int, size: int) -> None:
         while self._files and (len(self._files) + files > self.max_files or self.bytes + size > self.max_bytes):
@@ -109,50 +311,54 @@ class Spool:
 
     def _unlink(self, name: str) -> None:
         try:
-            os.unlink(self._path(name))
+            os.unlink(name, dir_fd=self._dir_fd)   # removes a link itself, never what it points to
         except FileNotFoundError:
             pass
         except OSError as e:
             _logger.warning("OTLP spool: cannot delete %s: %s", self._path(name), e)
 
-    def _fsync_directory(self) -> None:
-        try:
-            fd = os.open(self.directory, os.O_RDONLY)
-        except OSError:
-            return   # not possible on every platform; the rename is then as durable as it gets
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+    def _create_temp(self, name: str) -> Tuple[str, int]:
+        """A new temporary file for ``name``: (its name, a descriptor open for writing)."""
+        for attempt in range(_TEMP_TRIES):
+            temp = _TEMP_PREFIX + name + (".%d" % attempt if attempt else "")
+            try:
+                return temp, os.open(temp, _CREATE_FLAGS, 0o600, dir_fd=self._dir_fd)
+            except FileExistsError:
+                # Not left by us (the scan removes ours): never opened, never reused.
+                _logger.warning("OTLP spool: %s exists and is not ours; leaving it alone", self._path(temp))
+        raise FileExistsError("no free temporary name for %s" % name)
 
     def put(self, body: bytes, flags: int) -> bool:
         """Write one request; False if it is not on disk (the caller keeps it in memory)."""
         size = _HEADER.size + len(body)
-        if size > self.max_bytes:
+        if size > self.max_bytes or self._dir_fd is None:
             return False
         self._make_room(1, size)
-        name = "%012d.otlp" % self._next
-        temp = self._path(_TEMP_PREFIX + name)
+        name = file_name(self._next)
+        temp = None
         try:
-            with open(temp, "wb") as f:
+            temp, fd = self._create_temp(name)
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(fd, 0o600)   # the umask may have taken bits from the owner
                 f.write(_HEADER.pack(_MAGIC, _VERSION, flags, 0, len(body), zlib.crc32(body)))
                 f.write(body)
                 f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, self._path(name))
-            self._fsync_directory()
+                os.fsync(fd)
+            os.replace(temp, name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+            temp = None
+            try:
+                os.fsync(self._dir_fd)
+            except OSError:
+                pass   # not possible everywhere; the rename is then as durable as it gets
         except OSError as e:
             self.write_errors += 1
             if not self._writes_failing:   # one warning per run of failures, not one per export
                 _logger.warning("OTLP spool: cannot write to %s (%s); keeping undelivered requests "
                                 "in memory", self.directory, e)
             self._writes_failing = True
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
+            if temp is not None:
+                self._unlink(temp)
+            self._next += 1   # whatever blocked this name, the next write takes another (gaps are fine)
             return False
         self._writes_failing = False
         self._next += 1
@@ -161,29 +367,24 @@ class Spool:
         return True
 
     def oldest(self) -> Optional[QueuedRequest]:
-        """The oldest valid request; corrupt files are renamed aside with a warning."""
-        while self._files:
-            name, size = self._files[0]
-            path = self._path(name)
+        """The oldest valid request; what is not one is renamed aside with a warning."""
+        while self._files and self._dir_fd is not None:
+            name, _ = self._files[0]
+            body = None
             try:
-                with open(path, "rb") as f:
-                    parsed = _parse(f.read())
+                f, flags, length, crc = self._open(name)
+                if f is not None:
+                    with f:
+                        body = _read_body(f, length, crc)
             except FileNotFoundError:   # deleted behind our back: nothing to warn about or rename
                 self._forget_oldest()
                 continue
             except OSError as e:
-                _logger.warning("OTLP spool: cannot read %s (%s); skipping it", path, e)
-                parsed = None
-            if parsed is not None:
-                return QueuedRequest(parsed[0], parsed[1], name)
-            self.skipped += 1
+                _logger.warning("OTLP spool: cannot read %s (%s); skipping it", self._path(name), e)
+            if body is not None:
+                return QueuedRequest(body, flags, name)
             self._forget_oldest()
-            try:
-                os.replace(path, path + _CORRUPT_SUFFIX)
-            except OSError:
-                pass
-            _logger.warning("OTLP spool: %s is not a valid spooled request; renamed to %s and skipped",
-                            path, name + _CORRUPT_SUFFIX)
+            self._set_aside(name)
         return None
 
     def _forget_oldest(self) -> None:
@@ -194,4 +395,5 @@ class Spool:
         """Delete ``request``, the one ``oldest()`` returned, once delivered (or refused for good)."""
         if self._files and self._files[0][0] == request.key:
             self._forget_oldest()
-            self._unlink(request.key)
+            if self._dir_fd is not None:
+                self._unlink(request.key)

@@ -145,3 +145,5 @@ class RequestStore:
             self._counts["requests_dropped_shutdown"] += lost
             _logger.error("OTLP exporter shut down with %d undelivered request(s), now lost; "
                           "spool_dir keeps them across restarts", lost)
+        if self.spool is not None:
+            self.spool.close()   # unlocks the directory for the next exporter

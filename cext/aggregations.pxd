@@ -1,0 +1,50 @@
+# The aggregations a stream's cells compute: sum, last value, explicit-bucket
+# histogram and base-2 exponential histogram, each a Stream subclass
+# (table.pxd) implementing its aggregation hooks. See aggregations.pyx.
+#
+# Contract: the Python layer (view.py) constructs them as
+# Kind(limit, delta, is_async, allowed_keys, excluded_keys, *aggregation options);
+# everything else reaches them through the Stream interface.
+
+from libc.stdint cimport int64_t, uint64_t, uint8_t
+
+from otelmetrics._native.expo_histogram cimport ExpoHistogramCell
+from otelmetrics._native.table cimport Stream
+
+
+cdef class NumberStream(Stream):
+    cdef int64_t *ival
+    cdef double *dval
+    cdef uint8_t *isfloat
+    cdef bint gauge_points                  # points without a start time
+
+cdef class SumStream(NumberStream):
+    cdef int64_t *prev_i                    # async + delta: last observed value
+    cdef double *prev_d
+    cdef uint8_t *prev_float
+
+cdef class LastValueStream(NumberStream):
+    pass
+
+cdef class HistogramStream(Stream):
+    cdef readonly tuple boundaries
+    cdef double *bounds
+    cdef Py_ssize_t nb                      # number of boundaries; nb + 1 buckets
+    cdef bint record_min_max
+    cdef uint64_t *counts                   # (nb + 1) per cell
+    cdef uint64_t *count
+    cdef int64_t *isum
+    cdef double *dsum
+    cdef uint8_t *isfloat                   # sum became float
+    cdef uint8_t *minmax_float              # some measurement was float
+    cdef double *vmin
+    cdef double *vmax
+    cdef inline void _bucket(self, Py_ssize_t c, double v) noexcept
+
+cdef class ExpoHistogramStream(Stream):
+    cdef list act                           # per cell: the ExpoHistogramCell receiving measurements
+    cdef list aux                           # per cell: the cumulative total (cumulative) or the spare (delta)
+    cdef readonly int max_size
+    cdef readonly int max_scale
+    cdef readonly bint record_min_max
+    cdef inline ExpoHistogramCell _cell(self, Py_ssize_t c)

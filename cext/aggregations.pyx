@@ -1,0 +1,397 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
+"""The aggregations computed in a stream's cells: sum, last value,
+explicit-bucket histogram and base-2 exponential histogram.
+
+Each is a Stream (table.pyx) that adds per-cell storage, grown with the table,
+and implements the hooks: add_i/add_d record an int64 or a double into a cell
+without allocating or calling Python code; snapshot_cell copies (and, for
+delta or asynchronous streams, resets) a cell in a collection's Python-free
+phase; make_point builds the point object from that copy afterwards.
+
+Numbers keep the type the reference SDK exports: a sum is an int64 while every
+measurement is an int and turns double from the first float, or when it would
+overflow int64 (never wrapping); points carry ints or floats accordingly.
+"""
+
+from cpython.list cimport PyList_GET_ITEM
+from cpython.mem cimport PyMem_Free
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+from libc.math cimport INFINITY
+from libc.string cimport memset, memcpy
+
+from otelmetrics._native.points cimport NumberDataPoint, HistogramDataPoint
+from otelmetrics._native.table cimport grow_array
+
+cdef extern from *:
+    """
+    static inline int om_add_overflow(int64_t a, int64_t b, int64_t *r) {
+        return __builtin_add_overflow(a, b, r);
+    }
+    static inline int om_sub_overflow(int64_t a, int64_t b, int64_t *r) {
+        return __builtin_sub_overflow(a, b, r);
+    }
+    """
+    bint om_add_overflow(int64_t a, int64_t b, int64_t *r) nogil
+    bint om_sub_overflow(int64_t a, int64_t b, int64_t *r) nogil
+
+
+cdef inline void _sum_add_i(int64_t *isum, double *dsum, uint8_t *isfloat, int64_t v) noexcept:
+    """Add to a sum kept as int64 until it would overflow (then as a double)."""
+    cdef int64_t r
+    if isfloat[0]:
+        dsum[0] += <double>v
+    elif om_add_overflow(isum[0], v, &r):
+        isfloat[0] = 1
+        dsum[0] = <double>isum[0] + <double>v
+    else:
+        isum[0] = r
+
+
+cdef inline void _sum_add_d(int64_t *isum, double *dsum, uint8_t *isfloat, double v) noexcept:
+    """Add a double: the sum is a double from now on."""
+    if isfloat[0]:
+        dsum[0] += v
+    else:
+        isfloat[0] = 1
+        dsum[0] = <double>isum[0] + v
+
+
+cdef inline object _number(bint isfloat, int64_t i, double d):
+    return d if isfloat else i
+
+
+# Snapshot record of a number cell.
+ctypedef struct NumSnap:
+    int64_t i
+    double d
+    uint8_t isfloat
+
+
+cdef class NumberStream(Stream):
+    """A number per series: int64 while every measurement is an int (exported
+    as an int, as_int over OTLP), double from the first float on."""
+
+    def __init__(self, Py_ssize_t limit=2000, bint delta=False, bint is_async=False,
+                 object allowed_keys=None, object excluded_keys=None):
+        self.snap_size = sizeof(NumSnap)
+        self._init_storage()
+
+    def __dealloc__(self):
+        PyMem_Free(self.ival)
+        PyMem_Free(self.dval)
+        PyMem_Free(self.isfloat)
+
+    cdef int grow_cells(self, Py_ssize_t newcap) except -1:
+        self.ival = <int64_t *>grow_array(self.ival, newcap, sizeof(int64_t))
+        self.dval = <double *>grow_array(self.dval, newcap, sizeof(double))
+        self.isfloat = <uint8_t *>grow_array(self.isfloat, newcap, sizeof(uint8_t))
+        return 0
+
+    cdef void init_cell(self, Py_ssize_t c) noexcept:
+        self.ival[c] = 0
+        self.dval[c] = 0.0
+        self.isfloat[c] = 0
+
+    cdef void snapshot_cell(self, Py_ssize_t c, char *dst, bint reset) noexcept:
+        cdef NumSnap *s = <NumSnap *>dst
+        s.i = self.ival[c]
+        s.d = self.dval[c]
+        s.isfloat = self.isfloat[c]
+
+    cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars):
+        cdef NumSnap *s = <NumSnap *>src
+        cdef NumberDataPoint p = NumberDataPoint.__new__(NumberDataPoint)
+        p._flat_attributes = attributes
+        p.start_time_unix_nano = None if self.gauge_points else start
+        p.time_unix_nano = now
+        p.value = _number(s.isfloat, s.i, s.d)
+        p.exemplars = exemplars
+        return p
+
+
+cdef class SumStream(NumberStream):
+    """Sum of measurements. An int64 overflow switches the cell to double
+    rather than wrapping. Asynchronous streams receive each callback's
+    cumulative observation; several observations of one series in a
+    collection add up (as in the reference SDK)."""
+
+    def __dealloc__(self):
+        PyMem_Free(self.prev_i)
+        PyMem_Free(self.prev_d)
+        PyMem_Free(self.prev_float)
+
+    cdef int grow_cells(self, Py_ssize_t newcap) except -1:
+        NumberStream.grow_cells(self, newcap)
+        if self.is_async and self.delta:
+            self.prev_i = <int64_t *>grow_array(self.prev_i, newcap, sizeof(int64_t))
+            self.prev_d = <double *>grow_array(self.prev_d, newcap, sizeof(double))
+            self.prev_float = <uint8_t *>grow_array(self.prev_float, newcap, sizeof(uint8_t))
+        return 0
+
+    cdef void init_cell(self, Py_ssize_t c) noexcept:
+        NumberStream.init_cell(self, c)
+        if self.prev_i != NULL:
+            self.prev_i[c] = 0
+            self.prev_d[c] = 0.0
+            self.prev_float[c] = 0
+
+    cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:
+        self._touch(c)
+        _sum_add_i(&self.ival[c], &self.dval[c], &self.isfloat[c], v)
+
+    cdef void add_d(self, Py_ssize_t c, double v) noexcept:
+        self._touch(c)
+        _sum_add_d(&self.ival[c], &self.dval[c], &self.isfloat[c], v)
+
+    cdef void snapshot_cell(self, Py_ssize_t c, char *dst, bint reset) noexcept:
+        cdef NumSnap *s = <NumSnap *>dst
+        cdef int64_t r, cur_i
+        cdef double cur_d
+        cdef uint8_t cur_float
+        NumberStream.snapshot_cell(self, c, dst, reset)
+        if self.is_async and self.delta:
+            # Cumulative observation -> change since the previous collection;
+            # the previous value keeps the type it was observed with.
+            cur_float = s.isfloat
+            cur_i = s.i
+            cur_d = s.d
+            if cur_float or self.prev_float[c]:
+                s.d = (cur_d if cur_float else <double>cur_i) - (
+                    self.prev_d[c] if self.prev_float[c] else <double>self.prev_i[c])
+                s.isfloat = 1
+            elif om_sub_overflow(cur_i, self.prev_i[c], &r):
+                s.d = <double>cur_i - <double>self.prev_i[c]
+                s.isfloat = 1
+            else:
+                s.i = r
+            self.prev_float[c] = cur_float
+            self.prev_i[c] = cur_i
+            self.prev_d[c] = cur_d
+        if reset:
+            NumberStream.init_cell(self, c)
+
+
+cdef class LastValueStream(NumberStream):
+    """Last value (gauges). Points carry no start time, as in the reference SDK.
+    A synchronous cumulative stream keeps exporting each series' last value;
+    otherwise a series is exported only when it got a value in the interval."""
+
+    def __cinit__(self, *args, **kwargs):
+        self.gauge_points = True
+
+    cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:
+        self._touch(c)
+        self.ival[c] = v
+        self.isfloat[c] = 0
+
+    cdef void add_d(self, Py_ssize_t c, double v) noexcept:
+        self._touch(c)
+        self.dval[c] = v
+        self.isfloat[c] = 1
+
+
+ctypedef struct HistSnap:
+    uint64_t count
+    int64_t isum
+    double dsum
+    double vmin
+    double vmax
+    uint8_t isfloat
+    uint8_t minmax_float
+    # followed by nb + 1 bucket counts
+
+
+cdef class HistogramStream(Stream):
+    """Explicit-bucket histogram: bucket i counts values in (b[i-1], b[i]],
+    the last one (b[-1], +inf). Sum, count, min and max alongside."""
+
+    def __init__(self, Py_ssize_t limit=2000, bint delta=False, bint is_async=False,
+                 object allowed_keys=None, object excluded_keys=None,
+                 boundaries=(), bint record_min_max=True):
+        cdef Py_ssize_t j
+        self.boundaries = tuple(float(b) for b in boundaries)
+        self.nb = len(self.boundaries)
+        self.bounds = <double *>grow_array(NULL, self.nb, sizeof(double))
+        for j in range(self.nb):
+            self.bounds[j] = self.boundaries[j]
+        self.record_min_max = record_min_max
+        self.snap_size = sizeof(HistSnap) + (self.nb + 1) * sizeof(uint64_t)
+        self._init_storage()
+
+    def __dealloc__(self):
+        PyMem_Free(self.bounds)
+        PyMem_Free(self.counts)
+        PyMem_Free(self.count)
+        PyMem_Free(self.isum)
+        PyMem_Free(self.dsum)
+        PyMem_Free(self.isfloat)
+        PyMem_Free(self.minmax_float)
+        PyMem_Free(self.vmin)
+        PyMem_Free(self.vmax)
+
+    cdef int grow_cells(self, Py_ssize_t newcap) except -1:
+        self.counts = <uint64_t *>grow_array(self.counts, newcap * (self.nb + 1), sizeof(uint64_t))
+        self.count = <uint64_t *>grow_array(self.count, newcap, sizeof(uint64_t))
+        self.isum = <int64_t *>grow_array(self.isum, newcap, sizeof(int64_t))
+        self.dsum = <double *>grow_array(self.dsum, newcap, sizeof(double))
+        self.isfloat = <uint8_t *>grow_array(self.isfloat, newcap, sizeof(uint8_t))
+        self.minmax_float = <uint8_t *>grow_array(self.minmax_float, newcap, sizeof(uint8_t))
+        self.vmin = <double *>grow_array(self.vmin, newcap, sizeof(double))
+        self.vmax = <double *>grow_array(self.vmax, newcap, sizeof(double))
+        return 0
+
+    cdef void init_cell(self, Py_ssize_t c) noexcept:
+        memset(self.counts + c * (self.nb + 1), 0, (self.nb + 1) * sizeof(uint64_t))
+        self.count[c] = 0
+        self.isum[c] = 0
+        self.dsum[c] = 0.0
+        self.isfloat[c] = 0
+        self.minmax_float[c] = 0
+        self.vmin[c] = INFINITY
+        self.vmax[c] = -INFINITY
+
+    cdef Py_ssize_t bucket_of(self, double v) noexcept:
+        # First boundary >= v (upper bounds inclusive): binary search.
+        cdef Py_ssize_t lo = 0, hi = self.nb, mid
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if self.bounds[mid] < v:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    cdef inline void _bucket(self, Py_ssize_t c, double v) noexcept:
+        self.counts[c * (self.nb + 1) + self.bucket_of(v)] += 1
+        self.count[c] += 1
+        if self.record_min_max:
+            if v < self.vmin[c]:
+                self.vmin[c] = v
+            if v > self.vmax[c]:
+                self.vmax[c] = v
+
+    cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:
+        self._touch(c)
+        self._bucket(c, <double>v)
+        _sum_add_i(&self.isum[c], &self.dsum[c], &self.isfloat[c], v)
+
+    cdef void add_d(self, Py_ssize_t c, double v) noexcept:
+        self._touch(c)
+        self._bucket(c, v)
+        self.minmax_float[c] = 1
+        _sum_add_d(&self.isum[c], &self.dsum[c], &self.isfloat[c], v)
+
+    cdef void snapshot_cell(self, Py_ssize_t c, char *dst, bint reset) noexcept:
+        cdef HistSnap *s = <HistSnap *>dst
+        s.count = self.count[c]
+        s.isum = self.isum[c]
+        s.dsum = self.dsum[c]
+        s.vmin = self.vmin[c]
+        s.vmax = self.vmax[c]
+        s.isfloat = self.isfloat[c]
+        s.minmax_float = self.minmax_float[c]
+        memcpy(dst + sizeof(HistSnap), self.counts + c * (self.nb + 1), (self.nb + 1) * sizeof(uint64_t))
+        if reset:
+            self.init_cell(c)
+
+    cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars):
+        cdef HistSnap *s = <HistSnap *>src
+        cdef uint64_t *counts = <uint64_t *>(src + sizeof(HistSnap))
+        cdef HistogramDataPoint p = HistogramDataPoint.__new__(HistogramDataPoint)
+        cdef Py_ssize_t j
+        p._flat_attributes = attributes
+        p.start_time_unix_nano = start
+        p.time_unix_nano = now
+        p.count = s.count
+        p.sum = _number(s.isfloat, s.isum, s.dsum)
+        p.bucket_counts = tuple([counts[j] for j in range(self.nb + 1)])
+        p.explicit_bounds = self.boundaries
+        if self.record_min_max and s.count and not s.minmax_float:
+            p.min = <int64_t>s.vmin
+            p.max = <int64_t>s.vmax
+        else:
+            p.min = s.vmin
+            p.max = s.vmax
+        p.exemplars = exemplars
+        return p
+
+
+ctypedef struct ExpoSnap:
+    PyObject *cell      # owned reference to the cell holding the interval's data
+
+
+cdef class ExpoHistogramStream(Stream):
+    """Base-2 exponential histogram. Each series owns two ExpoHistogramCell
+    objects (expo_histogram.pyx), created when the series appears: ``act``
+    receives measurements; ``aux`` is the running cumulative histogram
+    (cumulative temporality: each collection merges ``act`` into it and resets
+    ``act``, which reproduces the reference SDK's numbers exactly, float sums
+    included) or the spare that ``act`` is swapped with (delta). Both moves are
+    C calls with no Python code, so a collection splits the measurements of
+    concurrent threads cleanly between intervals."""
+
+    def __init__(self, Py_ssize_t limit=2000, bint delta=False, bint is_async=False,
+                 object allowed_keys=None, object excluded_keys=None,
+                 int max_size=160, int max_scale=20, bint record_min_max=True):
+        ExpoHistogramCell(max_size, max_scale, record_min_max)   # validates the parameters
+        self.max_size = max_size
+        self.max_scale = max_scale
+        self.record_min_max = record_min_max
+        self.act = []
+        self.aux = []
+        self.snap_size = sizeof(ExpoSnap)
+        self._init_storage()
+        # The overflow cell (0) exists from the start.
+        self.adopt_cell(0, self.new_cell_objects())
+
+    cdef int grow_cells(self, Py_ssize_t newcap) except -1:
+        while len(self.act) < newcap:
+            self.act.append(None)
+            self.aux.append(None)
+        return 0
+
+    cdef object new_cell_objects(self):
+        return (ExpoHistogramCell(self.max_size, self.max_scale, self.record_min_max),
+                ExpoHistogramCell(self.max_size, self.max_scale, self.record_min_max))
+
+    cdef void adopt_cell(self, Py_ssize_t c, object pending) noexcept:
+        # Swapping list items: reference counting only, no allocation.
+        self.act[c] = (<tuple>pending)[0]
+        self.aux[c] = (<tuple>pending)[1]
+
+    cdef inline ExpoHistogramCell _cell(self, Py_ssize_t c):
+        return <ExpoHistogramCell>PyList_GET_ITEM(self.act, c)
+
+    cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:
+        self._touch(c)
+        self._cell(c).record_int(v)
+
+    cdef void add_d(self, Py_ssize_t c, double v) noexcept:
+        self._touch(c)
+        self._cell(c).record(v)
+
+    cdef void snapshot_cell(self, Py_ssize_t c, char *dst, bint reset) noexcept:
+        cdef ExpoSnap *s = <ExpoSnap *>dst
+        cdef object act = <object>PyList_GET_ITEM(self.act, c)
+        cdef object aux = <object>PyList_GET_ITEM(self.aux, c)
+        if self.delta:
+            # The spare (emptied after the previous collection) takes over.
+            self.act[c] = aux
+            self.aux[c] = act
+            s.cell = <PyObject *>act
+        else:
+            (<ExpoHistogramCell>aux).merge_from(<ExpoHistogramCell>act)
+            (<ExpoHistogramCell>act).reset()
+            s.cell = <PyObject *>aux
+        Py_INCREF(<object>s.cell)
+
+    cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars):
+        cdef ExpoSnap *s = <ExpoSnap *>src
+        cdef ExpoHistogramCell cell = <ExpoHistogramCell>s.cell
+        Py_XDECREF(s.cell)        # `cell` holds it now
+        s.cell = NULL
+        point = cell.to_point(attributes, start, now, exemplars)
+        if self.delta:
+            cell.reset()          # it becomes the spare for the next interval
+        return point

@@ -1,0 +1,90 @@
+# Exemplars, compiled side: which measurements are sampled (ExemplarSampler),
+# where the samples are kept (Reservoirs: preallocated slots per cell), and the
+# per-stream glue (StreamExemplars: the reservoir policy of one stream, a
+# user's reservoirs, the attributes a view dropped; TakenExemplars: one
+# collection's samples). See exemplars.pyx.
+#
+# Contract with the callers:
+# - instruments.pyx asks ExemplarSampler.sample(context) once per measurement
+#   (mode EX_OFF never reaches it: the instrument then holds no sampler);
+# - table.pyx's Stream owns one StreamExemplars (None: exemplars off), calls
+#   offer() for a sampled measurement, grow()/clear_cell() as its table changes,
+#   and take() in a collection's Python-free phase, build() after it.
+# Nothing here calls back into the table.
+
+from cpython.object cimport PyObject
+from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
+
+# Exemplar filter modes (exported to Python as ALWAYS_OFF, ALWAYS_ON, TRACE_BASED).
+cdef enum:
+    EX_OFF = 0
+    EX_ON = 1
+    EX_TRACE_BASED = 2
+
+
+cdef class ExemplarSampler:
+    cdef readonly int mode
+    cdef object ctxvar          # opentelemetry's current-context ContextVar, or None
+    cdef object span_key        # the context key of the current span
+    cdef object get_current     # fallback: opentelemetry.context.get_current
+    cdef uint64_t thi, tlo, span_id
+    cdef int sample(self, object context) except -1
+
+
+ctypedef struct ExSlot:
+    double dvalue
+    int64_t ivalue
+    int64_t time
+    uint64_t trace_hi
+    uint64_t trace_lo
+    uint64_t span_id
+    PyObject *filtered          # owned reference to a dict, or NULL
+    uint8_t used
+    uint8_t isint
+
+
+cdef class Reservoirs:
+    cdef readonly Py_ssize_t k   # slots per cell
+    cdef readonly bint aligned   # slot = histogram bucket (one per bucket)
+    cdef Py_ssize_t cap
+    cdef ExSlot *slots           # cap * k
+    cdef uint32_t *seen          # measurements offered: per cell (simple) or per slot (aligned)
+    cdef uint64_t rng
+    cdef int grow(self, Py_ssize_t newcap) except -1
+    cdef void offer(self, Py_ssize_t cell, Py_ssize_t bucket, bint isint, int64_t iv, double dv,
+                    int64_t t, uint64_t thi, uint64_t tlo, uint64_t span, object filtered) noexcept
+    cdef Py_ssize_t take(self, Py_ssize_t cell, ExSlot *dst) noexcept
+    cdef void clear_cell(self, Py_ssize_t cell) noexcept
+    cdef inline void _reset_seen(self, Py_ssize_t cell) noexcept
+
+
+cdef class StreamExemplars:
+    cdef readonly Py_ssize_t k              # reservoir slots per cell (0: a user's reservoirs)
+    cdef readonly bint aligned              # one slot per histogram bucket
+    cdef Py_ssize_t cap                     # cells of the stream
+    cdef Reservoirs res                     # None until the first sample
+    cdef object allowed, excluded           # the stream's view key filters
+    cdef object factory                     # a user reservoir per series: factory(aggregation type)
+    cdef object agg_type
+    cdef dict user_reservoirs               # cell -> (attribute key tuple, user reservoir)
+    cdef object first_custom                # the instance made while configuring, used first
+    cdef bint warned                        # a user reservoir's failure was logged
+    cdef int grow(self, Py_ssize_t newcap) except -1
+    cdef void clear_cell(self, Py_ssize_t c) noexcept
+    cdef int offer(self, Py_ssize_t c, tuple key, Py_ssize_t bucket, bint isint, int64_t iv, double dv,
+                   object attributes, int64_t t, uint64_t thi, uint64_t tlo, uint64_t span,
+                   object context) except -1
+    cdef TakenExemplars begin_collect(self, Py_ssize_t n_cells)
+    cdef object _custom_reservoir(self, Py_ssize_t c, tuple key, bint create)
+    cdef void _warn(self, Exception e)
+
+
+cdef class TakenExemplars:
+    cdef StreamExemplars owner
+    cdef Py_ssize_t k                       # slots per exported point
+    cdef ExSlot *slots                      # n_cells * k, moved out of the reservoirs
+    cdef Py_ssize_t *n                      # samples per exported point
+    cdef Py_ssize_t *cells                  # cell per exported point (a user's reservoirs)
+    cdef Py_ssize_t count                   # points taken so far
+    cdef void take(self, Py_ssize_t i, Py_ssize_t c) noexcept
+    cdef list build(self, Py_ssize_t i, tuple flat)

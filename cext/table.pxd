@@ -1,0 +1,92 @@
+# The attribute table of a metric stream: attribute set -> cell, bounded by the
+# cardinality limit (cell 0 is the overflow series). See table.pyx.
+#
+# Contract:
+# - instruments.pyx finds a cell with cell_for() (NEEDS_SANITIZE: sanitise the
+#   attributes and ask again), records with add_i()/add_d(), offers a sampled
+#   measurement with offer(), and pins/releases cells for bound handles with
+#   pin()/unpin();
+# - aggregations.pyx subclasses Stream and implements the aggregation hooks:
+#   storage per cell (grow_cells, init_cell, new_cell_objects, adopt_cell),
+#   recording (add_i, add_d, each starting with _touch), collection
+#   (snapshot_cell: Python-free copy, make_point: the point object), and
+#   bucket_of for bucket-aligned exemplar reservoirs;
+# - the readers call collect(now).
+# Inline code here compiles under the directives of the module that cimports it.
+
+from cpython.mem cimport PyMem_Realloc
+from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t, int32_t
+
+from otelmetrics._native.exemplars cimport StreamExemplars
+
+cdef extern from "Python.h":
+    ctypedef long Py_hash_t
+
+# Cell lookup results besides a cell index.
+cdef enum:
+    NEEDS_SANITIZE = -2
+    OVERFLOW_CELL = 0
+
+# Cell flags.
+cdef enum:
+    CELL_TOUCHED = 1        # measured since the last collection
+    CELL_LIVE = 2           # holds a series (overflow cell: has ever been used)
+    CELL_HASDATA = 4        # measured at least once (a bound handle may pin an empty cell)
+
+
+cdef inline void *grow_array(void *p, Py_ssize_t n, size_t item) except NULL:
+    """Reallocate a per-cell array to ``n`` items (never to zero bytes)."""
+    cdef void *q = PyMem_Realloc(p, <size_t>n * item if n > 0 else item)
+    if q == NULL:
+        raise MemoryError()
+    return q
+
+
+cdef class Stream:
+    cdef readonly Py_ssize_t limit
+    cdef readonly bint delta
+    cdef readonly bint is_async
+    cdef readonly uint64_t overflowed      # measurements that went to the overflow cell
+    cdef readonly int64_t created_ns
+    cdef int64_t last_collect_ns
+    cdef Py_ssize_t cap, n_used, n_live
+    cdef list keys                          # attribute key tuple per cell; None = free
+    cdef Py_hash_t *hashes
+    cdef uint8_t *flags                     # CELL_* bits
+    cdef uint32_t *pins                     # bound handles holding the cell
+    cdef int64_t *starts                    # start time per cell
+    cdef int32_t *index                     # open addressing: cell index or -1
+    cdef Py_ssize_t index_size
+    cdef Py_ssize_t *free_cells
+    cdef Py_ssize_t n_free
+    cdef object allowed, excluded           # view key filters (frozenset or None)
+    cdef Py_ssize_t snap_size               # bytes of one cell's snapshot record
+    cdef bint reclaim_tried                 # delta: table scanned for quiet cells this interval
+    cdef StreamExemplars ex                 # None: no exemplars
+
+    cdef Py_ssize_t cell_for(self, object attributes, bint clean) except -3
+    cdef Py_ssize_t _insert(self, Py_hash_t h, dict d, Py_ssize_t n) except -3
+    cdef inline Py_ssize_t _find(self, Py_hash_t h, dict d, Py_ssize_t n) except -3
+    cdef inline Py_ssize_t _overflow(self) noexcept
+    cdef Py_ssize_t _reclaim(self) except -1
+    cdef void _free_cell(self, Py_ssize_t c) noexcept
+    cdef int _grow(self, Py_ssize_t newcap) except -1
+    cdef int _rebuild_index(self, Py_ssize_t size) except -1
+    cdef void unpin(self, Py_ssize_t c) noexcept
+    cdef int offer(self, Py_ssize_t c, bint isint, int64_t iv, double dv, object attributes,
+                   int64_t t, uint64_t thi, uint64_t tlo, uint64_t span, object context) except -1
+
+    cdef void _touch(self, Py_ssize_t c) noexcept    # every add_i/add_d starts with it
+
+    # Aggregation hooks, implemented by subclasses.
+    cdef int grow_cells(self, Py_ssize_t newcap) except -1
+    cdef void init_cell(self, Py_ssize_t c) noexcept
+    cdef object new_cell_objects(self)
+    cdef void adopt_cell(self, Py_ssize_t c, object pending) noexcept
+    cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept
+    cdef void add_d(self, Py_ssize_t c, double v) noexcept
+    cdef bint exportable(self, Py_ssize_t c) noexcept
+    cdef void snapshot_cell(self, Py_ssize_t c, char *dst, bint reset) noexcept
+    cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars)
+    cdef Py_ssize_t bucket_of(self, double v) noexcept
+    cpdef list collect(self, int64_t now)

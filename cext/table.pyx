@@ -1,0 +1,403 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
+"""The attribute table of a metric stream: attribute set -> cell, bounded.
+
+One Stream exists per (instrument, view, reader); its subclasses in
+aggregations.pyx add what a cell aggregates. The table grows by doubling as new
+series appear and never past the cardinality limit; cell 0 is the overflow
+series ``{"otel.metric.overflow": True}``, so a stream exports at most
+``limit`` points. Recording into a known series allocates nothing. A delta
+stream reuses the cells of series that were quiet for a whole interval, unless
+a bound handle pins them.
+
+Concurrency: every operation runs with the GIL held and calls no Python code
+while the table or a cell is half-updated (attribute sets on the fast path hold
+only builtin str/int/float/bool, whose hash and equality are C). A collection
+first copies and resets the cells it exports into a private buffer in one
+Python-free pass, then builds point objects from that copy, so a measurement
+racing a collection lands in exactly one interval.
+
+``time_ns()`` is the clock every timestamp of a stream uses (clock.pxd).
+"""
+
+from cpython.dict cimport PyDict_Next
+from cpython.list cimport PyList_GET_ITEM
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_SIZE
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.object cimport PyObject
+from libc.string cimport memset
+
+from otelmetrics._native.attributes cimport hash_attributes, same_attributes, EMPTY_SET_HASH
+from otelmetrics._native.clock cimport now_ns
+from otelmetrics._native.exemplars cimport TakenExemplars
+
+
+def time_ns():
+    """Wall clock in nanoseconds, the clock every timestamp of a stream uses."""
+    return now_ns()
+
+
+cdef tuple OVERFLOW_ATTRIBUTES = ("otel.metric.overflow", True)
+cdef Py_ssize_t MIN_CAP = 8
+
+
+cdef class Stream:
+    """Base stream: the attribute-set table. Subclasses add the aggregation."""
+
+    def __cinit__(self, Py_ssize_t limit=2000, bint delta=False, bint is_async=False,
+                  object allowed_keys=None, object excluded_keys=None, *args, **kwargs):
+        if limit < 1:
+            raise ValueError("cardinality limit must be >= 1, got %d" % limit)
+        self.limit = limit
+        self.delta = delta
+        self.is_async = is_async
+        self.allowed = frozenset(allowed_keys) if allowed_keys is not None else None
+        self.excluded = frozenset(excluded_keys) if excluded_keys else None
+        self.created_ns = now_ns()
+        self.last_collect_ns = self.created_ns
+        self.keys = [OVERFLOW_ATTRIBUTES]
+        self.cap = 0
+        self.n_used = 1          # cell 0 is the overflow cell
+        self.n_live = 0
+        self.index = NULL
+        self.index_size = 0
+
+    def __dealloc__(self):
+        PyMem_Free(self.hashes)
+        PyMem_Free(self.flags)
+        PyMem_Free(self.pins)
+        PyMem_Free(self.starts)
+        PyMem_Free(self.index)
+        PyMem_Free(self.free_cells)
+
+    def _init_storage(self):
+        """Called by subclasses once their own fields are set."""
+        self._grow(min(MIN_CAP, self.limit))
+
+    cdef int _grow(self, Py_ssize_t newcap) except -1:
+        cdef Py_ssize_t old = self.cap, c, size
+        self.hashes = <Py_hash_t *>grow_array(self.hashes, newcap, sizeof(Py_hash_t))
+        self.flags = <uint8_t *>grow_array(self.flags, newcap, sizeof(uint8_t))
+        self.pins = <uint32_t *>grow_array(self.pins, newcap, sizeof(uint32_t))
+        self.starts = <int64_t *>grow_array(self.starts, newcap, sizeof(int64_t))
+        self.free_cells = <Py_ssize_t *>grow_array(self.free_cells, newcap, sizeof(Py_ssize_t))
+        self.grow_cells(newcap)
+        if self.ex is not None:
+            self.ex.grow(newcap)
+        for c in range(old, newcap):
+            self.hashes[c] = 0
+            self.flags[c] = 0
+            self.pins[c] = 0
+            self.starts[c] = 0
+            self.init_cell(c)
+        self.cap = newcap
+        size = 8
+        while size < 2 * newcap:
+            size <<= 1
+        if size != self.index_size:
+            self._rebuild_index(size)
+        return 0
+
+    cdef int _rebuild_index(self, Py_ssize_t size) except -1:
+        cdef int32_t *idx = <int32_t *>PyMem_Malloc(<size_t>size * sizeof(int32_t))
+        cdef Py_ssize_t c, i, mask = size - 1
+        if idx == NULL:
+            raise MemoryError()
+        memset(idx, 0xff, <size_t>size * sizeof(int32_t))
+        for c in range(1, self.n_used):
+            if self.flags[c] & CELL_LIVE:
+                i = <Py_ssize_t>(<size_t>self.hashes[c] & <size_t>mask)
+                while idx[i] >= 0:
+                    i = (i + 1) & mask
+                idx[i] = <int32_t>c
+        PyMem_Free(self.index)
+        self.index = idx
+        self.index_size = size
+        return 0
+
+    cdef void _touch(self, Py_ssize_t c) noexcept:
+        """Mark cell ``c`` measured."""
+        if not (self.flags[c] & CELL_HASDATA):
+            # A synchronous series starts at its first measurement (the spec).
+            self.flags[c] |= CELL_HASDATA
+            if not self.is_async:
+                self.starts[c] = now_ns()
+        self.flags[c] |= CELL_TOUCHED
+
+    cdef Py_ssize_t cell_for(self, object attributes, bint clean) except -3:
+        """Cell index of ``attributes`` (a dict or None), inserting a new series
+        if there is room, else the overflow cell. NEEDS_SANITIZE when the dict
+        holds anything but plain str keys and primitive values (``clean`` says
+        it was sanitised already and may hold tuples)."""
+        cdef Py_hash_t h
+        cdef Py_ssize_t n, c
+        cdef dict d
+        if attributes is None:
+            d = None
+            h = EMPTY_SET_HASH
+            n = 0
+        elif type(attributes) is dict:
+            d = <dict>attributes
+            if not hash_attributes(d, self.allowed, self.excluded, clean, &h, &n):
+                return NEEDS_SANITIZE
+        else:
+            return NEEDS_SANITIZE
+        c = self._find(h, d, n)
+        return c if c >= 0 else self._insert(h, d, n)
+
+    cdef inline Py_ssize_t _find(self, Py_hash_t h, dict d, Py_ssize_t n) except -3:
+        """The cell holding these attributes, or -1. Runs no Python code."""
+        cdef Py_ssize_t i, c, mask = self.index_size - 1
+        cdef PyObject *stored
+        i = <Py_ssize_t>(<size_t>h & <size_t>mask)
+        while True:
+            c = self.index[i]
+            if c < 0:
+                return -1
+            if self.hashes[c] == h:
+                stored = PyList_GET_ITEM(self.keys, c)
+                if PyTuple_GET_SIZE(<tuple>stored) == 2 * n and (
+                        n == 0 or same_attributes(<tuple>stored, d)):
+                    return c
+            i = (i + 1) & mask
+
+    cdef Py_ssize_t _insert(self, Py_hash_t h, dict d, Py_ssize_t n) except -3:
+        cdef Py_ssize_t c, i, mask, newcap, j = 0
+        cdef tuple stored
+        cdef PyObject *k
+        cdef PyObject *v
+        cdef Py_ssize_t pos = 0
+        if self.n_live >= self.limit - 1 and self.delta and not self.is_async and not self.reclaim_tried:
+            self._reclaim()
+        if self.n_live >= self.limit - 1:
+            return self._overflow()
+        # Allocate before touching the table: allocation may run the garbage
+        # collector, hence other threads, which may insert meanwhile.
+        pending = self.new_cell_objects()
+        if d is None or n == 0:
+            stored = ()
+        else:
+            stored = PyTuple_New(2 * n)
+            while PyDict_Next(d, &pos, &k, &v):
+                if (self.allowed is None or <object>k in self.allowed) and (
+                        self.excluded is None or <object>k not in self.excluded):
+                    Py_INCREF(<object>k)
+                    PyTuple_SET_ITEM(stored, j, <object>k)
+                    Py_INCREF(<object>v)
+                    PyTuple_SET_ITEM(stored, j + 1, <object>v)
+                    j += 2
+        # From here on no Python code runs: re-check what other threads may have done.
+        c = self._find(h, d, n)
+        if c >= 0:
+            return c
+        if self.n_live >= self.limit - 1:
+            return self._overflow()
+        if self.n_free > 0:
+            self.n_free -= 1
+            c = self.free_cells[self.n_free]
+        else:
+            if self.n_used >= self.cap:
+                newcap = min(max(2 * self.cap, MIN_CAP), self.limit)
+                self._grow(newcap)
+            c = self.n_used
+            self.n_used += 1
+            self.keys.append(None)
+        self.keys[c] = stored
+        self.hashes[c] = h
+        self.flags[c] = CELL_LIVE
+        self.pins[c] = 0
+        self.starts[c] = self.last_collect_ns   # async; a sync series' start is its first measurement
+        self.init_cell(c)
+        self.adopt_cell(c, pending)
+        self.n_live += 1
+        mask = self.index_size - 1
+        i = <Py_ssize_t>(<size_t>h & <size_t>mask)
+        while self.index[i] >= 0:
+            i = (i + 1) & mask
+        self.index[i] = <int32_t>c
+        return c
+
+    cdef inline Py_ssize_t _overflow(self) noexcept:
+        self.overflowed += 1
+        if not (self.flags[OVERFLOW_CELL] & CELL_LIVE):
+            self.flags[OVERFLOW_CELL] |= CELL_LIVE
+            self.starts[OVERFLOW_CELL] = self.last_collect_ns
+        return OVERFLOW_CELL
+
+    cdef Py_ssize_t _reclaim(self) except -1:
+        """Delta only: free the cells with nothing recorded in this interval
+        (their data went out with the last collection), once per interval."""
+        cdef Py_ssize_t c, freed = 0
+        self.reclaim_tried = True
+        for c in range(1, self.n_used):
+            if (self.flags[c] & CELL_LIVE) and not (self.flags[c] & CELL_TOUCHED) and self.pins[c] == 0:
+                self._free_cell(c)
+                freed += 1
+        if freed:
+            self._rebuild_index(self.index_size)
+        return freed
+
+    cdef void _free_cell(self, Py_ssize_t c) noexcept:
+        if self.ex is not None:
+            self.ex.clear_cell(c)
+        self.keys[c] = None
+        self.flags[c] = 0
+        self.free_cells[self.n_free] = c
+        self.n_free += 1
+        self.n_live -= 1
+
+    def set_start(self, int64_t start_ns):
+        """The instrument's creation time: the first delta interval's start."""
+        self.created_ns = start_ns
+        self.last_collect_ns = start_ns
+
+    # -- exemplars (kept by exemplars.pyx) -----------------------------------
+
+    def enable_exemplars(self, Py_ssize_t slots, bint aligned=False):
+        """Keep up to ``slots`` exemplars per series (``aligned``: one per
+        histogram bucket). Storage is allocated with the first sample."""
+        if slots < 1:
+            raise ValueError("exemplar reservoir size must be >= 1, got %d" % slots)
+        self.ex = StreamExemplars(slots, aligned, self.cap, self.allowed, self.excluded)
+
+    def enable_custom_exemplars(self, factory, aggregation_type, first=None):
+        """A user reservoir (``offer(value, time_unix_nano, attributes, context)``,
+        ``collect(point_attributes)``) per series, made by ``factory(aggregation_type)``."""
+        self.ex = StreamExemplars.custom(factory, aggregation_type, first, self.cap, self.allowed, self.excluded)
+
+    @property
+    def ex_k(self):
+        """Reservoir slots per series (0: no exemplars, or a user's reservoirs)."""
+        return self.ex.k if self.ex is not None else 0
+
+    cdef int offer(self, Py_ssize_t c, bint isint, int64_t iv, double dv, object attributes,
+                   int64_t t, uint64_t thi, uint64_t tlo, uint64_t span, object context) except -1:
+        """Offer a sampled measurement of cell ``c`` to the stream's exemplars."""
+        cdef StreamExemplars ex = self.ex
+        if ex is not None:
+            ex.offer(c, <tuple>self.keys[c], self.bucket_of(dv if not isint else <double>iv) if ex.aligned else 0,
+                     isint, iv, dv, attributes, t, thi, tlo, span, context)
+        return 0
+
+    # -- bound handles -------------------------------------------------------
+
+    def pin(self, object attributes):
+        """Cell for ``attributes`` (sanitised dict or None), kept for a bound handle."""
+        cdef Py_ssize_t c = self.cell_for(attributes, True)
+        if c >= 0:
+            self.pins[c] += 1
+        return c
+
+    cdef void unpin(self, Py_ssize_t c) noexcept:
+        """A bound handle let go of cell ``c``."""
+        if 0 <= c < self.n_used and self.pins[c] > 0:
+            self.pins[c] -= 1
+
+    # -- recording (Python-level entry points; the instruments use the C ones) --
+
+    def record(self, object value, object attributes=None):
+        """Record one measurement: an int that fits int64 or a float, with a
+        sanitised attribute dict (for tests; instruments use the C entry)."""
+        cdef Py_ssize_t c = self.cell_for(attributes, True)
+        if c == NEEDS_SANITIZE:
+            raise TypeError("attributes must be sanitised first")
+        if type(value) is int:
+            self.add_i(c, value)
+        else:
+            self.add_d(c, value)
+
+    # -- aggregation hooks ----------------------------------------------------
+
+    cdef int grow_cells(self, Py_ssize_t newcap) except -1:
+        return 0
+
+    cdef void init_cell(self, Py_ssize_t c) noexcept:
+        pass
+
+    cdef object new_cell_objects(self):
+        """Per-series Python objects a subclass needs (allocated before the
+        table changes); handed to adopt_cell."""
+        return None
+
+    cdef void adopt_cell(self, Py_ssize_t c, object pending) noexcept:
+        pass
+
+    cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:
+        self._touch(c)
+
+    cdef void add_d(self, Py_ssize_t c, double v) noexcept:
+        self._touch(c)
+
+    cdef Py_ssize_t bucket_of(self, double v) noexcept:
+        """The histogram bucket of ``v`` (for bucket-aligned exemplar reservoirs)."""
+        return 0
+
+    cdef bint exportable(self, Py_ssize_t c) noexcept:
+        """Whether cell ``c`` yields a point in this collection."""
+        if self.delta or self.is_async:
+            return (self.flags[c] & CELL_TOUCHED) != 0
+        return (self.flags[c] & CELL_HASDATA) != 0
+
+    cdef void snapshot_cell(self, Py_ssize_t c, char *dst, bint reset) noexcept:
+        pass
+
+    cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars):
+        return None
+
+    # -- collection ------------------------------------------------------------
+
+    cpdef list collect(self, int64_t now):
+        """Points for this collection interval, ending at ``now`` (ns)."""
+        cdef Py_ssize_t n_cells = self.n_used, c, k = 0, i
+        cdef Py_ssize_t rec = sizeof(int64_t) + self.snap_size
+        cdef bint reset = self.delta or self.is_async
+        cdef bint evicted = False
+        cdef int64_t interval_start = self.last_collect_ns
+        cdef char *buf
+        cdef list attrs = [None] * n_cells
+        cdef list points
+        cdef TakenExemplars ex = self.ex.begin_collect(n_cells) if self.ex is not None else None
+        buf = <char *>PyMem_Malloc(<size_t>(n_cells * rec) if n_cells else 1)
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            # Phase 1, no Python code: copy (and for delta reset) what is exported.
+            for i in range(1, n_cells + 1):
+                c = i if i < n_cells else OVERFLOW_CELL   # the overflow series last
+                if not (self.flags[c] & CELL_LIVE):
+                    continue
+                if self.exportable(c):
+                    (<int64_t *>(buf + k * rec))[0] = interval_start if self.delta else self.starts[c]
+                    self.snapshot_cell(c, buf + k * rec + sizeof(int64_t), reset)
+                    if ex is not None:
+                        ex.take(k, c)
+                    attrs[k] = self.keys[c]
+                    k += 1
+                    self.flags[c] &= ~CELL_TOUCHED
+                elif self.delta and not self.is_async and c != OVERFLOW_CELL and self.pins[c] == 0:
+                    # Quiet for a whole delta interval: free the slot for new series.
+                    self._free_cell(c)
+                    evicted = True
+            if evicted:
+                self._rebuild_index(self.index_size)
+            self.last_collect_ns = now
+            self.reclaim_tried = False
+            # Phase 2: points from the private copy.
+            points = [None] * k
+            py_now = now
+            for i in range(k):
+                points[i] = self.make_point(buf + i * rec + sizeof(int64_t), attrs[i],
+                                            (<int64_t *>(buf + i * rec))[0], py_now,
+                                            ex.build(i, attrs[i]) if ex is not None else [])
+            return points
+        finally:
+            PyMem_Free(buf)
+
+    @property
+    def series(self):
+        """Live series, not counting the overflow cell."""
+        return self.n_live
+
+    @property
+    def capacity(self):
+        return self.cap

@@ -1,0 +1,70 @@
+# Measurement values: what an instrument accepts as an amount, as an int64 or a
+# double. Inline, so parsing costs no call on the recording hot path: exact int
+# and float are read directly; any other number (subclasses, bool, numpy
+# scalars, Decimal, Fraction...) takes the slow path and is converted if it
+# says how. Nothing here raises: a value that is not a number is V_DROP, and
+# the caller reports it. Used by instruments.pyx.
+# Inline code here compiles under the directives of the module that cimports it.
+
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from libc.math cimport INFINITY
+from libc.stdint cimport int64_t
+
+cdef extern from "Python.h":
+    double PyFloat_AS_DOUBLE(object o)
+
+# Value kinds returned by parse_value.
+cdef enum:
+    V_DROP = 0      # not a number
+    V_INT = 1       # in *iv
+    V_FLOAT = 2     # in *dv (may be NaN or infinite: the caller's policy)
+
+
+cdef inline double _big_int_as_double(object v):
+    """An int past int64: the nearest double, infinite past the double range."""
+    try:
+        return float(v)
+    except OverflowError:
+        return INFINITY if v > 0 else -INFINITY
+
+
+cdef inline int _parse_slow(object amount, int64_t *iv, double *dv) except -1:
+    """Numbers that are not exact int/float; V_DROP for anything else."""
+    cdef int overflow = 0
+    cdef long long i
+    try:
+        if isinstance(amount, (str, bytes)) or amount is None:
+            return V_DROP
+        if isinstance(amount, int) or hasattr(type(amount), "__index__"):
+            amount = int(amount.__index__())
+            i = PyLong_AsLongLongAndOverflow(amount, &overflow)
+            if not overflow:
+                iv[0] = i
+                return V_INT
+            dv[0] = _big_int_as_double(amount)
+        else:
+            try:
+                dv[0] = float(amount)
+            except OverflowError:       # e.g. a Fraction or Decimal beyond the double range
+                dv[0] = INFINITY if amount > 0 else -INFINITY
+    except Exception:
+        return V_DROP
+    return V_FLOAT
+
+
+cdef inline int parse_value(object amount, int64_t *iv, double *dv) except -1:
+    """V_INT (``*iv`` set), V_FLOAT (``*dv`` set) or V_DROP."""
+    cdef int overflow = 0
+    cdef long long i
+    if type(amount) is int:
+        i = PyLong_AsLongLongAndOverflow(amount, &overflow)
+        if not overflow:
+            iv[0] = i
+            return V_INT
+        # Past int64 either way: kept as the nearest double (infinite past its range).
+        dv[0] = _big_int_as_double(amount)
+        return V_FLOAT
+    if type(amount) is float:
+        dv[0] = PyFloat_AS_DOUBLE(amount)
+        return V_FLOAT
+    return _parse_slow(amount, iv, dv)

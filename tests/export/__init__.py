@@ -1,0 +1,1 @@
+"""Tests of otelmetrics/export/: one file per module (test_<module>.py)."""

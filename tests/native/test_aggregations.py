@@ -1,0 +1,107 @@
+"""The aggregations of the compiled streams: sum, last value and explicit-bucket
+histogram directly; the exponential histogram through the whole SDK (view -> stream
+-> points), against opentelemetry-sdk, with the cell-level tests' data generators
+(native/test_expo_histogram.py)."""
+import pytest
+from hypothesis import given, strategies as st
+
+import otelmetrics
+from otelmetrics._native.aggregations import HistogramStream, LastValueStream, SumStream
+from otelmetrics._native.table import time_ns
+from otelmetrics.export import InMemoryMetricReader
+from otelmetrics.view import ExponentialBucketHistogramAggregation, View
+
+from native.test_expo_histogram import (GENERATORS, avoid_reference_cumulative_bugs, make_batches,
+                                        max_scales, max_sizes, reference, through_sdk)
+
+
+def ours_sdk(batches, temporality, max_size, max_scale, record_min_max=True):
+    import otelmetrics.export
+    import otelmetrics.view
+
+    return through_sdk(otelmetrics, otelmetrics.export, otelmetrics.view, batches, temporality, max_size,
+                       max_scale, record_min_max)
+
+
+@pytest.mark.parametrize("kind", sorted(GENERATORS))
+@given(seed=st.integers(0, 2 ** 32 - 1), max_size=max_sizes, max_scale=max_scales,
+       temporality=st.sampled_from(["delta", "cumulative"]), n=st.integers(1, 150),
+       k=st.integers(1, 4))
+def test_sdk_matches_reference(kind, seed, max_size, max_scale, temporality, n, k):
+    batches = make_batches(kind, seed, n, k, max_scale)
+    if temporality == "cumulative":
+        batches = avoid_reference_cumulative_bugs(batches)
+    assert ours_sdk(batches, temporality, max_size, max_scale) == \
+        reference(batches, temporality, max_size, max_scale), (batches, temporality, max_size, max_scale)
+
+
+def test_reader_preferred_aggregation_makes_it_the_default_for_histograms():
+    reader = InMemoryMetricReader(preferred_aggregation={
+        otelmetrics.Histogram: ExponentialBucketHistogramAggregation(max_size=20)})
+    provider = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    h = provider.get_meter("m").create_histogram("latency")
+    for v in (1, 2, 4, 8):
+        h.record(v, {"route": "/"})
+    (metric,) = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+    (p,) = metric.data.data_points
+    assert type(metric.data).__name__ == "ExponentialHistogram"
+    assert p.count == 4 and p.attributes == {"route": "/"} and len(p.positive.bucket_counts) <= 20
+
+
+def test_overflow_and_exemplars_on_exponential_streams():
+    reader = InMemoryMetricReader(default_cardinality_limit=3)
+    provider = otelmetrics.MeterProvider(
+        metric_readers=[reader], shutdown_on_exit=False, exemplar_filter=otelmetrics.AlwaysOnExemplarFilter(),
+        views=[View(instrument_name="h", aggregation=ExponentialBucketHistogramAggregation(max_size=4))])
+    h = provider.get_meter("m").create_histogram("h")
+    for i in range(10):
+        h.record(i + 0.5, {"k": i})
+    pts = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
+    assert len(pts) == 3 and sum(p.count for p in pts) == 10
+    assert all(1 <= len(p.exemplars) <= 4 for p in pts)   # min(20, max_size) slots
+
+
+@pytest.mark.parametrize("args", [dict(max_size=1), dict(max_scale=21), dict(max_scale=-11),
+                                  dict(max_size="8")])
+def test_invalid_aggregation_fails_fast(args):
+    with pytest.raises(ValueError, match="ExponentialBucketHistogramAggregation"):
+        ExponentialBucketHistogramAggregation(**args)
+
+
+# -- sum, last value, explicit-bucket histogram, directly --------------------------------
+
+@pytest.mark.parametrize("delta", [False, True])
+def test_sum_is_cumulative_or_per_interval(delta):
+    s = SumStream(10, delta)
+    s.record(1, {"k": "a"})
+    s.record(2, {"k": "a"})
+    assert [p.value for p in s.collect(time_ns())] == [3]
+    s.record(4, {"k": "a"})
+    assert [p.value for p in s.collect(time_ns())] == ([4] if delta else [7])
+
+
+def test_sum_stays_int_until_a_float_arrives():
+    s = SumStream(10)
+    s.record(2)
+    (p,) = s.collect(time_ns())
+    assert p.value == 2 and type(p.value) is int
+    s.record(0.5)
+    (p,) = s.collect(time_ns())
+    assert p.value == 2.5 and type(p.value) is float
+
+
+def test_last_value_keeps_the_last_measurement_per_series():
+    s = LastValueStream(10)
+    for v, k in ((5, "a"), (7, "b"), (3, "a"), (9.5, "b")):
+        s.record(v, {"k": k})
+    got = {p.attributes["k"]: p.value for p in s.collect(time_ns())}
+    assert got == {"a": 3, "b": 9.5}
+
+
+def test_histogram_buckets_are_upper_inclusive_with_count_sum_min_max():
+    h = HistogramStream(10, False, boundaries=(1.0, 10.0))
+    for v in (0.5, 1.0, 1.5, 10.0, 11.0):
+        h.record(v)
+    (p,) = h.collect(time_ns())
+    assert list(p.explicit_bounds) == [1.0, 10.0] and list(p.bucket_counts) == [2, 2, 1]
+    assert (p.count, p.sum, p.min, p.max) == (5, 24.0, 0.5, 11.0)

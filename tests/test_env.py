@@ -1,0 +1,249 @@
+"""The OpenTelemetry SDK environment variables: defaults, precedence, invalid values."""
+import logging
+
+import pytest
+from opentelemetry import metrics as api
+
+import otelmetrics
+from otelmetrics import _env as config
+from otelmetrics.export import _exporter as prefs
+from otelmetrics.export import AggregationTemporality as T
+from otelmetrics.export.otlp import OTLPMetricExporter
+from otelmetrics.view import ExplicitBucketHistogramAggregation, ExponentialBucketHistogramAggregation
+
+OTEL_VARS = [
+    "OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_METRICS_EXPORTER",
+    "OTEL_METRIC_EXPORT_INTERVAL", "OTEL_METRIC_EXPORT_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+] + ["OTEL_EXPORTER_OTLP_%s%s" % (signal, what) for signal in ("", "METRICS_") for what in (
+    "ENDPOINT", "HEADERS", "TIMEOUT", "COMPRESSION", "CERTIFICATE", "CLIENT_KEY", "CLIENT_CERTIFICATE", "PROTOCOL")]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in OTEL_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def warnings(caplog):
+    caplog.set_level(logging.WARNING, logger="otelmetrics")
+    return caplog
+
+
+def test_defaults():
+    s = config.otlp_settings()
+    assert s == config.OTLPSettings(endpoint="http://localhost:4318/v1/metrics", headers={}, timeout=10.0,
+                                    compression="none", protocol="http/protobuf")
+    assert config.metrics_exporters() == ["otlp"]
+    assert config.export_interval_millis() == 60_000 and config.export_timeout_millis() == 30_000
+    assert config.sdk_disabled() is False
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, "http://collector:4318/v1/metrics"),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4318/"}, "https://collector:4318/v1/metrics"),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://gw/otlp"}, "http://gw/otlp/v1/metrics"),
+    ({"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://c:4318/custom"}, "http://c:4318/custom"),
+    ({"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://c:9/m", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://d:8"},
+     "http://c:9/m"),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, "http://collector:4318/v1/metrics"),
+])
+def test_endpoint_from_the_environment(monkeypatch, env, expected):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert config.otlp_settings().endpoint == expected
+    assert OTLPMetricExporter().endpoint == expected
+
+
+def test_explicit_endpoint_is_used_as_is(monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://env:1/x")
+    assert OTLPMetricExporter("https://given:4318/v1/metrics").endpoint == "https://given:4318/v1/metrics"
+
+
+@pytest.mark.parametrize("bad", ["ftp://x/v1/metrics", "http://:80/", "http://host:notaport/"])
+def test_bad_endpoint_variable_warns_and_falls_back(monkeypatch, warnings, bad):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", bad)
+    assert config.otlp_settings().endpoint == "http://localhost:4318/v1/metrics"
+    assert "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT" in warnings.text
+
+
+def test_bad_explicit_arguments_fail_fast():
+    for kwargs in ({"endpoint": "ftp://x"}, {"compression": "zstd"}, {"protocol": "grpc"}, {"timeout": 0},
+                   {"max_export_batch_size": 0}, {"certificate_file": "/nonexistent/ca.pem"}):
+        with pytest.raises(ValueError):
+            OTLPMetricExporter(**kwargs)
+    with pytest.raises(TypeError):   # the reference's positional order would be ambiguous
+        OTLPMetricExporter("http://x:1/v1/metrics", "/some/cert.pem")
+
+
+def test_headers_merge_signal_specific_first_and_explicit_on_top(monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "generic=1")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "Api-Key=s%3Dcret , x-scope=a%20b,,")
+    assert config.otlp_settings().headers == {"api-key": "s=cret", "x-scope": "a b"}
+    assert config.otlp_settings(headers={"X-Scope": "given"}).headers == {"api-key": "s=cret", "x-scope": "given"}
+
+
+def test_bad_header_items_are_skipped_with_a_warning(monkeypatch, warnings):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "good=1,novalue,=x,bad key=2")
+    assert config.otlp_settings().headers == {"good": "1"}
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in warnings.text and "novalue" in warnings.text
+
+
+@pytest.mark.parametrize("var", ["OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT"])
+def test_timeout_variable_is_milliseconds(monkeypatch, var):
+    monkeypatch.setenv(var, "2500")
+    assert config.otlp_settings().timeout == 2.5
+    assert config.otlp_settings(timeout=7).timeout == 7
+
+
+def test_timeout_that_looks_like_seconds_gets_a_warning(monkeypatch, warnings):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "10")
+    assert config.otlp_settings().timeout == 0.01
+    assert "milliseconds" in warnings.text and "10000" in warnings.text
+
+
+@pytest.mark.parametrize("suffix, value, field, default", [
+    ("TIMEOUT", "soon", "timeout", 10.0),
+    ("TIMEOUT", "-5", "timeout", 10.0),
+    ("COMPRESSION", "zstd", "compression", "none"),
+    ("PROTOCOL", "grpc", "protocol", "http/protobuf"),
+    ("PROTOCOL", "http/xml", "protocol", "http/protobuf"),
+    ("CERTIFICATE", "/nonexistent/ca.pem", "certificate_file", None),
+])
+def test_invalid_otlp_variables_warn_by_name_and_use_the_default(monkeypatch, warnings, suffix, value, field, default):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_" + suffix, value)
+    assert getattr(config.otlp_settings(), field) == default
+    assert "OTEL_EXPORTER_OTLP_METRICS_" + suffix in warnings.text
+
+
+@pytest.mark.parametrize("suffix, value, field, expected", [
+    ("COMPRESSION", "GZIP", "compression", "gzip"),
+    ("PROTOCOL", "http/json", "protocol", "http/json"),
+])
+def test_generic_and_signal_specific_choices(monkeypatch, suffix, value, field, expected):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_" + suffix, value)
+    assert getattr(config.otlp_settings(), field) == expected
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_" + suffix, "none" if suffix == "COMPRESSION" else "http/protobuf")
+    assert getattr(config.otlp_settings(), field) != expected   # the signal-specific one wins
+    assert getattr(config.otlp_settings(**{field: value}), field) == expected   # explicit wins over both
+
+
+def test_certificate_files_from_the_environment(monkeypatch, tmp_path):
+    files = {}
+    for suffix in ("CERTIFICATE", "CLIENT_KEY", "CLIENT_CERTIFICATE"):
+        files[suffix] = tmp_path / suffix
+        files[suffix].write_text("x")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(files["CERTIFICATE"]))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY", str(files["CLIENT_KEY"]))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", str(files["CLIENT_CERTIFICATE"]))
+    s = config.otlp_settings()
+    assert (s.certificate_file, s.client_key_file, s.client_certificate_file) == (
+        str(files["CERTIFICATE"]), str(files["CLIENT_KEY"]), str(files["CLIENT_CERTIFICATE"]))
+
+
+# ---------------------------------------------------------------- temporality and aggregation
+
+KINDS = [api.Counter, api.UpDownCounter, api.Histogram, api.ObservableCounter, api.ObservableUpDownCounter,
+         api.ObservableGauge]
+C, D = T.CUMULATIVE, T.DELTA
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, [C, C, C, C, C, C]),
+    ("cumulative", [C, C, C, C, C, C]),
+    ("DELTA", [D, C, D, D, C, C]),
+    ("lowmemory", [D, C, D, C, C, C]),
+])
+def test_temporality_preference_maps_as_the_reference(monkeypatch, value, expected):
+    if value:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", value)
+    assert [prefs.preferred_temporality()[k] for k in KINDS] == expected
+    # The reference's own mapping agrees (its keys are its instrument classes); the OTLP
+    # exporter of opentelemetry-sdk 1.41 (the newest for Python 3.9) has no such module.
+    _get_temporality = pytest.importorskip(
+        "opentelemetry.exporter.otlp.common._aggregation",
+        reason="no oracle: this OTLP exporter has no _get_temporality")._get_temporality
+    from opentelemetry.sdk import metrics as sdk
+
+    ref = _get_temporality(None)
+    assert [int(ref[k]) for k in (sdk.Counter, sdk.UpDownCounter, sdk.Histogram, sdk.ObservableCounter,
+                                  sdk.ObservableUpDownCounter, sdk.ObservableGauge)] == [int(t) for t in expected]
+
+
+def test_invalid_temporality_preference_warns_and_is_cumulative(monkeypatch, warnings):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes")
+    assert set(prefs.preferred_temporality().values()) == {C}
+    assert "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE" in warnings.text
+
+
+def test_explicit_temporality_beats_the_variable_whatever_class_keys_it(monkeypatch):
+    from opentelemetry.sdk.metrics import Histogram as SDKHistogram
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
+    got = prefs.preferred_temporality({otelmetrics.Counter: C, SDKHistogram: C})
+    assert got[api.Counter] == C and got[api.Histogram] == C and got[api.ObservableCounter] == D
+    exp = OTLPMetricExporter(preferred_temporality={otelmetrics.Counter: C})
+    assert exp._preferred_temporality[api.Counter] == C
+
+
+def test_default_histogram_aggregation(monkeypatch, warnings):
+    assert isinstance(prefs.preferred_aggregation()[api.Histogram], ExplicitBucketHistogramAggregation)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "base2_exponential_bucket_histogram")
+    assert isinstance(prefs.preferred_aggregation()[api.Histogram], ExponentialBucketHistogramAggregation)
+    given = ExplicitBucketHistogramAggregation([1.0, 2.0])
+    assert prefs.preferred_aggregation({otelmetrics.Histogram: given})[api.Histogram] is given
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "linear")
+    assert isinstance(prefs.preferred_aggregation()[api.Histogram], ExplicitBucketHistogramAggregation)
+    assert "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION" in warnings.text
+
+
+def test_the_reader_accepts_the_exporter_preferences(monkeypatch):
+    """The periodic reader adopts the mapping (keyed by the API's classes) as given."""
+    from otelmetrics.export import PeriodicExportingMetricReader
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "base2_exponential_bucket_histogram")
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=60_000)
+    try:
+        assert reader._temporality_for(otelmetrics.Counter) == D
+        assert reader._temporality_for(otelmetrics.UpDownCounter) == C
+        assert isinstance(reader._aggregation_for(otelmetrics.Histogram), ExponentialBucketHistogramAggregation)
+    finally:
+        reader.shutdown()
+
+
+# ---------------------------------------------------------------- general SDK variables
+
+@pytest.mark.parametrize("value, expected", [("true", True), ("TRUE", True), ("false", False), ("", False)])
+def test_sdk_disabled(monkeypatch, value, expected):
+    monkeypatch.setenv("OTEL_SDK_DISABLED", value)
+    assert config.sdk_disabled() is expected
+
+
+def test_sdk_disabled_invalid(monkeypatch, warnings):
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "yes please")
+    assert config.sdk_disabled() is False
+    assert "OTEL_SDK_DISABLED" in warnings.text
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("otlp", ["otlp"]), ("console", ["console"]), ("none", []), ("console, OTLP", ["console", "otlp"]),
+    ("otlp,otlp", ["otlp"]), ("prometheus,console", ["console"]), ("zipkin", ["otlp"]),
+])
+def test_metrics_exporter_list(monkeypatch, value, expected):
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", value)
+    assert config.metrics_exporters() == expected
+
+
+@pytest.mark.parametrize("var, reader, default", [
+    ("OTEL_METRIC_EXPORT_INTERVAL", config.export_interval_millis, 60_000),
+    ("OTEL_METRIC_EXPORT_TIMEOUT", config.export_timeout_millis, 30_000),
+])
+def test_export_interval_and_timeout(monkeypatch, warnings, var, reader, default):
+    monkeypatch.setenv(var, "1500")
+    assert reader() == 1500 and reader(250) == 250
+    for bad in ("0", "-1", "fast", "inf"):
+        monkeypatch.setenv(var, bad)
+        assert reader() == default
+    assert var in warnings.text
