@@ -16,7 +16,8 @@ collection nor pile up threads:
   however many collections come.
 - A worker whose job returns takes the next waiting job of its collection, if the
   collection is still open, then waits for the next collection; one idle worker
-  is kept, any other ends.
+  is kept, any other ends, and the idle one ends after ``IDLE_SECONDS`` without
+  work (so a provider that is gone leaves no thread behind).
 
 The runner runs the jobs and reports; it does not know what they record. Its
 caller keeps late results out of the next collection (see ``_pipeline``).
@@ -31,6 +32,7 @@ from collections import deque
 from typing import Callable, Deque, Dict, Hashable, List, NamedTuple, Optional, Tuple
 
 _MAX_WAIT = 60.0   # seconds per wait; a far deadline (1e300) just loops, it never overflows
+IDLE_SECONDS = 30.0
 
 Job = Tuple[Hashable, Callable[[], None]]   # (key: what ``stuck`` lists, fn: the work)
 
@@ -64,7 +66,12 @@ class _Worker:
     def _run(self) -> None:
         runner = self._runner
         while True:
-            batch = self.batches.get()
+            try:
+                batch = self.batches.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                if runner._retire(self):
+                    return
+                continue        # the collector took this worker just now: its batch is coming
             job = runner._next(batch, self, None)
             while job is not None:
                 try:
@@ -111,6 +118,14 @@ class CallbackRunner:
         with self._cond:
             if self._idle is None:
                 self._idle = worker
+                return True
+            return False
+
+    def _retire(self, worker: _Worker) -> bool:
+        """True if idle ``worker`` may end (the collector has not just taken it)."""
+        with self._cond:
+            if self._idle is worker:
+                self._idle = None
                 return True
             return False
 

@@ -8,6 +8,7 @@ import time
 from opentelemetry.metrics import Observation
 
 import otelmetrics
+from otelmetrics import _callbacks
 from otelmetrics.export import InMemoryMetricReader, MetricExporter, MetricExportResult
 
 from _util import provider
@@ -122,7 +123,9 @@ def test_a_slow_callback_that_returns_before_the_deadline_is_kept():
     mp.shutdown()
 
 
-class _Count(MetricExporter):
+class Recorder(MetricExporter):
+    """Keeps the metric names of every export."""
+
     def __init__(self):
         super().__init__()
         self.exports = []
@@ -141,7 +144,7 @@ class _Count(MetricExporter):
 def test_periodic_reader_with_a_hung_callback_keeps_exporting():
     # The field report: 200 ms interval, a hung sensor, 8 -> 47 threads in 20 s.
     hang = Hang()
-    exporter = _Count()
+    exporter = Recorder()
     reader = otelmetrics.export.PeriodicExportingMetricReader(exporter, export_interval_millis=50,
                                                               export_timeout_millis=100)
     mp = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
@@ -172,4 +175,24 @@ def test_same_deadline_bounds_all_callbacks():
     assert time.monotonic() - t0 < 0.6
     assert mp.stats()["dropped_by_reason"].get("callback timeout") == 5
     release.set()
+    mp.shutdown()
+
+
+def test_an_idle_worker_ends_and_a_later_collection_starts_one(monkeypatch):
+    monkeypatch.setattr(_callbacks, "IDLE_SECONDS", 0.1)
+    mp, reader = provider()
+    mp.get_meter("m").create_observable_gauge("g", callbacks=[lambda o: [Observation(5)]])
+    others = {t for t in threading.enumerate() if t.name == WORKER}   # earlier tests' idle ones
+
+    def ours():
+        return [t for t in threading.enumerate() if t.name == WORKER and t not in others]
+
+    for _ in range(3):
+        reader.collect(timeout_millis=1000)
+        assert "g" in names(reader._data)
+        assert len(ours()) == 1
+        deadline = time.monotonic() + 5
+        while ours() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ours() == []      # no thread is left behind between collections
     mp.shutdown()

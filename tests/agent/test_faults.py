@@ -5,7 +5,6 @@ timed here against a bound."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,11 +18,13 @@ import otelmetrics
 from otelmetrics.agent import procfs
 from otelmetrics.agent.cli import AgentExporter, main
 from otelmetrics.agent.host import HostMetrics
-from otelmetrics.export import MetricExporter, MetricExportResult, PeriodicExportingMetricReader
-from otelmetrics.export.otlp_spool import _parse
+from otelmetrics.export import PeriodicExportingMetricReader
+from otelmetrics.export.otlp_spool import Spool
 
-from test_agent_cli import json_documents, metric_names
-from test_agent_readers import X86
+from agent.test_cli import json_documents, metric_names
+from agent_trees import X86
+from otlp_receiver import OTLPServer, Reply
+from test_callbacks_hung import Recorder
 
 
 def agent(*args, timeout=60):
@@ -81,23 +82,6 @@ def test_a_file_larger_than_the_bound_is_refused(tmp_path):
         procfs.read_text(str(tmp_path), "/big")
 
 
-class _Exports(MetricExporter):
-    def __init__(self):
-        super().__init__()
-        self.names = []
-
-    def export(self, metrics_data, timeout_millis=10_000, **kwargs):
-        self.names.append({m.name for rm in metrics_data.resource_metrics for sm in rm.scope_metrics
-                           for m in sm.metrics})
-        return MetricExportResult.SUCCESS
-
-    def force_flush(self, timeout_millis=10_000):
-        return True
-
-    def shutdown(self, timeout_millis=30_000, **kwargs):
-        pass
-
-
 def test_a_hung_driver_holds_one_thread_and_blocks_nothing_else():
     # A sysfs read whose driver never answers blocks in the kernel whatever the flags:
     # here statvfs of the mounts, shared by three instruments.
@@ -109,7 +93,7 @@ def test_a_hung_driver_holds_one_thread_and_blocks_nothing_else():
         release.wait(60)
         raise OSError("released")
 
-    exporter = _Exports()
+    exporter = Recorder()
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=50, export_timeout_millis=200)
     mp = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
     before = threading.active_count()
@@ -120,11 +104,11 @@ def test_a_hung_driver_holds_one_thread_and_blocks_nothing_else():
         counts.append(threading.active_count())
         time.sleep(0.05)
     print("threads before %d, peak %d over 2 s; %d exports; statvfs entered %d time(s)"
-          % (before, max(counts), len(exporter.names), len(calls)))
+          % (before, max(counts), len(exporter.exports), len(calls)))
     assert len(calls) == 1                 # one hung read, never a second on another thread
     assert max(counts) - before <= 2       # that read's thread, and the worker for the rest
-    assert len(exporter.names) >= 10
-    assert all("system.cpu.time" in n and "system.filesystem.usage" not in n for n in exporter.names)
+    assert len(exporter.exports) >= 10
+    assert all("system.cpu.time" in n and "system.filesystem.usage" not in n for n in exporter.exports)
     release.set()
     mp.shutdown(timeout_millis=2000)
 
@@ -139,66 +123,17 @@ def test_count_ends_with_nothing_readable(tmp_path):
 
 def test_empty_collections_count():
     done = threading.Event()
-    wrapped = AgentExporter(_Exports(), 2, done)
+    wrapped = AgentExporter(Recorder(), 2, done)
     assert wrapped.force_flush() is True and not done.is_set()   # an empty collection
     assert wrapped.force_flush() is True and done.is_set()
     assert wrapped.failures == 0
 
 
-class _Silent:
-    """An OTLP collector on 127.0.0.1 that accepts, reads every request, and never answers."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.bodies = []
-        self.received = threading.Event()
-        self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.sock.getsockname()[1]
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
-
-    def _read(self, conn):
-        data = b""
-        while True:
-            head, sep, rest = data.partition(b"\r\n\r\n")
-            if sep:
-                length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:")][0]
-                if len(rest) >= length:
-                    self.bodies.append(rest[:length])
-                    self.received.set()
-                    data = rest[length:]
-                    continue
-            try:
-                chunk = conn.recv(65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            data += chunk
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            c.close()
-
-
 @pytest.fixture
 def silent():
-    server = _Silent()
+    """An OTLP collector on 127.0.0.1 that accepts, reads every request, and never answers."""
+    server = OTLPServer()
+    server.replies = [Reply(delay=120) for _ in range(100)]
     yield server
     server.close()
 
@@ -210,7 +145,10 @@ def _sigterm_during_hung_export(silent, *extra):
                             env={k: v for k, v in os.environ.items() if not k.startswith("OTEL")},
                             cwd=tempfile.gettempdir())
     try:
-        assert silent.received.wait(20), "the agent sent nothing"
+        deadline = time.monotonic() + 20
+        while not silent.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert silent.received, "the agent sent nothing"
         time.sleep(0.3)                          # the export now waits for an answer
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -225,18 +163,19 @@ def test_sigterm_during_a_hung_export_stops_in_time_and_spools(silent, tmp_path,
     spool = tmp_path / "spool"
     rc, seconds, stderr = _sigterm_during_hung_export(silent, "--spool-dir", str(spool),
                                                       "--shutdown-timeout", str(shutdown_timeout))
-    files = sorted(os.listdir(spool))
+    kept = Spool(str(spool), max_bytes=1 << 30, max_files=1000)
+    try:
+        count, oldest = len(kept), kept.oldest()
+    finally:
+        kept.close()
     print("--shutdown-timeout %g: stopped %.2f s after SIGTERM; %d request(s) received unanswered, "
-          "%d spooled" % (shutdown_timeout, seconds, len(silent.bodies), len(files)))
+          "%d spooled" % (shutdown_timeout, seconds, len(silent.received), count))
     assert seconds < shutdown_timeout + 0.5, stderr
     assert rc == 0, stderr
     # The request the collector never answered is in the spool, byte for byte.
-    assert len(files) >= 1, stderr
-    spooled = [_parse((spool / name).read_bytes()) for name in files]
-    assert all(s is not None for s in spooled)
-    assert spooled[0][0] == silent.bodies[0]
-    request = ExportMetricsServiceRequest()
-    request.ParseFromString(spooled[0][0])
+    assert count >= 1, stderr
+    assert oldest.body == silent.received[0].raw
+    request = ExportMetricsServiceRequest.FromString(silent.received[0].body)
     names = {m.name for rm in request.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
     assert {"system.cpu.time", "system.memory.usage"} <= names
 
