@@ -69,7 +69,7 @@ class _Worker:
             try:
                 batch = self.batches.get(timeout=IDLE_SECONDS)
             except queue.Empty:
-                if runner._retire(self):
+                if runner._swap_idle(self, None):
                     return
                 continue        # the collector took this worker just now: its batch is coming
             job = runner._next(batch, self, None)
@@ -80,7 +80,7 @@ class _Worker:
                     with runner._cond:
                         batch.failed.append((job, e))
                 job = runner._next(batch, self, job)
-            if not runner._park(self):
+            if not runner._swap_idle(None, self):
                 return
 
 
@@ -113,19 +113,13 @@ class CallbackRunner:
             self._cond.notify_all()
             return job
 
-    def _park(self, worker: _Worker) -> bool:
-        """True if ``worker`` is kept as the idle one; else its thread ends."""
+    def _swap_idle(self, expected: Optional[_Worker], new: Optional[_Worker]) -> bool:
+        """Compare and set the idle worker. A worker done with its batch parks itself
+        (None -> itself; if another is idle already, its thread ends); an idle one
+        that timed out retires (itself -> None; False when the collector took it just now)."""
         with self._cond:
-            if self._idle is None:
-                self._idle = worker
-                return True
-            return False
-
-    def _retire(self, worker: _Worker) -> bool:
-        """True if idle ``worker`` may end (the collector has not just taken it)."""
-        with self._cond:
-            if self._idle is worker:
-                self._idle = None
+            if self._idle is expected:
+                self._idle = new
                 return True
             return False
 
