@@ -9,6 +9,7 @@ temporality, aggregation, cardinality limit and metric filter per kind.
 """
 from __future__ import annotations
 
+from functools import partial
 from types import GeneratorType
 import logging
 import threading
@@ -17,7 +18,7 @@ from typing import Dict, List, Optional
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from otelmetrics._callbacks import CallbackRunner, CallbackTimeout
+from otelmetrics._callbacks import CallbackRunner
 from otelmetrics._native.instruments import observe
 from otelmetrics._native.table import time_ns
 from otelmetrics._filter import MetricFilterResult, decide, keep_points
@@ -272,37 +273,48 @@ class Pipeline:
                 for i in instruments for o in per_reader.get(id(i), ())}
 
     def _run_callbacks(self, jobs, deadline: float) -> None:
-        """Run every callback of this collection in one hand-off to the worker
-        thread, bounded by the collection's deadline. Observations are recorded
-        callback by callback under ``record_lock``; once the collector gives up
-        waiting, a late callback's observations are discarded, so they cannot
-        leak into the next collection."""
+        """Run every callback of this collection on the runner's workers, bounded by
+        the collection's deadline (``_callbacks``: one that hangs is left on its own
+        thread and the ones behind it move on). Observations are recorded callback by
+        callback under ``record_lock``; once the collector stops waiting, a late
+        callback's observations are discarded, so they cannot leak into the next
+        collection. A callback still running since an earlier collection is skipped
+        (counted) until it returns: a hung callback holds one thread, not one per
+        collection."""
         diagnostics = self._provider._diagnostics
         cancelled = threading.Event()
         record_lock = threading.Lock()
-        progress = {"done": 0, "current": None}
-        plan = [(inst, streams, cb) for inst, streams in jobs for cb in inst._callbacks]
+        instrument_of = {}
+        work = []
+        for instrument, streams in jobs:
+            for callback in instrument._callbacks:
+                key = (id(instrument), id(callback))
+                instrument_of[key] = (instrument, callback)
+                work.append((key, partial(self._run_one, instrument, streams, callback, deadline,
+                                          cancelled, record_lock)))
+        outcome = self._runner.run(work, deadline)
+        cancelled.set()
+        with record_lock:   # no recording is half done from here on
+            pass
+        for key, _ in outcome.stuck:
+            instrument, callback = instrument_of[key]
+            _logger.warning("instrument %r: callback %r did not return before the collection's timeout; "
+                            "it is skipped until it returns", instrument.name, _name(callback))
+        if outcome.not_started:
+            _logger.warning("the collection's timeout was used up before %d callback(s) ran, of "
+                            "instrument(s) %s", len(outcome.not_started),
+                            ", ".join(sorted({repr(instrument_of[k][0].name) for k, _ in outcome.not_started})))
+        for reason, items in (("callback stuck", outcome.skipped), ("callback timeout", outcome.stuck),
+                              ("callback timeout", outcome.not_started)):
+            for key, _ in items:
+                diagnostics.record_drop(instrument_of[key][0].name, reason)
+        for (key, _), error in outcome.failed:   # what _run_one lets through: KeyboardInterrupt, ...
+            self._callback_failed(*instrument_of[key], error)
 
-        def work() -> None:
-            for instrument, streams, callback in plan:
-                if cancelled.is_set():
-                    return
-                progress["current"] = (instrument, callback)
-                self._run_one(instrument, streams, callback, deadline, cancelled, record_lock)
-                progress["done"] += 1
-
-        try:
-            self._runner.run(work, timeout=max(0.0, deadline - time.monotonic()))
-        except CallbackTimeout:
-            cancelled.set()
-            with record_lock:   # no recording is half done from here on
-                pass
-            for i, (instrument, streams, callback) in enumerate(plan[progress["done"]:]):
-                stuck = i == 0
-                _logger.warning("instrument %r: callback %r %s", instrument.name, _name(callback),
-                                "did not return before the collection's timeout" if stuck else
-                                "skipped: the collection's timeout was used up before it ran")
-                diagnostics.record_drop(instrument.name, "callback timeout")
+    def _callback_failed(self, instrument, callback, error: BaseException) -> None:
+        _logger.warning("instrument %r: callback %r raised %s: %s", instrument.name, _name(callback),
+                        type(error).__name__, error)
+        self._provider._diagnostics.record_drop(instrument.name, "callback error")
 
     def _run_one(self, instrument, streams, callback, deadline, cancelled, record_lock) -> None:
         diagnostics = self._provider._diagnostics
@@ -327,9 +339,7 @@ class Pipeline:
                 except Exception as e:     # an Observation whose properties raise
                     error = error or e
         if error is not None:  # a callback's failure must not stop collection
-            _logger.warning("instrument %r: callback %r raised %s: %s", instrument.name, _name(callback),
-                            type(error).__name__, error)
-            diagnostics.record_drop(instrument.name, "callback error")
+            self._callback_failed(instrument, callback, error)
 
     def collect(self, reader, timeout_millis: float = 10_000) -> Optional[MetricsData]:
         """One collection for ``reader``; None when there is nothing to report."""

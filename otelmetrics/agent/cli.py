@@ -6,6 +6,11 @@
 The standard OTEL_* variables apply (OTEL_METRICS_EXPORTER, OTEL_METRIC_EXPORT_INTERVAL,
 OTEL_EXPORTER_OTLP_*, OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME); options given on
 the command line win over them.
+
+Invariants: a bad option or variable (an interval of inf or 1e300) stops the agent at
+start with exit status 2 and a message naming it; ``--count N`` ends after N
+collections, even empty ones; on SIGINT or SIGTERM the agent exits within
+``--shutdown-timeout`` seconds, whatever the collector does.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import List, Optional
 from urllib.parse import urlsplit
 
@@ -24,41 +30,80 @@ from otelmetrics.agent.host import HostMetrics
 from otelmetrics.agent.resource import agent_resource
 from otelmetrics.export import ConsoleMetricExporter, MetricExporter, MetricExportResult
 
+_logger = logging.getLogger("otelmetrics.agent")
+
 DEFAULT_INTERVAL_SECONDS = 10.0
+INTERVAL_RANGE = (0.01, 86_400.0)          # seconds: 100 collections a second to one a day
+DEFAULT_SHUTDOWN_SECONDS = 5.0
+SHUTDOWN_RANGE = (0.1, 600.0)
 
 
-class StopAfter(MetricExporter):
-    """Passes the first ``count`` exports to ``exporter``, then sets ``done``; the
-    ones after (the flush at shutdown) are dropped, so exactly ``count`` go out.
-    ``failures`` counts those the exporter did not deliver."""
+class AgentExporter(MetricExporter):
+    """The agent's hold on its exporter.
 
-    def __init__(self, exporter: MetricExporter, count: int, done: threading.Event) -> None:
+    - With ``count``, it counts collections: an export, or the exporter's
+      ``force_flush`` the reader calls for a collection that had nothing to export
+      (all sources unreadable), so ``--count N`` ends after N collections whatever
+      was read. The first ``count`` go to ``exporter``; the ones after (the flush
+      at shutdown) are dropped, so exactly ``count`` go out. ``failures`` counts
+      those not delivered. ``done`` is set after the last one.
+    - ``wait_idle(seconds)``: waits for the export in flight to return.
+    - ``abort()``: shuts ``exporter`` down at once; an export blocked on a collector
+      that does not answer then returns, and the OTLP exporter keeps its request
+      (in the spool when one is configured).
+    """
+
+    def __init__(self, exporter: MetricExporter, count: Optional[int], done: threading.Event) -> None:
         super().__init__(getattr(exporter, "_preferred_temporality", None),
                          getattr(exporter, "_preferred_aggregation", None))
         self._exporter = exporter
         self._left = count
         self._done = done
         self.failures = 0
+        self._busy = 0
+        self._idle = threading.Condition()
+        self._shut = threading.Lock()
 
-    def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
-        if self._left <= 0:
-            return MetricExportResult.SUCCESS
-        self._left -= 1
-        result = MetricExportResult.FAILURE
+    def _call(self, call) -> bool:
+        """``call()``'s success, counted as one collection; True without calling
+        it once ``count`` collections went out."""
+        if self._left is not None:
+            if self._left <= 0:
+                return True
+            self._left -= 1
+        with self._idle:
+            self._busy += 1
+        ok = False
         try:
-            result = self._exporter.export(metrics_data, timeout_millis=timeout_millis)
-            return result
+            ok = call()
+            return ok
         finally:
-            if result is not MetricExportResult.SUCCESS:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+            if not ok:
                 self.failures += 1
             if self._left == 0:
                 self._done.set()
 
+    def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
+        delivered = self._call(lambda: self._exporter.export(
+            metrics_data, timeout_millis=timeout_millis) is MetricExportResult.SUCCESS)
+        return MetricExportResult.SUCCESS if delivered else MetricExportResult.FAILURE
+
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return self._exporter.force_flush(timeout_millis)
+        return self._call(lambda: bool(self._exporter.force_flush(timeout_millis)))
+
+    def wait_idle(self, seconds: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, max(0.0, seconds))
+
+    def abort(self) -> None:
+        self.shutdown(timeout_millis=0)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
-        self._exporter.shutdown(timeout_millis)
+        if self._shut.acquire(blocking=False):   # once: by abort() or by the reader
+            self._exporter.shutdown(timeout_millis)
 
 
 def _positive(kind):
@@ -66,6 +111,21 @@ def _positive(kind):
         value = kind(text)
         if not value > 0:
             raise argparse.ArgumentTypeError("must be greater than 0")
+        return value
+
+    return parse
+
+
+def _seconds(low: float, high: float):
+    """A duration in seconds within [low, high]: inf, nan and 1e300 are refused
+    here, with the range, rather than killing or hanging a thread later."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("%r is not a number of seconds" % text) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError("%s s is out of range: give %g to %g seconds" % (text, low, high))
         return value
 
     return parse
@@ -84,12 +144,21 @@ def _parser() -> argparse.ArgumentParser:
                    help="OTLP/HTTP collector, e.g. http://collector:4318 (/v1/metrics is added when "
                         "the URL has no path); default: OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT, "
                         "else http://localhost:4318")
-    p.add_argument("--interval", type=_positive(float), metavar="SECONDS",
-                   help="seconds between exports (default: OTEL_METRIC_EXPORT_INTERVAL, else %g)"
-                        % DEFAULT_INTERVAL_SECONDS)
+    p.add_argument("--interval", type=_seconds(*INTERVAL_RANGE), metavar="SECONDS",
+                   help="seconds between exports, %g to %g (default: OTEL_METRIC_EXPORT_INTERVAL, else %g)"
+                        % (INTERVAL_RANGE + (DEFAULT_INTERVAL_SECONDS,)))
     p.add_argument("--count", type=_positive(int), metavar="N",
-                   help="stop after N exports, with exit status 1 if any failed "
+                   help="stop after N collections (each exported, or empty when nothing was "
+                        "readable), with exit status 1 if any export failed "
                         "(default: run until SIGINT or SIGTERM, then flush and exit 0)")
+    p.add_argument("--shutdown-timeout", type=_seconds(*SHUTDOWN_RANGE), default=DEFAULT_SHUTDOWN_SECONDS,
+                   metavar="SECONDS",
+                   help="on SIGINT or SIGTERM, seconds to flush and stop, %g to %g (default %g); an "
+                        "export still waiting on the collector then is given up, and its data kept "
+                        "in the spool if there is one" % (SHUTDOWN_RANGE + (DEFAULT_SHUTDOWN_SECONDS,)))
+    p.add_argument("--spool-dir", metavar="DIR",
+                   help="OTLP: keep undelivered requests in files in DIR, sent after a restart "
+                        "(default: OTELMETRICS_EXPORTER_SPOOL_DIR, else kept in memory only)")
     p.add_argument("--root", default="/", metavar="PATH",
                    help="where the host's /proc and /sys are, e.g. /host in a container that "
                         "mounts the host's root there (default: /)")
@@ -113,18 +182,47 @@ def _exporter_name(args) -> Optional[str]:
     return names[0] if names else None
 
 
-def _exporter(name: str, endpoint: Optional[str]) -> MetricExporter:
+def _exporter(name: str, args) -> MetricExporter:
     if name == "otlp":
-        return export.OTLPMetricExporter(endpoint=_endpoint_url(endpoint) if endpoint else None)
+        return export.OTLPMetricExporter(endpoint=_endpoint_url(args.endpoint) if args.endpoint else None,
+                                         spool_dir=args.spool_dir)
     return ConsoleMetricExporter()
 
 
 def _interval_millis(args) -> float:
+    """--interval, else OTEL_METRIC_EXPORT_INTERVAL, else the default; a variable out
+    of --interval's range raises ValueError naming it."""
     if args.interval is not None:
         return args.interval * 1e3
     if _env.env(_env.OTEL_METRIC_EXPORT_INTERVAL) is not None:
-        return _env.export_interval_millis()
+        millis = _env.export_interval_millis()
+        low, high = INTERVAL_RANGE
+        if not low <= millis / 1e3 <= high:
+            raise ValueError("%s=%s is out of range: give %d to %d (milliseconds)" % (
+                _env.OTEL_METRIC_EXPORT_INTERVAL, _env.env(_env.OTEL_METRIC_EXPORT_INTERVAL),
+                low * 1e3, high * 1e3))
+        return millis
     return DEFAULT_INTERVAL_SECONDS * 1e3
+
+
+def _shut_down(provider, exporter: AgentExporter, seconds: float) -> bool:
+    """Flush and stop within ``seconds``; True if everything finished in time.
+    ``provider.shutdown`` runs on a daemon thread. If it still runs when a quarter
+    of the time (at most 1 s) is left, the exporter is shut down directly: an export
+    stuck on a collector that accepts and never answers returns and keeps its
+    request (spooled, when a spool is configured). Then the agent exits, whatever
+    still runs."""
+    deadline = time.monotonic() + seconds
+    reserve = min(1.0, seconds / 4)
+    stopper = threading.Thread(target=provider.shutdown, kwargs={"timeout_millis": (seconds - reserve) * 1e3},
+                               name="otelmetrics-agent-shutdown", daemon=True)
+    stopper.start()
+    stopper.join(seconds - reserve)
+    if stopper.is_alive():
+        exporter.abort()
+    stopper.join(max(0.0, deadline - time.monotonic()))
+    idle = exporter.wait_idle(deadline - time.monotonic())
+    return idle and not stopper.is_alive()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -140,15 +238,14 @@ def main(argv: Optional[List[str]] = None) -> int:
               "choose --exporter console or otlp", file=sys.stderr)
         return 2
     try:
-        exporter = _exporter(name, args.endpoint)
-    except ValueError as e:  # a bad endpoint, certificate path, ...
+        interval = _interval_millis(args)
+        exporter = _exporter(name, args)
+    except ValueError as e:  # a bad endpoint, certificate path, spool directory, interval ...
         print("otelmetrics-agent: %s" % e, file=sys.stderr)
         return 2
 
     done = threading.Event()
-    if args.count:
-        exporter = StopAfter(exporter, args.count, done)
-    interval = _interval_millis(args)
+    exporter = AgentExporter(exporter, args.count, done)
     provider = otelmetrics.configure(resource=agent_resource(args.root), exporter=[exporter],
                                      export_interval_millis=interval, set_global=False,
                                      shutdown_on_exit=False)
@@ -163,6 +260,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        provider.shutdown()  # with --count this flush is dropped; otherwise it is the last export
+        # With --count this flush is dropped; otherwise it is the last export.
+        if not _shut_down(provider, exporter, args.shutdown_timeout):
+            _logger.warning("shutdown did not finish within %g s (--shutdown-timeout); exiting anyway",
+                            args.shutdown_timeout)
     # With --count the exit status says whether every export was delivered (a connectivity check).
-    return 1 if isinstance(exporter, StopAfter) and exporter.failures else 0
+    return 1 if args.count and exporter.failures else 0

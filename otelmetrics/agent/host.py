@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Callable, Dict, List
 
@@ -24,7 +25,10 @@ _logger = logging.getLogger("otelmetrics.agent")
 
 class Source:
     """One reader, memoised for ``max_age`` seconds; after its first failure it is
-    skipped for good, with one warning, so a missing file never stops the agent."""
+    skipped for good, with one warning, so a missing file never stops the agent.
+    One read at a time: while a read hangs (a sysfs driver that never answers),
+    the other callbacks of that source get nothing at once instead of hanging
+    on another thread too."""
 
     def __init__(self, name: str, read: Callable[[str], object], root: str, max_age: float) -> None:
         self.name = name
@@ -33,23 +37,27 @@ class Source:
         self._max_age = max_age
         self._value = None
         self._read_at = float("-inf")
+        self._reading = threading.Lock()
         self.failed = False
 
     def get(self):
-        if self.failed:
+        if self.failed or not self._reading.acquire(blocking=False):
             return None
-        now = time.monotonic()
-        if now - self._read_at >= self._max_age:
-            try:
-                self._value = self._read(self._root)
-            except (OSError, ValueError, LookupError) as e:
-                self.failed = True
-                self._value = None
-                _logger.warning("%s is unreadable (%s: %s); skipping the metrics read from it",
-                                self.name, type(e).__name__, e)
-                return None
-            self._read_at = now
-        return self._value
+        try:
+            now = time.monotonic()
+            if now - self._read_at >= self._max_age:
+                try:
+                    self._value = self._read(self._root)
+                except (OSError, ValueError, LookupError) as e:
+                    self.failed = True
+                    self._value = None
+                    _logger.warning("%s is unreadable (%s: %s); skipping the metrics read from it",
+                                    self.name, type(e).__name__, e)
+                    return None
+                self._read_at = now
+            return self._value
+        finally:
+            self._reading.release()
 
 
 def _callback(source: Source, observe: Callable[[object], List[Observation]]):

@@ -8,11 +8,20 @@ bytes, seconds, hertz, degrees Celsius.
 A required file that is missing or malformed raises ``OSError`` or ``ValueError``;
 the agent then skips that reader. Optional hardware (cpufreq, thermal zones, hwmon,
 the Raspberry Pi firmware) that is absent is not an error: its reader returns nothing.
+
+Reads never wait on a writer and never run without end: only regular files are read
+(every /proc and /sys file is one; a FIFO, socket or device found in their place, as
+in a tampered or fake root, is unreadable: ``OSError``), opened non-blocking, and at
+most ``MAX_FILE_BYTES``. A sysfs file whose driver hangs still blocks in the kernel,
+where O_NONBLOCK has no effect: the agent's callbacks run on worker threads that the
+SDK abandons, one per hung read, for that case.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from collections import Counter
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
@@ -41,9 +50,29 @@ _KEPT_NODEV = frozenset(("overlay",))
 THROTTLE_REASONS = ("under_voltage", "arm_frequency_capped", "throttled", "soft_temp_limit")
 
 
+# The largest file read; /proc/mounts of a host with thousands of mounts is well under it.
+MAX_FILE_BYTES = 4 << 20
+
+
 def read_text(root: str, path: str) -> str:
-    with open(os.path.join(root, path.lstrip("/")), encoding="utf-8", errors="replace") as f:
-        return f.read()
+    """A regular file's text (undecodable bytes replaced), at most MAX_FILE_BYTES."""
+    full = os.path.join(root, path.lstrip("/"))
+    fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device would block)", full)
+        chunks, size = [], 0
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_FILE_BYTES:
+                raise OSError(errno.EFBIG, "larger than %d bytes" % MAX_FILE_BYTES, full)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", errors="replace")
 
 
 def _read_optional(root: str, path: str) -> Optional[str]:
