@@ -56,22 +56,28 @@ def _best(fn, repeat: int) -> float:
     return best
 
 
-def bench_encode(series: int, repeat: int) -> list:
-    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+def _collected(series: int):
+    """(the reference's MetricsData, ours) for the same ``series`` measurements."""
     from opentelemetry.sdk.metrics import MeterProvider as RefProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader as RefReader
 
     import otelmetrics
-    from otelmetrics._native.otlp_wire import encode_request
     from otelmetrics.export import InMemoryMetricReader
-    from otelmetrics.export.otlp_json import encode_request_json
 
     ref_reader = RefReader()
     _record(RefProvider(metric_readers=[ref_reader]), series)
-    ref_data = ref_reader.get_metrics_data()
     reader = InMemoryMetricReader()
     _record(otelmetrics.MeterProvider(metric_readers=[reader]), series)
-    data = reader.get_metrics_data()
+    return ref_reader.get_metrics_data(), reader.get_metrics_data()
+
+
+def bench_encode(series: int, repeat: int) -> list:
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
+    from otelmetrics._native.otlp_wire import encode_request
+    from otelmetrics.export.otlp_json import encode_request_json
+
+    ref_data, data = _collected(series)
 
     ref_t = _best(lambda: encode_metrics(ref_data).SerializeToString(), max(3, repeat // 5))
     ours_t = _best(lambda: encode_request(data), repeat)
@@ -202,19 +208,8 @@ def bench_grpc(series: int, repeat: int) -> list:
     except ImportError as e:
         return [("OTLP/gRPC", "skipped", "needs grpcio and opentelemetry-exporter-otlp-proto-grpc: %s" % e)]
     from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-    from opentelemetry.sdk.metrics import MeterProvider as RefProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader as RefReader
 
-    import otelmetrics
-    from otelmetrics.export import InMemoryMetricReader
-
-    ref_reader = RefReader()
-    _record(RefProvider(metric_readers=[ref_reader]), series)
-    ref_data = ref_reader.get_metrics_data()
-    reader = InMemoryMetricReader()
-    _record(otelmetrics.MeterProvider(metric_readers=[reader]), series)
-    data = reader.get_metrics_data()
-
+    ref_data, data = _collected(series)
     server, url = _grpc_server()
     try:
         ours = OTLPMetricExporter(url, timeout=10)
