@@ -1,6 +1,6 @@
 """Export-side figures against opentelemetry-sdk in the same run.
 
-    python benchmarks/bench_export.py [--series 2000] [--repeat 30] [--wheel]
+    python benchmarks/bench_export.py [--series 2000] [--repeat 30] [--wheel] [--pip-footprint]
 
 - encode: 2000 series (half counter, half histogram, 3 attributes each) to the bytes
   of an ExportMetricsServiceRequest; ours vs the reference's
@@ -10,6 +10,13 @@
   opentelemetry-api and its requirements; the reference: opentelemetry-exporter-otlp-proto-http
   and everything it requires), counted and sized from their installed files;
   ``--wheel`` also builds our wheel and reports its size.
+- OTLP/gRPC (when grpcio is installed): per export, the request bytes (gRPC frames them
+  with 5 more) and the time to make them, ours (``RequestEncoder``, no protobuf runtime)
+  against the reference gRPC exporter's ``encode_metrics`` + ``SerializeToString``; one
+  whole export to a grpcio server in this process, both exporters, best of ``--repeat``;
+  the installed size of our ``grpc`` extra (grpcio and what it requires) against
+  opentelemetry-exporter-otlp-proto-grpc and everything it requires. ``--pip-footprint``
+  also ``pip install --target``s each into a temporary directory and sizes it (``du``).
 - import time: ``import otelmetrics`` (and with the exporter) against a bare
   ``import opentelemetry.metrics`` and the reference SDK, each in a fresh process,
   median of ``--imports`` runs.
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.util
 import os
 import re
 import shutil
@@ -48,22 +56,28 @@ def _best(fn, repeat: int) -> float:
     return best
 
 
-def bench_encode(series: int, repeat: int) -> list:
-    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+def _collected(series: int):
+    """(the reference's MetricsData, ours) for the same ``series`` measurements."""
     from opentelemetry.sdk.metrics import MeterProvider as RefProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader as RefReader
 
     import otelmetrics
-    from otelmetrics._native.otlp_wire import encode_request
     from otelmetrics.export import InMemoryMetricReader
-    from otelmetrics.export.otlp_json import encode_request_json
 
     ref_reader = RefReader()
     _record(RefProvider(metric_readers=[ref_reader]), series)
-    ref_data = ref_reader.get_metrics_data()
     reader = InMemoryMetricReader()
     _record(otelmetrics.MeterProvider(metric_readers=[reader]), series)
-    data = reader.get_metrics_data()
+    return ref_reader.get_metrics_data(), reader.get_metrics_data()
+
+
+def bench_encode(series: int, repeat: int) -> list:
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
+    from otelmetrics._native.otlp_wire import encode_request
+    from otelmetrics.export.otlp_json import encode_request_json
+
+    ref_data, data = _collected(series)
 
     ref_t = _best(lambda: encode_metrics(ref_data).SerializeToString(), max(3, repeat // 5))
     ours_t = _best(lambda: encode_request(data), repeat)
@@ -171,6 +185,84 @@ def bench_footprint(build_wheel: bool) -> list:
     return rows
 
 
+def _grpc_server():
+    """A grpcio server on 127.0.0.1 answering every OTLP Export with an empty response."""
+    from concurrent import futures
+
+    import grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    handler = grpc.unary_unary_rpc_method_handler(lambda request, context: b"")
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "opentelemetry.proto.collector.metrics.v1.MetricsService", {"Export": handler}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, "http://127.0.0.1:%d" % port
+
+
+def bench_grpc(series: int, repeat: int) -> list:
+    try:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as RefExporter
+
+        from otelmetrics.export.grpc import OTLPMetricExporter
+    except ImportError as e:
+        return [("OTLP/gRPC", "skipped", "needs grpcio and opentelemetry-exporter-otlp-proto-grpc: %s" % e)]
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
+    ref_data, data = _collected(series)
+    server, url = _grpc_server()
+    try:
+        ours = OTLPMetricExporter(url, timeout=10)
+        ref = RefExporter(endpoint=url, insecure=True, timeout=10)
+        ref_body = encode_metrics(ref_data).SerializeToString()
+        (body,) = ours._encoder.bodies(data)
+        ref_encode = _best(lambda: encode_metrics(ref_data).SerializeToString(), max(3, repeat // 5))
+        ours_encode = _best(lambda: list(ours._encoder.bodies(data)), repeat)
+        ref_export = _best(lambda: ref.export(ref_data), max(3, repeat // 5))
+        ours_export = _best(lambda: ours.export(data), repeat)
+        ours.shutdown()
+        ref.shutdown()
+    finally:
+        server.stop(0)
+    return [
+        ("gRPC request bytes per export (reference / ours)", "%d B / %d B" % (len(ref_body), len(body)),
+         "gzip (grpc-encoding): %d B" % len(gzip.compress(body, 6))),
+        ("gRPC encode per export: reference", "%.2f ms" % (ref_encode * 1e3), ""),
+        ("gRPC encode per export: otelmetrics", "%.3f ms" % (ours_encode * 1e3),
+         "%.0fx faster" % (ref_encode / ours_encode)),
+        ("gRPC export to a local server: reference", "%.2f ms" % (ref_export * 1e3), ""),
+        ("gRPC export to a local server: otelmetrics", "%.2f ms" % (ours_export * 1e3),
+         "%.1fx faster" % (ref_export / ours_export)),
+    ]
+
+
+def bench_grpc_footprint(pip_install: bool) -> list:
+    ours = _closure("grpcio")
+    ref = _closure("opentelemetry-exporter-otlp-proto-grpc")
+    if "grpcio" not in ours:
+        return [("OTLP/gRPC footprint", "skipped", "grpcio is not installed")]
+    rows = [
+        ("installed for OTLP/gRPC: reference exporter", "%d dists, %.1f MB" % (
+            len(ref), sum(_dist_bytes(d) for d in ref.values()) / 1e6), ", ".join(sorted(ref))[:70] + "..."),
+        ("installed for OTLP/gRPC: our grpc extra", "%d dists, %.1f MB" % (
+            len(ours), sum(_dist_bytes(d) for d in ours.values()) / 1e6),
+         ", ".join(sorted(ours)) + " (on top of otelmetrics)"),
+    ]
+    if pip_install:
+        for what, reqs in (("reference exporter", ["opentelemetry-exporter-otlp-proto-grpc"]),
+                           ("otelmetrics + grpc extra", ["opentelemetry-api", "grpcio"])):
+            with tempfile.TemporaryDirectory() as target:
+                subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--only-binary=:all:",
+                                "--no-compile", "--target", target] + reqs, check=True, capture_output=True)
+                dists = [n for n in os.listdir(target) if n.endswith(".dist-info")]
+                du = subprocess.run(["du", "-sk", target], check=True, capture_output=True, text=True)
+                kb = int(du.stdout.split()[0])
+                extra = _package_bytes(True) / 1e3 if what.startswith("otelmetrics") else 0
+                rows.append(("pip install --target, du: " + what, "%d dists, %.1f MB" % (
+                    len(dists) + (1 if extra else 0), (kb + extra) / 1e3), " ".join(reqs)))
+    return rows
+
+
 def _import_ms(module: str, runs: int) -> float:
     code = "import time; t = time.perf_counter(); import %s; print(time.perf_counter() - t)" % module
     # Bytecode is cached as an installed wheel's would be (a warm-up run writes it), so
@@ -186,8 +278,11 @@ def _import_ms(module: str, runs: int) -> float:
 def bench_imports(runs: int) -> list:
     bare = _import_ms("opentelemetry.metrics", runs)
     rows = [("import opentelemetry.metrics (bare API)", "%.1f ms" % bare, "1.00x")]
-    for module in ("otelmetrics", "otelmetrics.export.otlp", "opentelemetry.sdk.metrics",
-                   "opentelemetry.exporter.otlp.proto.http.metric_exporter"):
+    modules = ["otelmetrics", "otelmetrics.export.otlp", "opentelemetry.sdk.metrics",
+               "opentelemetry.exporter.otlp.proto.http.metric_exporter"]
+    if importlib.util.find_spec("grpc") is not None:
+        modules += ["otelmetrics.export.grpc", "opentelemetry.exporter.otlp.proto.grpc.metric_exporter"]
+    for module in modules:
         ms = _import_ms(module, runs)
         rows.append(("import " + module, "%.1f ms" % ms, "%.2fx" % (ms / bare)))
     return rows
@@ -199,8 +294,11 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--imports", type=int, default=9, help="fresh processes per import measurement")
     ap.add_argument("--wheel", action="store_true", help="also build the wheel and report its size")
+    ap.add_argument("--pip-footprint", action="store_true",
+                    help="also pip install the OTLP/gRPC closures into temporary directories and size them")
     args = ap.parse_args(argv)
-    rows = bench_encode(args.series, args.repeat) + bench_footprint(args.wheel) + bench_imports(args.imports)
+    rows = (bench_encode(args.series, args.repeat) + bench_grpc(args.series, args.repeat)
+            + bench_footprint(args.wheel) + bench_grpc_footprint(args.pip_footprint) + bench_imports(args.imports))
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     print("%-*s  %-*s  %s" % (w0, "what", w1, "value", "vs reference / note"))

@@ -5,7 +5,8 @@
     provider = otelmetrics.configure(exporter="console", export_interval_millis=5000)
 
 builds the resource, one PeriodicExportingMetricReader per exporter named by
-``OTEL_METRICS_EXPORTER`` (otlp, console, none), the MeterProvider, and registers
+``OTEL_METRICS_EXPORTER`` (otlp, console, none; otlp over gRPC when
+``OTEL_EXPORTER_OTLP_PROTOCOL`` or ``protocol=`` says grpc), the MeterProvider, and registers
 it with ``opentelemetry.metrics.set_meter_provider``. Keyword arguments beat the
 environment.
 """
@@ -27,14 +28,26 @@ _OTLP_OPTIONS = frozenset((
     "endpoint", "headers", "timeout", "compression", "certificate_file", "client_key_file",
     "client_certificate_file", "preferred_temporality", "preferred_aggregation",
     "max_export_batch_size", "protocol", "max_queue_bytes", "spool_dir", "max_spool_bytes",
-    "max_spool_files",
+    "max_spool_files", "insecure", "credentials", "channel_options",
 ))
+_GRPC_ONLY_OPTIONS = ("insecure", "credentials", "channel_options")
 
 
 def _exporter(name: str, otlp_options: dict):
-    if name == "otlp":
-        return export.OTLPMetricExporter(**otlp_options)   # loads the OTLP stack on first use
-    return ConsoleMetricExporter()
+    if name != "otlp":
+        return ConsoleMetricExporter()
+    protocol = _env.otlp_protocol(otlp_options.get("protocol"))   # grpc, http/protobuf or http/json
+    options = {k: v for k, v in otlp_options.items() if k != "protocol"}
+    if protocol == _env.GRPC:
+        # Deferred: grpcio is an optional extra, imported only when OTLP/gRPC is chosen.
+        from otelmetrics.export.grpc import OTLPMetricExporter as OTLPGrpcMetricExporter
+
+        return OTLPGrpcMetricExporter(**options)
+    given = [k for k in _GRPC_ONLY_OPTIONS if k in options]
+    if given:
+        raise ValueError("configure(%s=...): only for OTLP/gRPC; pass protocol='grpc' or set "
+                         "OTEL_EXPORTER_OTLP_PROTOCOL=grpc" % given[0])
+    return export.OTLPMetricExporter(protocol=protocol, **options)   # loads the OTLP stack on first use
 
 
 def configure(

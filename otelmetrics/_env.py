@@ -40,12 +40,15 @@ DEFAULT_EXPORT_TIMEOUT_MILLIS = 30_000.0
 MIN_EXPORT_INTERVAL_MILLIS = 1.0
 MAX_EXPORT_MILLIS = 2.0 ** 31 - 1   # about 24.8 days
 DEFAULT_OTLP_ENDPOINT = "http://localhost:4318"
+DEFAULT_OTLP_GRPC_ENDPOINT = "http://localhost:4317"   # gRPC: no path, the method names the service
 METRICS_PATH = "/v1/metrics"
 DEFAULT_OTLP_TIMEOUT = 10.0  # seconds, as the exporter's ``timeout`` argument takes it
 
 PROTOBUF = "http/protobuf"
 JSON = "http/json"
-PROTOCOLS = (PROTOBUF, JSON)
+GRPC = "grpc"
+PROTOCOLS = (PROTOBUF, JSON)            # what the OTLP/HTTP exporter speaks
+ALL_PROTOCOLS = (GRPC, PROTOBUF, JSON)  # what OTEL_EXPORTER_OTLP_PROTOCOL may choose in configure()
 COMPRESSIONS = ("none", "gzip")
 EXPORTERS = ("otlp", "console", "none")
 
@@ -176,7 +179,8 @@ def export_timeout_millis(explicit: Optional[float] = None) -> float:
 # ---------------------------------------------------------------- OTLP exporter
 
 class OTLPSettings(NamedTuple):
-    """Everything the OTLP/HTTP exporter needs, resolved."""
+    """Everything an OTLP exporter needs, resolved. For OTLP/gRPC (protocol "grpc") the
+    endpoint's scheme says plaintext (http) or TLS (https), see ``otlp_grpc_endpoint``."""
 
     endpoint: str = DEFAULT_OTLP_ENDPOINT + METRICS_PATH
     headers: Dict[str, str] = {}   # never mutated: otlp_settings() passes a fresh dict
@@ -248,33 +252,63 @@ def _check_endpoint(url: str) -> Optional[str]:
     return None
 
 
-def normalize_endpoint(url: str) -> str:
-    """``host:port/path`` without a scheme means http, as gRPC-style endpoints are often written."""
+def normalize_endpoint(url: str, scheme: str = "http") -> str:
+    """``host:port/path`` without a scheme means ``scheme`` (http, as gRPC-style endpoints
+    are often written to mean; OTLP/gRPC passes the one its ``insecure`` setting says)."""
     url = url.strip()
     if "://" not in url:
-        url = "http://" + url
+        url = scheme + "://" + url
     return url
 
 
-def _resolve_endpoint(explicit: Optional[str]) -> str:
+def _resolve_endpoint(explicit: Optional[str], scheme: str = "http", generic_suffix: str = METRICS_PATH,
+                      default: str = DEFAULT_OTLP_ENDPOINT + METRICS_PATH) -> str:
     if explicit is not None:
-        url = normalize_endpoint(str(explicit))
+        url = normalize_endpoint(str(explicit), scheme)
         problem = _check_endpoint(url)
         if problem:
             raise ValueError("OTLPMetricExporter endpoint %r: %s" % (explicit, problem))
         return url
     for name, suffix in (("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", ""),
-                         ("OTEL_EXPORTER_OTLP_ENDPOINT", METRICS_PATH)):
+                         ("OTEL_EXPORTER_OTLP_ENDPOINT", generic_suffix)):
         raw = env(name)
         if raw is None:
             continue
         # The signal-specific variable is the full URL; the generic one is a base.
-        url = normalize_endpoint(raw).rstrip("/") + suffix if suffix else normalize_endpoint(raw)
+        url = normalize_endpoint(raw, scheme).rstrip("/") + suffix if suffix else normalize_endpoint(raw, scheme)
         problem = _check_endpoint(url)
         if problem is None:
             return url
         _warn_invalid(name, raw, "an http:// or https:// URL (%s)" % problem, "the next setting")
-    return DEFAULT_OTLP_ENDPOINT + METRICS_PATH
+    return default
+
+
+def _resolve_insecure(explicit: Optional[bool]) -> bool:
+    if explicit is not None:
+        return bool(explicit)
+    name, raw = _otlp_env("INSECURE")
+    if raw is None:
+        return False
+    if raw.lower() not in ("true", "false"):
+        _warn_invalid(name, raw, "true or false", "false")
+        return False
+    return raw.lower() == "true"
+
+
+def otlp_grpc_endpoint(explicit: Optional[str] = None, insecure: Optional[bool] = None) -> str:
+    """The OTLP/gRPC endpoint as an http:// (plaintext) or https:// (TLS) URL: the
+    argument, else ``OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT`` (both as they are: gRPC
+    has no path to add), else http://localhost:4317. The scheme decides, as the
+    specification says; ``insecure`` (else ``OTEL_EXPORTER_OTLP_[METRICS_]INSECURE``,
+    default false) only chooses for an endpoint written without one. An explicit
+    ``insecure=False`` with an http:// endpoint is a contradiction (the reference
+    would use TLS there): a ValueError that says to write https://."""
+    scheme = "http" if _resolve_insecure(insecure) else "https"
+    url = _resolve_endpoint(explicit, scheme, "", DEFAULT_OTLP_GRPC_ENDPOINT)
+    if insecure is not None and not insecure and url.startswith("http://"):
+        raise ValueError("OTLPMetricExporter: insecure=False, but endpoint %s is plaintext; "
+                         "write https:// for TLS" % url)
+    return url
 
 
 def _resolve_choice(explicit: Optional[str], suffix: str, choices: Tuple[str, ...], default: str,
@@ -290,8 +324,8 @@ def _resolve_choice(explicit: Optional[str], suffix: str, choices: Tuple[str, ..
     value = raw.lower()
     if value not in choices:
         expected = " or ".join(choices)
-        if value == "grpc":
-            expected += " (gRPC is not supported by this SDK)"
+        if value == GRPC:
+            expected += " (grpc: configure() or otelmetrics.export.grpc.OTLPMetricExporter)"
         _warn_invalid(name, raw, expected, default)
         return default
     return value
@@ -329,6 +363,17 @@ def _resolve_file(explicit: Optional[str], suffix: str) -> Optional[str]:
     return raw
 
 
+def otlp_protocol(explicit: Optional[str] = None) -> str:
+    """``OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL``: which OTLP exporter ``configure()``
+    builds, grpc, http/protobuf (the default) or http/json."""
+    return _resolve_choice(explicit, "PROTOCOL", ALL_PROTOCOLS, PROTOBUF, "protocol")
+
+
+def otlp_compression(explicit: Optional[str] = None) -> str:
+    """``OTEL_EXPORTER_OTLP_[METRICS_]COMPRESSION``: gzip or none (the default)."""
+    return _resolve_choice(explicit, "COMPRESSION", COMPRESSIONS, "none", "compression")
+
+
 def otlp_settings(
     endpoint: Optional[str] = None,
     headers: Optional[Mapping[str, str]] = None,
@@ -339,20 +384,24 @@ def otlp_settings(
     client_certificate_file: Optional[str] = None,
     protocol: Optional[str] = None,
 ) -> OTLPSettings:
-    """Resolve the exporter's settings from explicit arguments and the environment."""
+    """Resolve the exporter's settings from explicit arguments and the environment.
+    ``protocol="grpc"`` (only ever explicit: the OTLP/gRPC exporter passes it, with the
+    endpoint from ``otlp_grpc_endpoint``) resolves as OTLP/gRPC."""
     name, raw = _otlp_env("HEADERS")
     merged = parse_headers(raw, name) if raw else {}
     # As the reference does: variable headers, then explicit ones on top.
     merged.update({str(k).lower(): str(v) for k, v in (headers or {}).items()})
     return OTLPSettings(
-        endpoint=_resolve_endpoint(endpoint),
+        endpoint=(_resolve_endpoint(endpoint, "https", "", DEFAULT_OTLP_GRPC_ENDPOINT) if protocol == GRPC
+                  else _resolve_endpoint(endpoint)),
         headers=merged,
         timeout=_resolve_timeout(timeout),
-        compression=_resolve_choice(compression, "COMPRESSION", COMPRESSIONS, "none", "compression"),
+        compression=otlp_compression(compression),
         certificate_file=_resolve_file(certificate_file, "CERTIFICATE"),
         client_key_file=_resolve_file(client_key_file, "CLIENT_KEY"),
         client_certificate_file=_resolve_file(client_certificate_file, "CLIENT_CERTIFICATE"),
-        protocol=_resolve_choice(protocol, "PROTOCOL", PROTOCOLS, PROTOBUF, "protocol"),
+        protocol=(GRPC if protocol == GRPC
+                  else _resolve_choice(protocol, "PROTOCOL", PROTOCOLS, PROTOBUF, "protocol")),
     )
 
 

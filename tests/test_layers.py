@@ -26,6 +26,10 @@ DEFERRED = {
     ("otelmetrics", "otelmetrics._configure"),
     ("otelmetrics.export", "otelmetrics.export.otlp"),
     ("otelmetrics.export", "otelmetrics.export.prometheus"),
+    # grpcio is optional (the "grpc" extra): configure() loads the OTLP/gRPC exporter only when
+    # the protocol is grpc, and otlp_grpc imports grpcio in a try, to say which extra is missing.
+    ("otelmetrics._configure", "otelmetrics.export.grpc"),
+    ("otelmetrics.export.otlp_grpc", "grpc"),
     # prometheus_client is optional: imported only when a reader is created and it is installed.
     ("otelmetrics.export.prometheus", "prometheus_client"),
     ("otelmetrics.export.prometheus", "prometheus_client.core"),

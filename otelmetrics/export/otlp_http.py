@@ -126,6 +126,9 @@ class HttpTransport:
     """``otlp_protocol.Transport`` over HTTP/1.1. ``tls_fall_back``: see ``tls_context``."""
 
     def __init__(self, settings: _env.OTLPSettings, tls_fall_back: bool) -> None:
+        if settings.protocol == _env.GRPC:
+            raise ValueError("OTLPMetricExporter protocol 'grpc': this is the OTLP/HTTP exporter; "
+                             "otelmetrics.export.grpc.OTLPMetricExporter speaks OTLP/gRPC")
         url = urlsplit(settings.endpoint)
         if url.path in ("", "/"):
             _logger.warning("OTLP endpoint %s has no path; receivers expect %s",

@@ -1,6 +1,6 @@
 """The OTLP protocol, whatever carries it: what a request body is, what an answer means,
-and how long to wait before trying again. No I/O here; transports (``otlp_http``, later
-gRPC) move the bytes and report each try as an ``Outcome``.
+and how long to wait before trying again. No I/O here; transports (``otlp_http``,
+``otlp_grpc``) move the bytes and report each try as an ``Outcome``.
 
 - Encoding: a ``MetricsData`` becomes one request body per batch of at most
   ``max_export_batch_size`` data points and ``max_export_batch_bytes`` encoded bytes
@@ -15,6 +15,8 @@ gRPC) move the bytes and report each try as an ``Outcome``.
   as a hint), ``TOO_LARGE`` (413: split it and send the halves) or ``PERMANENT`` (any
   other status: sending it again would fail again). A response body longer than
   ``MAX_DECODED_RESPONSE_BYTES`` is not decoded, so that a hostile one costs no memory.
+  OTLP/gRPC statuses likewise (``grpc_outcome``: the retryable codes of the OTLP/gRPC
+  specification, a ``RetryInfo`` as the hint), decoded here without a protobuf runtime.
 - Waiting: ``retry_delay`` is the one place that decides the delay before a retry;
   exponential backoff with jitter is its floor, which ``Retry-After`` can only lengthen.
 """
@@ -62,7 +64,8 @@ class Outcome(NamedTuple):
 
 
 class Transport(Protocol):
-    """What the exporter's retry loop needs from a transport (``otlp_http.HttpTransport``)."""
+    """What the exporter's retry loop needs from a transport (``otlp_http.HttpTransport``,
+    ``otlp_grpc.GrpcTransport``)."""
 
     def send(self, body: bytes, headers: Mapping[str, str], timeout: float) -> Outcome:
         """One try, all of it (connect, send, receive) within ``timeout`` seconds whatever
@@ -323,6 +326,65 @@ def http_outcome(status: int, reason: str, headers: Mapping[str, str], payload: 
     return Outcome(RETRYABLE, "HTTP %d %s" % (status, reason), retry_after(headers.get("retry-after")))
 
 
+# gRPC status codes (their google.rpc.Code numbers) that OTLP/gRPC retries: CANCELLED,
+# DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS; and RESOURCE_EXHAUSTED
+# only when the server says when to try again (a RetryInfo), as the specification says.
+GRPC_OK, GRPC_RESOURCE_EXHAUSTED = 0, 8
+RETRYABLE_GRPC_CODES = frozenset((1, 4, 10, 11, 14, 15))
+_RETRY_INFO_TYPE = b"type.googleapis.com/google.rpc.RetryInfo"
+
+
+def grpc_outcome(code: int, name: str, details: str, trailers: Mapping[str, object],
+                 payload: bytes = b"") -> Outcome:
+    """What an OTLP/gRPC answer means: ``code`` is the status's number (``name`` for the
+    log), ``trailers`` the trailing metadata, ``payload`` the ExportMetricsServiceResponse
+    of an OK answer."""
+    if code == GRPC_OK:
+        return Outcome(DELIVERED, partial_success(payload, "application/x-protobuf", False))
+    hint = grpc_retry_info(trailers)
+    text = "gRPC %s: %s" % (name, details or "(no message)")
+    if code in RETRYABLE_GRPC_CODES or (code == GRPC_RESOURCE_EXHAUSTED and hint is not None):
+        return Outcome(RETRYABLE, text, hint)
+    return Outcome(PERMANENT, text)
+
+
+def grpc_retry_info(trailers: Mapping[str, object]) -> Optional[float]:
+    """Seconds to wait from a ``google.rpc.RetryInfo``: among the details of the
+    ``google.rpc.Status`` in ``grpc-status-details-bin`` (where the specification puts
+    it), else alone in ``google.rpc.retryinfo-bin`` (where the reference looks). None
+    when there is none or it cannot be read."""
+    try:
+        status = trailers.get("grpc-status-details-bin")
+        for number, _, value in decode_fields(status) if isinstance(status, bytes) else ():
+            if number == 3 and isinstance(value, bytes):       # Status.details: google.protobuf.Any
+                any_fields = {n: v for n, _, v in decode_fields(value)}
+                if any_fields.get(1) == _RETRY_INFO_TYPE:       # Any.type_url, then Any.value
+                    return _retry_info_seconds(any_fields.get(2, b""))
+        alone = trailers.get("google.rpc.retryinfo-bin")
+        return _retry_info_seconds(alone) if isinstance(alone, bytes) else None
+    except Exception as e:
+        _logger.debug("OTLP: unreadable RetryInfo in a gRPC status: %s", e)
+        return None
+
+
+def _retry_info_seconds(retry_info: bytes) -> float:
+    """RetryInfo.retry_delay (a google.protobuf.Duration) in seconds, at least 0."""
+    seconds = nanos = 0
+    for number, _, value in decode_fields(retry_info):
+        if number == 1 and isinstance(value, bytes):           # retry_delay
+            for n, _, v in decode_fields(value):
+                if n == 1 and isinstance(v, int):               # seconds (int64)
+                    seconds = _signed64(v)
+                elif n == 2 and isinstance(v, int):             # nanos (int32, as a varint)
+                    nanos = _signed64(v)
+    return max(0.0, seconds + nanos / 1e9)
+
+
+def _signed64(varint: int) -> int:
+    """A negative int64 or int32 arrives as a 64-bit two's complement varint."""
+    return varint - (1 << 64) if varint >= 1 << 63 else varint
+
+
 def _decode(payload: bytes, content_type: str, json_default: bool):
     """The response body as a dict (JSON) or a field list (protobuf), by Content-Type;
     ValueError when it is longer than MAX_DECODED_RESPONSE_BYTES."""
@@ -351,7 +413,7 @@ def partial_success(payload: bytes, content_type: str, json_default: bool) -> st
                 if number == 1 and isinstance(value, bytes):   # ExportMetricsPartialSuccess
                     for n, _, v in decode_fields(value):
                         if n == 1 and isinstance(v, int):      # rejected_data_points (int64)
-                            rejected = v - (1 << 64) if v >= 1 << 63 else v
+                            rejected = _signed64(v)
                         elif n == 2 and isinstance(v, bytes):  # error_message
                             message = v.decode("utf-8", "replace")
     except Exception as e:
