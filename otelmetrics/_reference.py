@@ -14,62 +14,62 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional
 
+from otelmetrics import _model
 from otelmetrics._model import AggregationTemporality
+from otelmetrics.resources import Resource
 
-_OURS = ("otelmetrics.",)
 # Classes of the reference's ``metrics.export`` built field by field from ours.
 _DATACLASSES = ("MetricsData", "ResourceMetrics", "ScopeMetrics", "Metric", "Sum", "Gauge", "Histogram",
                 "ExponentialHistogram", "NumberDataPoint", "HistogramDataPoint",
                 "ExponentialHistogramDataPoint", "Buckets")
+# The fields that hold model objects (or lists of them); every other field is a
+# plain value (attributes, numbers, bucket sequences) and is handed over as it is.
+_NESTED = frozenset(("resource_metrics", "resource", "scope_metrics", "scope", "metrics", "data",
+                     "data_points", "exemplars", "positive", "negative", "aggregation_temporality"))
 
-_builders: Optional[Dict[str, Callable]] = None
-_reference_temporality = None
+_builders: Optional[Dict[type, Callable]] = None
 
 
 def _dataclass_builder(cls) -> Callable:
-    names = tuple(cls.__dataclass_fields__)
+    plain = tuple(f for f in cls.__dataclass_fields__ if f not in _NESTED)
+    nested = tuple(f for f in cls.__dataclass_fields__ if f in _NESTED)
 
     def build(obj):
-        return cls(**{f: _convert(getattr(obj, f)) for f in names})
+        values = {f: getattr(obj, f) for f in plain}
+        for f in nested:
+            values[f] = _convert(getattr(obj, f))
+        return cls(**values)
     return build
 
 
-def _load() -> Dict[str, Callable]:
-    """{our class name: builder of the reference object}, made once."""
-    global _builders, _reference_temporality
+def _load() -> Dict[type, Callable]:
+    """{our class: builder of the reference object}, made once."""
+    global _builders
     if _builders is None:
         # opentelemetry-sdk is optional: imported only once one of its exporters
         # or readers was handed to us (so it is installed).
-        from opentelemetry.sdk.metrics import Exemplar
+        from opentelemetry.sdk.metrics import Exemplar as RefExemplar
         from opentelemetry.sdk.metrics import export as ref_export
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+        from opentelemetry.sdk.resources import Resource as RefResource
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope as RefScope
 
-        builders = {name: _dataclass_builder(getattr(ref_export, name)) for name in _DATACLASSES}
-        builders["Exemplar"] = _dataclass_builder(Exemplar)
-        builders["Resource"] = lambda r: Resource(dict(r.attributes), r.schema_url)
-        builders["InstrumentationScope"] = lambda s: InstrumentationScope(
-            s.name, s.version, s.schema_url, s.attributes)
-        _reference_temporality = ref_export.AggregationTemporality
+        builders = {getattr(_model, name): _dataclass_builder(getattr(ref_export, name))
+                    for name in _DATACLASSES}
+        builders[_model.Exemplar] = _dataclass_builder(RefExemplar)
+        builders[Resource] = lambda r: RefResource(dict(r.attributes), r.schema_url)
+        builders[_model.InstrumentationScope] = lambda s: RefScope(s.name, s.version, s.schema_url,
+                                                                   s.attributes)
+        builders[AggregationTemporality] = lambda t: ref_export.AggregationTemporality(int(t))
         _builders = builders
     return _builders
 
 
-def _ours(value) -> bool:
-    return type(value).__module__.startswith(_OURS)
-
-
 def _convert(value):
-    if isinstance(value, AggregationTemporality):
-        return _reference_temporality(int(value))
-    if isinstance(value, (list, tuple)):
-        # Lists of model objects (points, metrics...); attribute and bucket
-        # sequences hold plain values and are kept as they are.
-        return [_convert(v) for v in value] if value and _ours(value[0]) else value
-    if _ours(value):
-        build = _builders.get(type(value).__name__)
-        if build is not None:
-            return build(value)
+    build = _builders.get(type(value))
+    if build is not None:
+        return build(value)
+    if type(value) is list or type(value) is tuple:
+        return [_convert(v) for v in value]
     return value
 
 

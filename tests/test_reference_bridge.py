@@ -273,6 +273,7 @@ def test_reference_reader_lifecycle_in_our_provider(caplog):
     with pytest.raises(ValueError, match="already registered"):
         our_provider([reader])                    # one provider per reader
     assert provider.force_flush() is True
+    assert provider.stats()["dropped"] == {}
     assert reader.get_metrics_data() is not None   # what the flush collected, kept by the reader
     provider.remove_metric_reader(reader)         # stops its collection, shuts it down
     counter.add(1)

@@ -239,7 +239,9 @@ class PeriodicExportingMetricReader(MetricReader):
     OTEL_METRIC_EXPORT_INTERVAL (60000) and OTEL_METRIC_EXPORT_TIMEOUT (30000); the
     interval is clamped to [1 ms, ~24.8 days], the timeout to ~24.8 days, with a warning.
     ``export_interval_millis=math.inf`` (as opentelemetry-sdk documents it): no thread
-    and no periodic collection, only on ``force_flush`` and ``shutdown``."""
+    and no periodic collection, only on ``force_flush`` and ``shutdown``. An exporter
+    written for opentelemetry-sdk (a subclass of its ``MetricExporter``) is accepted
+    too: it receives that SDK's data classes."""
 
     def __init__(self, exporter: MetricExporter, export_interval_millis: Optional[float] = None,
                  export_timeout_millis: Optional[float] = None, metric_producers=(),
