@@ -1,7 +1,7 @@
 # Exported point types; cimported by the aggregation storage to build points from C.
 
 cdef class _Point:
-    cdef tuple _fields(self)
+    pass
 
 cdef class _SeriesPoint(_Point):
     # Attributes arrive from a stream as a flat (k0, v0, k1, v1, ...) tuple and

@@ -12,6 +12,9 @@ collector: a collection of thousands of points triggers no GC passes.
 
 cimport cython
 
+import dataclasses
+import json
+
 cdef tuple _NUMBER_FIELDS = ("attributes", "start_time_unix_nano", "time_unix_nano", "value", "exemplars")
 cdef tuple _HISTOGRAM_FIELDS = ("attributes", "start_time_unix_nano", "time_unix_nano", "count", "sum",
                                "bucket_counts", "explicit_bounds", "min", "max", "exemplars")
@@ -21,47 +24,80 @@ cdef tuple _BUCKETS_FIELDS = ("offset", "bucket_counts")
 cdef tuple _EXEMPLAR_FIELDS = ("filtered_attributes", "value", "time_unix_nano", "span_id", "trace_id")
 
 
-cdef class _Point:
-    """Shared behaviour: equality and repr by fields, conversion to plain dicts."""
+# -- records by fields: the one implementation for the compiled points and the
+# -- Python containers of otelmetrics._model (a type lists its fields in ``_fields``)
 
-    cdef tuple _fields(self):
-        return ()
+def dataclass_fields(tuple names):
+    """``__dataclass_fields__`` for a record type, so that ``dataclasses.fields``,
+    ``asdict``, ``astuple`` and ``replace`` treat it as the reference's dataclasses
+    (its constructor takes every field by name)."""
+    out = {}
+    for name in names:
+        f = dataclasses.field()
+        f.name = name
+        f.type = object
+        f._field_type = dataclasses._FIELD
+        out[name] = f
+    return out
+
+
+def fields_equal(a, b):
+    """Equality by fields for records of one type; NotImplemented across types."""
+    if type(a) is not type(b):
+        return NotImplemented
+    cdef str f
+    for f in type(a)._fields:
+        if getattr(a, f) != getattr(b, f):
+            return False
+    return True
+
+
+def fields_repr(obj):
+    return "%s(%s)" % (type(obj).__name__,
+                       ", ".join("%s=%r" % (f, getattr(obj, f)) for f in type(obj)._fields))
+
+
+def to_plain(obj):
+    """JSON-ready builtins, recursively: records by their ``to_dict()``, bytes as hex."""
+    if hasattr(obj, "to_dict"):
+        return to_plain(obj.to_dict())
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, bytes):
+        return obj.hex()
+    return obj
+
+
+def to_json(obj, indent=4):
+    """The reference's ``to_json(indent=...)``: the record as a JSON document."""
+    return json.dumps(to_plain(obj), indent=indent)
+
+
+cdef class _Point:
+    """Shared behaviour: equality and repr by fields, conversion to plain dicts and
+    JSON, and the dataclass protocol (fields, asdict, replace), as the reference's
+    frozen dataclasses."""
 
     def __eq__(self, other):
-        if type(other) is not type(self):
-            return NotImplemented
-        cdef str f
-        for f in self._fields():
-            if getattr(self, f) != getattr(other, f):
-                return False
-        return True
+        return fields_equal(self, other)
 
     def __ne__(self, other):
-        r = self.__eq__(other)
+        r = fields_equal(self, other)
         return r if r is NotImplemented else not r
 
     __hash__ = None
 
     def __repr__(self):
-        return "%s(%s)" % (
-            type(self).__name__,
-            ", ".join("%s=%r" % (f, getattr(self, f)) for f in self._fields()),
-        )
+        return fields_repr(self)
 
     def to_dict(self):
         """Plain dict (JSON-ready) in the reference SDK's field order."""
-        out = {}
-        cdef str f
-        for f in self._fields():
-            v = getattr(self, f)
-            if isinstance(v, _Point):
-                v = v.to_dict()
-            elif isinstance(v, dict):
-                v = dict(v)
-            elif isinstance(v, (list, tuple)):
-                v = [x.to_dict() if isinstance(x, _Point) else x for x in v]
-            out[f] = v
-        return out
+        return to_plain({f: getattr(self, f) for f in type(self)._fields})
+
+    def to_json(self, indent=4):
+        return to_json(self, indent)
 
 
 @cython.no_gc
@@ -92,8 +128,8 @@ cdef class Exemplar(_Point):
         self.span_id = span_id
         self.trace_id = trace_id
 
-    cdef tuple _fields(self):
-        return _EXEMPLAR_FIELDS
+    _fields = _EXEMPLAR_FIELDS
+    __dataclass_fields__ = dataclass_fields(_EXEMPLAR_FIELDS)
 
 
 @cython.no_gc
@@ -107,8 +143,8 @@ cdef class NumberDataPoint(_SeriesPoint):
         self.value = value
         self.exemplars = list(exemplars)
 
-    cdef tuple _fields(self):
-        return _NUMBER_FIELDS
+    _fields = _NUMBER_FIELDS
+    __dataclass_fields__ = dataclass_fields(_NUMBER_FIELDS)
 
 
 @cython.no_gc
@@ -128,8 +164,8 @@ cdef class HistogramDataPoint(_SeriesPoint):
         self.max = max
         self.exemplars = list(exemplars)
 
-    cdef tuple _fields(self):
-        return _HISTOGRAM_FIELDS
+    _fields = _HISTOGRAM_FIELDS
+    __dataclass_fields__ = dataclass_fields(_HISTOGRAM_FIELDS)
 
 
 @cython.no_gc
@@ -140,8 +176,8 @@ cdef class Buckets(_Point):
         self.offset = offset
         self.bucket_counts = bucket_counts
 
-    cdef tuple _fields(self):
-        return _BUCKETS_FIELDS
+    _fields = _BUCKETS_FIELDS
+    __dataclass_fields__ = dataclass_fields(_BUCKETS_FIELDS)
 
 
 @cython.no_gc
@@ -164,5 +200,5 @@ cdef class ExponentialHistogramDataPoint(_SeriesPoint):
         self.max = max
         self.exemplars = list(exemplars)
 
-    cdef tuple _fields(self):
-        return _EXPO_FIELDS
+    _fields = _EXPO_FIELDS
+    __dataclass_fields__ = dataclass_fields(_EXPO_FIELDS)

@@ -9,9 +9,9 @@ pipeline builds this model, readers and exporters consume it, and
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 from enum import IntEnum
-from typing import Any, Union
+from typing import Union
 
 from otelmetrics._native.points import (
     Buckets,
@@ -19,6 +19,10 @@ from otelmetrics._native.points import (
     ExponentialHistogramDataPoint,
     HistogramDataPoint,
     NumberDataPoint,
+    dataclass_fields,
+    fields_equal,
+    fields_repr,
+    to_json,
 )
 
 __all__ = [
@@ -37,22 +41,12 @@ class AggregationTemporality(IntEnum):
     CUMULATIVE = 2
 
 
-def _plain(obj: Any) -> Any:
-    """Recursively turn the data model into JSON-ready builtins."""
-    if hasattr(obj, "to_dict"):
-        return _plain(obj.to_dict())
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, bytes):
-        return obj.hex()
-    return obj
-
-
 class _Record:
-    """Immutable record with fields, equality, repr and JSON, like a frozen
-    dataclass (written out because dataclasses would double the import time)."""
+    """Immutable record with fields, equality, repr and JSON, and the dataclass
+    protocol (``dataclasses.fields``/``asdict``/``replace``, copy, pickle), as the
+    reference's frozen dataclasses. Not made with ``@dataclass``: generating nine
+    of them would double the import time. Field-wise equality, repr and JSON are
+    the compiled points' own (``otelmetrics._native.points``)."""
 
     __slots__ = ()
     _fields: tuple = ()
@@ -78,30 +72,27 @@ class _Record:
         raise AttributeError("%s is immutable; use _replace()" % type(self).__name__)
 
     def _replace(self, **changes):
-        return type(self)(**{**{f: getattr(self, f) for f in self._fields}, **changes})
+        return dataclasses.replace(self, **changes)
 
-    def __eq__(self, other) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return all(getattr(self, f) == getattr(other, f) for f in self._fields)
+    def __reduce__(self):
+        return type(self), tuple(getattr(self, f) for f in self._fields)
+
+    __eq__ = fields_equal
+    __repr__ = fields_repr
 
     def __hash__(self) -> int:
         return hash(tuple(getattr(self, f) for f in self._fields))
 
-    def __repr__(self) -> str:
-        return "%s(%s)" % (type(self).__name__,
-                           ", ".join("%s=%r" % (f, getattr(self, f)) for f in self._fields))
-
     def to_dict(self) -> dict:
         return {f: getattr(self, f) for f in self._fields}
 
-    def to_json(self, indent=4) -> str:
-        return json.dumps(_plain(self), indent=indent)
+    to_json = to_json
 
 
 def _record(name: str, fields: str, doc: str, **defaults) -> type:
     names = tuple(fields.split())
     return type(name, (_Record,), {"__slots__": names, "_fields": names, "_defaults": defaults,
+                                   "__dataclass_fields__": dataclass_fields(names),
                                    "__doc__": doc, "__module__": __name__})
 
 
@@ -131,6 +122,7 @@ class ResourceMetrics(_Record):
     __slots__ = ("resource", "scope_metrics", "schema_url")
     _fields = __slots__
     _defaults = {"schema_url": ""}
+    __dataclass_fields__ = dataclass_fields(_fields)
 
     def to_dict(self) -> dict:
         res = self.resource
@@ -145,10 +137,5 @@ class ResourceMetrics(_Record):
 
 
 def replace_fields(obj, **changes):
-    """A copy with some fields changed: ours have _replace(); opentelemetry-sdk's
-    are dataclasses, rebuilt from their fields (without importing dataclasses)."""
-    if hasattr(obj, "_replace"):
-        return obj._replace(**changes)
-    values = {f: getattr(obj, f) for f in obj.__dataclass_fields__}
-    values.update(changes)
-    return type(obj)(**values)
+    """A copy with some fields changed, of ours or of opentelemetry-sdk's data model."""
+    return dataclasses.replace(obj, **changes)

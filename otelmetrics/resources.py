@@ -145,6 +145,9 @@ class Resource:
     def __repr__(self) -> str:
         return "Resource(%r, %r)" % (dict(self._attributes), self._schema_url)
 
+    def __reduce__(self):       # copy, deepcopy and pickle (the read-only mapping is not picklable)
+        return Resource, (dict(self._attributes), self._schema_url)
+
     def to_json(self, indent: Optional[int] = 4) -> str:
         return json.dumps({"attributes": dict(self._attributes), "schema_url": self._schema_url}, indent=indent)
 
