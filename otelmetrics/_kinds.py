@@ -27,11 +27,18 @@ def reference_name(cls) -> Optional[str]:
     return None
 
 
+def subclasses_reference(obj, name: str) -> bool:
+    """Whether ``obj`` is an instance of opentelemetry-sdk's class ``name`` (a
+    vendor's ``MetricExporter`` subclass, say), told from its type's MRO alone."""
+    return any(reference_name(c) == name for c in type(obj).__mro__)
+
+
 def designates(key: type, cls: type) -> bool:
     """Whether a user's class ``key`` selects instruments of our class ``cls``:
     ``cls`` or one of its bases (ours or the API's), or the reference SDK's class
-    of the same name."""
-    return issubclass(cls, key) or reference_name(key) == cls.__name__
+    of the same name, public or private (its ``_Gauge``, and the ``_Counter`` &c.
+    its readers key their choices by)."""
+    return issubclass(cls, key) or (reference_name(key) or "").lstrip("_") == cls.__name__
 
 
 def by_kind(mapping: Optional[dict], what: str, kinds: Iterable[type]) -> Dict[type, object]:

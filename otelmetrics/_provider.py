@@ -3,7 +3,9 @@
 It owns the resource, views, readers and the pipeline, hands out one Meter per
 scope, and runs force_flush/shutdown over its readers within one deadline.
 Readers are duck-typed (anything with the reader protocol of
-``otelmetrics.export.MetricReader``), so this layer never imports export/.
+``otelmetrics.export.MetricReader``), so this layer never imports export/; a
+reader written for opentelemetry-sdk is held in a ``ReferenceReader`` that
+drives it through that SDK's reader protocol.
 """
 from __future__ import annotations
 
@@ -22,9 +24,11 @@ from otelmetrics._callbacks import CallbackRunner
 from otelmetrics._diagnostics import Diagnostics
 from otelmetrics._exemplars import sampler_for
 from otelmetrics._fork import call_in_child_after_fork
+from otelmetrics._kinds import subclasses_reference
 from otelmetrics._meter import Meter
 from otelmetrics._model import InstrumentationScope
 from otelmetrics._pipeline import Pipeline
+from otelmetrics._reference_reader import ReferenceReader
 from otelmetrics.resources import Resource
 from otelmetrics.view import View
 
@@ -87,6 +91,22 @@ def _is_reader(obj) -> bool:
         "force_flush", "shutdown", "_reinit_locks_after_fork"))
 
 
+def _adopt(reader, where: str):
+    """What the provider keeps for a user's reader: ours as it is, opentelemetry-sdk's
+    in its adapter; TypeError for anything else."""
+    if _is_reader(reader):
+        return reader
+    if subclasses_reference(reader, "MetricReader"):
+        return ReferenceReader(reader)
+    raise TypeError("%s: expected an otelmetrics.export.MetricReader (or an opentelemetry-sdk "
+                    "MetricReader), got %r" % (where, reader))
+
+
+def _holds(entry, reader) -> bool:
+    """Whether the provider's ``entry`` is the user's ``reader``, or its adapter."""
+    return entry is reader or (isinstance(entry, ReferenceReader) and entry._reference is reader)
+
+
 class MeterProvider(api.MeterProvider):
     """Owns the readers, views and resource; hands out Meters.
 
@@ -112,11 +132,7 @@ class MeterProvider(api.MeterProvider):
         for v in self._views:
             if not isinstance(v, View):
                 raise TypeError("MeterProvider: views must be otelmetrics.view.View objects, got %r" % (v,))
-        self._readers = list(metric_readers or ())
-        for reader in self._readers:
-            if not _is_reader(reader):
-                raise TypeError("MeterProvider: metric_readers must be otelmetrics.export.MetricReader "
-                                "objects, got %r" % (reader,))
+        self._readers = [_adopt(reader, "MeterProvider: metric_readers") for reader in metric_readers or ()]
         self._sampler = sampler_for(exemplar_filter)
         self._meter_configurator = _configurator(meter_configurator)
         self._diagnostics = Diagnostics()
@@ -145,27 +161,26 @@ class MeterProvider(api.MeterProvider):
     def add_metric_reader(self, metric_reader) -> None:
         """Register one more reader: it sees every instrument, those made before it
         too (their streams start now). A reader of another provider is refused."""
-        if not _is_reader(metric_reader):
-            raise TypeError("MeterProvider.add_metric_reader: expected an otelmetrics.export.MetricReader, "
-                            "got %r" % (metric_reader,))
+        entry = _adopt(metric_reader, "MeterProvider.add_metric_reader")
         with self._pipeline._lock:
-            if any(r is metric_reader for r in self._readers):
+            if any(_holds(r, metric_reader) for r in self._readers):
                 _logger.warning("MeterProvider.add_metric_reader: %r is registered already", metric_reader)
                 return
-            metric_reader._register(self)      # raises if another provider has it
-            self._readers = self._readers + [metric_reader]     # copied: iterations in flight stay valid
-            self._pipeline.add_reader(metric_reader)
+            entry._register(self)      # raises if another provider has it
+            self._readers = self._readers + [entry]     # copied: iterations in flight stay valid
+            self._pipeline.add_reader(entry)
 
     def remove_metric_reader(self, metric_reader) -> None:
         """Stop collecting for a reader and shut it down (as opentelemetry-sdk does)."""
         with self._pipeline._lock:
-            if not any(r is metric_reader for r in self._readers):
+            entry = next((r for r in self._readers if _holds(r, metric_reader)), None)
+            if entry is None:
                 _logger.warning("MeterProvider.remove_metric_reader: %r is not registered", metric_reader)
                 return
-            self._readers = [r for r in self._readers if r is not metric_reader]
-            self._pipeline.remove_reader(metric_reader)
+            self._readers = [r for r in self._readers if r is not entry]
+            self._pipeline.remove_reader(entry)
         try:
-            metric_reader.shutdown()
+            entry.shutdown()
         except Exception as e:
             _logger.warning("MeterProvider.remove_metric_reader: %r.shutdown() failed: %s", metric_reader, e)
 

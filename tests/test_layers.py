@@ -12,10 +12,10 @@ LAYERS = [
     ("native core", ["otelmetrics._native"]),
     ("foundations", ["otelmetrics._version", "otelmetrics._env", "otelmetrics._kinds", "otelmetrics._fork",
                      "otelmetrics._diagnostics", "otelmetrics._callbacks"]),
-    ("model", ["otelmetrics._model", "otelmetrics._filter", "otelmetrics.resources"]),
+    ("model", ["otelmetrics._model", "otelmetrics._filter", "otelmetrics.resources", "otelmetrics._reference"]),
     ("aggregation and views", ["otelmetrics.view", "otelmetrics._instruments", "otelmetrics._exemplars"]),
     ("pipeline and provider", ["otelmetrics._pipeline", "otelmetrics._meter", "otelmetrics._provider",
-                               "otelmetrics._self_metrics"]),
+                               "otelmetrics._self_metrics", "otelmetrics._reference_reader"]),
     ("readers and exporters", ["otelmetrics.export"]),
     ("configure and agent", ["otelmetrics._configure", "otelmetrics.agent", "otelmetrics"]),
 ]
@@ -38,6 +38,11 @@ DEFERRED = {
     # provider that samples exemplars needs its span key.
     ("otelmetrics._exemplars", "opentelemetry"),
     ("otelmetrics._exemplars", "opentelemetry.trace.propagation"),
+    # opentelemetry-sdk is optional: its data classes are imported only when one of
+    # its exporters or readers was given to us (so it is installed), never otherwise.
+    ("otelmetrics._reference", "opentelemetry.sdk.metrics"),
+    ("otelmetrics._reference", "opentelemetry.sdk.resources"),
+    ("otelmetrics._reference", "opentelemetry.sdk.util.instrumentation"),
 }
 
 

@@ -16,8 +16,10 @@ from otelmetrics import _env
 from otelmetrics import _instruments as inst
 from otelmetrics._filter import filter_metrics_data
 from otelmetrics._fork import call_in_child_after_fork
-from otelmetrics._kinds import by_kind
+from otelmetrics._kinds import by_kind, subclasses_reference
 from otelmetrics._model import AggregationTemporality, MetricsData, count_points
+from otelmetrics._reference import temporality_from_reference, to_reference
+from otelmetrics._reference_reader import aggregation_from_reference, by_our_kind
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
 from otelmetrics.view import Aggregation, DefaultAggregation
 
@@ -250,20 +252,51 @@ class _Backlog:
         _logger.error("%d collection(s) (%d data points) dropped unexported: %s", len(batches), points, why)
 
 
+class _ReferenceExporter(MetricExporter):
+    """An exporter written for opentelemetry-sdk (a subclass of its MetricExporter)
+    behind our interface: each collection reaches it as that SDK's data classes,
+    converted for it alone; its preferred temporality and aggregation become ours."""
+
+    def __init__(self, exporter) -> None:
+        what = type(exporter).__name__
+        super().__init__(
+            by_our_kind(getattr(exporter, "_preferred_temporality", None), what + " preferred_temporality",
+                        temporality_from_reference),
+            by_our_kind(getattr(exporter, "_preferred_aggregation", None), what + " preferred_aggregation",
+                        aggregation_from_reference))
+        self._reference = exporter
+
+    def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
+        result = self._reference.export(to_reference(metrics_data), timeout_millis=timeout_millis)
+        # The reference's own MetricExportResult: the same names.
+        ok = getattr(result, "name", None) == MetricExportResult.SUCCESS.name
+        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._reference.force_flush(timeout_millis=timeout_millis) is not False
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
+        self._reference.shutdown(timeout_millis=timeout_millis)
+
+
 class PeriodicExportingMetricReader(MetricReader):
     """Collects every ``export_interval_millis`` on a daemon thread and hands the
     result to the exporter; exports never overlap. Defaults from
     OTEL_METRIC_EXPORT_INTERVAL (60000) and OTEL_METRIC_EXPORT_TIMEOUT (30000); the
     interval is clamped to [1 ms, ~24.8 days], the timeout to ~24.8 days, with a warning.
     ``export_interval_millis=math.inf`` (as opentelemetry-sdk documents it): no thread
-    and no periodic collection, only on ``force_flush`` and ``shutdown``."""
+    and no periodic collection, only on ``force_flush`` and ``shutdown``. An exporter
+    written for opentelemetry-sdk (a subclass of its ``MetricExporter``) is accepted
+    too: it receives that SDK's data classes."""
 
     def __init__(self, exporter: MetricExporter, export_interval_millis: Optional[float] = None,
                  export_timeout_millis: Optional[float] = None, metric_producers=(),
                  default_cardinality_limit=None, metric_filter=None, cardinality_limits=None) -> None:
-        if not isinstance(exporter, MetricExporter):
-            raise TypeError("PeriodicExportingMetricReader: exporter must be an "
-                            "otelmetrics.export.MetricExporter, got %r" % (exporter,))
+        if subclasses_reference(exporter, "MetricExporter"):
+            exporter = _ReferenceExporter(exporter)
+        elif not isinstance(exporter, MetricExporter):
+            raise TypeError("PeriodicExportingMetricReader: exporter must be an otelmetrics.export."
+                            "MetricExporter (or an opentelemetry-sdk MetricExporter), got %r" % (exporter,))
         super().__init__(getattr(exporter, "_preferred_temporality", None),
                          getattr(exporter, "_preferred_aggregation", None),
                          default_cardinality_limit=default_cardinality_limit,
