@@ -293,7 +293,9 @@ def test_other_codes_fail_at_once(server, fast_backoff, caplog, code):
 @needs_grpc
 @pytest.mark.parametrize("code", ["UNAVAILABLE", "RESOURCE_EXHAUSTED"])
 def test_retry_info_delay_is_honoured(server, monkeypatch, code):
-    monkeypatch.setattr(OTLPMetricExporter, "_backoff_base", 60.0)   # only the server's delay can explain a retry
+    # The backoff (about 0.02 s here) is the floor of every delay; the server's longer
+    # RetryInfo delay must lengthen it.
+    monkeypatch.setattr(OTLPMetricExporter, "_backoff_base", 0.02)
     server.replies.append(Reply(grpc.StatusCode[code], headers={"Retry-After": "0.4"}))
     exp = exporter(server)
     start = time.monotonic()
@@ -304,10 +306,12 @@ def test_retry_info_delay_is_honoured(server, monkeypatch, code):
 
 @needs_grpc
 def test_retry_info_alone_in_the_trailer_the_reference_reads(server, monkeypatch):
-    monkeypatch.setattr(OTLPMetricExporter, "_backoff_base", 60.0)
-    info = error_details_pb2.RetryInfo(retry_delay={"nanos": 200_000_000}).SerializeToString()
+    monkeypatch.setattr(OTLPMetricExporter, "_backoff_base", 0.02)
+    info = error_details_pb2.RetryInfo(retry_delay={"nanos": 400_000_000}).SerializeToString()
     server.replies.append(Reply(grpc.StatusCode.UNAVAILABLE, headers={"google.rpc.retryinfo-bin": info}))
+    start = time.monotonic()
     assert exporter(server).export(sdk_data()) is SUCCESS
+    assert 0.4 <= time.monotonic() - start < 3         # the server's delay, not the 0.02 s backoff
     assert len(server.received) == 2
 
 
@@ -393,7 +397,7 @@ def test_endpoint_and_insecure_resolution(monkeypatch):
 
 @pytest.fixture(scope="module")
 def ca(tmp_path_factory):
-    from test_otlp_exporter import _tls_available
+    from export.test_otlp import _tls_available
 
     if grpc is None:
         pytest.skip("grpcio is not installed (the 'grpc' extra; no armv7l wheel)")
