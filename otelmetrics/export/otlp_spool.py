@@ -186,6 +186,7 @@ class Spool:
         self.skipped = 0         # corrupt or foreign files left alone (or renamed aside)
         self.write_errors = 0
         self._writes_failing = False
+        self.forked = False      # set in a forked child, which must leave the directory alone
         self._files: Deque[Tuple[str, int]] = deque()   # (name, size), oldest first
         self._next = 0
         self._uid = os.geteuid()
@@ -205,6 +206,10 @@ class Spool:
     def __len__(self) -> int:
         return len(self._files)
 
+    @property
+    def closed(self) -> bool:
+        return self._dir_fd is None
+
     def close(self) -> None:
         """Release the directory and its lock; the files stay for the next run."""
         self._dir_fd = None
@@ -213,6 +218,7 @@ class Spool:
     def _drop_after_fork(self) -> None:
         # The parent still spools into the directory: the child must not (its copy of
         # the lock is the parent's), so its undelivered requests stay in its memory.
+        self.forked = True
         self.close()
         self._files.clear()
         self.bytes = 0

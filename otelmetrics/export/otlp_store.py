@@ -11,7 +11,9 @@ later, and counts what became of every request.
   or the spool is split until its parts fit, never dropped for its size alone (only a
   single data point can be too large).
 - Nothing accepted is lost silently: a request pushed out of a full queue or spool is
-  counted there; one that can be kept nowhere at shutdown is counted and logged.
+  counted there; one that can be kept nowhere at shutdown is counted and logged. One
+  kept after shutdown closed the spool still goes to disk (the directory is taken again
+  for that write).
 - Not thread-safe: the exporter calls it with its export lock held. ``stopped`` (the
   exporter's shutdown event) may be set by another thread at any time.
 """
@@ -154,7 +156,7 @@ class RequestStore:
                 for half in halves:
                     self.keep(QueuedRequest(half, request.flags))
                 return
-        if spool is not None and spool.put(request.body, request.flags):
+        if spool is not None and self._put(spool, request):
             self._counts["requests_queued"] += 1
         elif self._stopped.is_set():
             # Nobody will send from memory after shutdown.
@@ -163,6 +165,26 @@ class RequestStore:
         else:
             self._counts["requests_queued"] += 1
             self.queue.put(request)
+
+    def _put(self, spool: Spool, request: QueuedRequest) -> bool:
+        """Write ``request`` to the spool. After shutdown closed it (and released the
+        directory for the next exporter), a late export, such as a reader handing over
+        its last collection once the exporter has shut down, takes the directory again
+        for this one write: a fresh ``Spool`` (lock, scan, write, release). It fails, and
+        the caller counts the loss, when another spool holds the directory by then."""
+        if not spool.closed:
+            return spool.put(request.body, request.flags)
+        if spool.forked:
+            return False   # the parent's directory: never written from a forked child
+        try:
+            late = Spool(spool.directory, spool.max_bytes, spool.max_files)
+        except OSError as e:
+            _logger.error("OTLP exporter shut down: cannot reopen the spool %s (%s)", spool.directory, e)
+            return False
+        try:
+            return late.put(request.body, request.flags)
+        finally:
+            late.close()
 
     def shutdown(self, send: Send, deadline: float) -> None:
         """Without a spool, one more try for what memory holds (``send`` returns early
@@ -176,7 +198,7 @@ class RequestStore:
             if request is None:
                 break
             self.queue.remove(request)
-            if self.spool is None or not self.spool.put(request.body, request.flags):
+            if self.spool is None or not self._put(self.spool, request):
                 lost += 1
         if lost:
             self._counts["requests_dropped_shutdown"] += lost

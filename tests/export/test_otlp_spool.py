@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from otelmetrics.export import MetricExportResult, MetricsData
+from otelmetrics.export import MetricExporter, MetricExportResult, MetricsData
 from otelmetrics.export.otlp import OTLPMetricExporter
-from export.test_otlp_queue import UNAVAILABLE, Gateway, clean_env, exporter_for, server, summed  # noqa: F401
+from export.test_otlp_queue import DELTA, UNAVAILABLE, Gateway, clean_env, exporter_for, server, summed  # noqa: F401
 from native.test_otlp_wire import json_to_proto
 from otlp_receiver import OTLPServer, free_port
 
@@ -178,3 +178,49 @@ def test_shutdown_with_an_unreachable_collector_returns_in_time_and_spools(tmp_p
         assert OTLPMetricExporter(server.url, spool_dir=str(tmp_path)).force_flush() is True
         assert summed(server.received) == gw.recorded
     assert spooled(tmp_path) == []
+
+
+class Capture(MetricExporter):
+    """Keeps what it is given."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.batches = []
+
+    def export(self, metrics_data, timeout_millis=10_000, **kw):
+        self.batches.append(metrics_data)
+        return SUCCESS
+
+    def force_flush(self, timeout_millis=10_000):
+        return True
+
+    def shutdown(self, timeout_millis=30_000, **kw):
+        pass
+
+
+def test_a_batch_exported_after_shutdown_still_reaches_the_spool(tmp_path, server, caplog):
+    """A reader may hand its last collection to an exporter that has already shut down
+    (its export was aborted, and shutdown closed the spool meanwhile): the batch is
+    written to the spool all the same, and replayed by the next run."""
+    source = Gateway(Capture(preferred_temporality=DELTA))
+    source.record(6)
+    assert source.export()
+    data, = source.exporter.batches
+    exporter = exporter_for(dead_url(), spool_dir=str(tmp_path))
+    exporter.shutdown()
+    assert exporter.export(data) is not SUCCESS     # nothing is sent after shutdown...
+    assert len(spooled(tmp_path)) == 1              # ...but the batch is on disk
+    stats = exporter.stats()
+    assert stats["requests_queued"] == 1 and stats["requests_dropped_shutdown"] == 0
+
+    # While another exporter holds the directory the late batch cannot go there: it is
+    # counted as lost and logged, not written behind the other one's back.
+    holder = exporter_for(server.url, spool_dir=str(tmp_path))
+    with caplog.at_level(logging.ERROR, logger="otelmetrics.export.otlp"):
+        exporter.export(data)
+    assert exporter.stats()["requests_dropped_shutdown"] == 1
+    assert "in use by another exporter" in caplog.text
+    assert holder.force_flush() is True                  # the replay: the first batch only
+    assert summed(server.received) == source.recorded
+    assert spooled(tmp_path) == []
+    holder.shutdown()
