@@ -467,6 +467,13 @@ class PeriodicExportingMetricReader(MetricReader):
         except Exception as e:
             _logger.warning("exporter shutdown raised %s: %s", type(e).__name__, e)
             ok = False
+        # An export the exporter's shutdown aborted returns now, and its thread hands what
+        # it took from the backlog to the shut-down exporter: shutdown returns only once
+        # that is done (or its time is up), and once the periodic thread has ended.
+        if self._export_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            self._export_lock.release()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
         if len(self._backlog):
             ok = False
             self._export_backlog(max(0.0, (deadline - time.monotonic()) * 1e3))
