@@ -25,10 +25,11 @@ After a fork the owner makes a new runner: the parent's threads do not exist the
 """
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections import deque
+# What the queue module's SimpleQueue and Empty are, without queue.py (and heapq).
+from _queue import Empty, SimpleQueue
 from typing import Callable, Deque, Dict, Hashable, List, NamedTuple, Optional, Tuple
 
 _MAX_WAIT = 60.0   # seconds per wait; a far deadline (1e300) just loops, it never overflows
@@ -59,7 +60,7 @@ class _Batch:
 class _Worker:
     def __init__(self, runner: "CallbackRunner") -> None:
         self._runner = runner
-        self.batches: "queue.SimpleQueue[_Batch]" = queue.SimpleQueue()
+        self.batches: "SimpleQueue[_Batch]" = SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="otelmetrics-callbacks", daemon=True)
         self.thread.start()
 
@@ -68,7 +69,7 @@ class _Worker:
         while True:
             try:
                 batch = self.batches.get(timeout=IDLE_SECONDS)
-            except queue.Empty:
+            except Empty:
                 if runner._swap_idle(self, None):
                     return
                 continue        # the collector took this worker just now: its batch is coming
