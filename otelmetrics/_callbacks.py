@@ -30,7 +30,7 @@ import time
 from collections import deque
 # What the queue module's SimpleQueue and Empty are, without queue.py (and heapq).
 from _queue import Empty, SimpleQueue
-from typing import Callable, Deque, Dict, Hashable, List, NamedTuple, Optional, Tuple
+from typing import Callable, Deque, Dict, Hashable, List, Optional, Tuple
 
 _MAX_WAIT = 60.0   # seconds per wait; a far deadline (1e300) just loops, it never overflows
 IDLE_SECONDS = 30.0
@@ -38,12 +38,18 @@ IDLE_SECONDS = 30.0
 Job = Tuple[Hashable, Callable[[], None]]   # (key: what ``stuck`` lists, fn: the work)
 
 
-class Outcome(NamedTuple):
-    """What became of a collection's jobs."""
-    skipped: List[Job]       # not run: still stuck since an earlier collection
-    stuck: List[Job]         # still running at the deadline
-    not_started: List[Job]   # the deadline came before their turn
-    failed: List[Tuple[Job, BaseException]]   # raised out of fn
+class Outcome:
+    """What became of a collection's jobs. (A plain class: a NamedTuple costs more
+    to create at import than this whole module.)"""
+
+    __slots__ = ("skipped", "stuck", "not_started", "failed")
+
+    def __init__(self, skipped: List[Job], stuck: List[Job], not_started: List[Job],
+                 failed: List[Tuple[Job, BaseException]]) -> None:
+        self.skipped = skipped              # not run: still stuck since an earlier collection
+        self.stuck = stuck                  # still running at the deadline
+        self.not_started = not_started      # the deadline came before their turn
+        self.failed = failed                # raised out of fn
 
 
 class _Batch:
