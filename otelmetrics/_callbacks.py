@@ -25,11 +25,12 @@ After a fork the owner makes a new runner: the parent's threads do not exist the
 """
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections import deque
-from typing import Callable, Deque, Dict, Hashable, List, NamedTuple, Optional, Tuple
+# What the queue module's SimpleQueue and Empty are, without queue.py (and heapq).
+from _queue import Empty, SimpleQueue
+from typing import Callable, Deque, Dict, Hashable, List, Optional, Tuple
 
 _MAX_WAIT = 60.0   # seconds per wait; a far deadline (1e300) just loops, it never overflows
 IDLE_SECONDS = 30.0
@@ -37,12 +38,18 @@ IDLE_SECONDS = 30.0
 Job = Tuple[Hashable, Callable[[], None]]   # (key: what ``stuck`` lists, fn: the work)
 
 
-class Outcome(NamedTuple):
-    """What became of a collection's jobs."""
-    skipped: List[Job]       # not run: still stuck since an earlier collection
-    stuck: List[Job]         # still running at the deadline
-    not_started: List[Job]   # the deadline came before their turn
-    failed: List[Tuple[Job, BaseException]]   # raised out of fn
+class Outcome:
+    """What became of a collection's jobs. (A plain class: a NamedTuple costs more
+    to create at import than this whole module.)"""
+
+    __slots__ = ("skipped", "stuck", "not_started", "failed")
+
+    def __init__(self, skipped: List[Job], stuck: List[Job], not_started: List[Job],
+                 failed: List[Tuple[Job, BaseException]]) -> None:
+        self.skipped = skipped              # not run: still stuck since an earlier collection
+        self.stuck = stuck                  # still running at the deadline
+        self.not_started = not_started      # the deadline came before their turn
+        self.failed = failed                # raised out of fn
 
 
 class _Batch:
@@ -59,7 +66,7 @@ class _Batch:
 class _Worker:
     def __init__(self, runner: "CallbackRunner") -> None:
         self._runner = runner
-        self.batches: "queue.SimpleQueue[_Batch]" = queue.SimpleQueue()
+        self.batches: "SimpleQueue[_Batch]" = SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="otelmetrics-callbacks", daemon=True)
         self.thread.start()
 
@@ -68,7 +75,7 @@ class _Worker:
         while True:
             try:
                 batch = self.batches.get(timeout=IDLE_SECONDS)
-            except queue.Empty:
+            except Empty:
                 if runner._swap_idle(self, None):
                     return
                 continue        # the collector took this worker just now: its batch is coming

@@ -1,7 +1,11 @@
 """The environment variables (``OTEL_*`` and ``OTELMETRICS_*``), read and
 validated in one place: no other module reads ``os.environ``. This module only
 reads and checks values; what builds exporters and readers from them lives with
-those (``otelmetrics.export``). It imports nothing of otelmetrics.
+those (``otelmetrics.export``). It imports nothing of otelmetrics. The OTLP
+exporters' own settings (endpoint, headers, timeout, compression, TLS files, the
+retry queue and spool) are resolved in ``otelmetrics.export.otlp_settings`` from
+variables read here: its URL parsing (``urllib.parse``) loads only with an OTLP
+exporter, never with ``import otelmetrics``.
 
 Precedence everywhere: an explicit argument, then the signal-specific variable
 (``OTEL_EXPORTER_OTLP_METRICS_*``), then the generic one (``OTEL_EXPORTER_OTLP_*``),
@@ -17,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
-from urllib.parse import unquote, urlsplit
+import re
+from typing import Dict, List, Optional, Tuple
 
 _logger = logging.getLogger("otelmetrics")
 
@@ -39,17 +43,12 @@ DEFAULT_EXPORT_TIMEOUT_MILLIS = 30_000.0
 # would collect in a busy loop, a longer duration overflows the reader's waits.
 MIN_EXPORT_INTERVAL_MILLIS = 1.0
 MAX_EXPORT_MILLIS = 2.0 ** 31 - 1   # about 24.8 days
-DEFAULT_OTLP_ENDPOINT = "http://localhost:4318"
-DEFAULT_OTLP_GRPC_ENDPOINT = "http://localhost:4317"   # gRPC: no path, the method names the service
-METRICS_PATH = "/v1/metrics"
-DEFAULT_OTLP_TIMEOUT = 10.0  # seconds, as the exporter's ``timeout`` argument takes it
 
 PROTOBUF = "http/protobuf"
 JSON = "http/json"
 GRPC = "grpc"
 PROTOCOLS = (PROTOBUF, JSON)            # what the OTLP/HTTP exporter speaks
 ALL_PROTOCOLS = (GRPC, PROTOBUF, JSON)  # what OTEL_EXPORTER_OTLP_PROTOCOL may choose in configure()
-COMPRESSIONS = ("none", "gzip")
 EXPORTERS = ("otlp", "console", "none")
 
 
@@ -106,6 +105,24 @@ def _millis(name: str, default: float, minimum: float) -> float:
         return default
     value = _positive_millis(name, raw, "%g ms" % default)
     return default if value is None else clamp_millis(name, value, minimum)
+
+
+# One or more percent-escapes in a row: they decode together, as UTF-8 (a character
+# may take several escapes).
+_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+
+
+def _decode_escapes(match) -> str:
+    return bytes.fromhex(match.group().replace("%", "")).decode("utf-8", "replace")
+
+
+def unquote(text: str) -> str:
+    """``urllib.parse.unquote(text)``: %XX escapes decoded as UTF-8, a malformed one
+    kept as it is, invalid UTF-8 replaced by U+FFFD. Written here so that reading
+    ``OTEL_RESOURCE_ATTRIBUTES`` does not import urllib.parse (and ipaddress with it)."""
+    if "%" not in text:
+        return text
+    return _ESCAPES.sub(_decode_escapes, text)
 
 
 def _key_values(raw: str):
@@ -176,32 +193,7 @@ def export_timeout_millis(explicit: Optional[float] = None) -> float:
     return _millis(OTEL_METRIC_EXPORT_TIMEOUT, DEFAULT_EXPORT_TIMEOUT_MILLIS, 0.0)
 
 
-# ---------------------------------------------------------------- OTLP exporter
-
-class OTLPSettings(NamedTuple):
-    """Everything an OTLP exporter needs, resolved. For OTLP/gRPC (protocol "grpc") the
-    endpoint's scheme says plaintext (http) or TLS (https), see ``otlp_grpc_endpoint``."""
-
-    endpoint: str = DEFAULT_OTLP_ENDPOINT + METRICS_PATH
-    headers: Dict[str, str] = {}   # never mutated: otlp_settings() passes a fresh dict
-    timeout: float = DEFAULT_OTLP_TIMEOUT          # seconds
-    compression: str = "none"
-    certificate_file: Optional[str] = None
-    client_key_file: Optional[str] = None
-    client_certificate_file: Optional[str] = None
-    protocol: str = PROTOBUF
-
-
-def parse_headers(raw: str, name: str = "OTEL_EXPORTER_OTLP_HEADERS") -> Dict[str, str]:
-    """``key1=value1,key2=value2`` with percent-encoded parts (W3C baggage style)."""
-    headers: Dict[str, str] = {}
-    for key, value, item in _key_values(raw):
-        if key is None or any(c in key for c in " \t\r\n:") or "\n" in value or "\r" in value:
-            _logger.warning("%s: ignoring %r, expected key=value", name, item)
-            continue
-        headers[key.lower()] = value.strip()
-    return headers
-
+# ---------------------------------------------------------------- resource and exemplars
 
 def resource_attributes() -> Dict[str, str]:
     """``OTEL_RESOURCE_ATTRIBUTES``: comma-separated ``key=value``, percent-decoded.
@@ -238,78 +230,7 @@ def exemplar_filter() -> str:
     return raw.lower()
 
 
-def _check_endpoint(url: str) -> Optional[str]:
-    """What is wrong with ``url`` as an OTLP/HTTP endpoint, or None."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises ValueError on a bad port)
-    except ValueError as e:
-        return str(e)
-    if parts.scheme not in ("http", "https"):
-        return "the scheme must be http or https"
-    if not parts.hostname:
-        return "no host"
-    return None
-
-
-def normalize_endpoint(url: str, scheme: str = "http") -> str:
-    """``host:port/path`` without a scheme means ``scheme`` (http, as gRPC-style endpoints
-    are often written to mean; OTLP/gRPC passes the one its ``insecure`` setting says)."""
-    url = url.strip()
-    if "://" not in url:
-        url = scheme + "://" + url
-    return url
-
-
-def _resolve_endpoint(explicit: Optional[str], scheme: str = "http", generic_suffix: str = METRICS_PATH,
-                      default: str = DEFAULT_OTLP_ENDPOINT + METRICS_PATH) -> str:
-    if explicit is not None:
-        url = normalize_endpoint(str(explicit), scheme)
-        problem = _check_endpoint(url)
-        if problem:
-            raise ValueError("OTLPMetricExporter endpoint %r: %s" % (explicit, problem))
-        return url
-    for name, suffix in (("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", ""),
-                         ("OTEL_EXPORTER_OTLP_ENDPOINT", generic_suffix)):
-        raw = env(name)
-        if raw is None:
-            continue
-        # The signal-specific variable is the full URL; the generic one is a base.
-        url = normalize_endpoint(raw, scheme).rstrip("/") + suffix if suffix else normalize_endpoint(raw, scheme)
-        problem = _check_endpoint(url)
-        if problem is None:
-            return url
-        _warn_invalid(name, raw, "an http:// or https:// URL (%s)" % problem, "the next setting")
-    return default
-
-
-def _resolve_insecure(explicit: Optional[bool]) -> bool:
-    if explicit is not None:
-        return bool(explicit)
-    name, raw = _otlp_env("INSECURE")
-    if raw is None:
-        return False
-    if raw.lower() not in ("true", "false"):
-        _warn_invalid(name, raw, "true or false", "false")
-        return False
-    return raw.lower() == "true"
-
-
-def otlp_grpc_endpoint(explicit: Optional[str] = None, insecure: Optional[bool] = None) -> str:
-    """The OTLP/gRPC endpoint as an http:// (plaintext) or https:// (TLS) URL: the
-    argument, else ``OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT`` (both as they are: gRPC
-    has no path to add), else http://localhost:4317. The scheme decides, as the
-    specification says; ``insecure`` (else ``OTEL_EXPORTER_OTLP_[METRICS_]INSECURE``,
-    default false) only chooses for an endpoint written without one. An explicit
-    ``insecure=False`` with an http:// endpoint is a contradiction (the reference
-    would use TLS there): a ValueError that says to write https://."""
-    scheme = "http" if _resolve_insecure(insecure) else "https"
-    url = _resolve_endpoint(explicit, scheme, "", DEFAULT_OTLP_GRPC_ENDPOINT)
-    if insecure is not None and not insecure and url.startswith("http://"):
-        raise ValueError("OTLPMetricExporter: insecure=False, but endpoint %s is plaintext; "
-                         "write https:// for TLS" % url)
-    return url
-
+# ---------------------------------------------------------------- OTLP: protocol and compression choices
 
 def _resolve_choice(explicit: Optional[str], suffix: str, choices: Tuple[str, ...], default: str,
                     what: str) -> str:
@@ -331,155 +252,10 @@ def _resolve_choice(explicit: Optional[str], suffix: str, choices: Tuple[str, ..
     return value
 
 
-def _resolve_timeout(explicit: Optional[float]) -> float:
-    if explicit is not None:
-        value = float(explicit)
-        if not value > 0:
-            raise ValueError("OTLPMetricExporter timeout %r: expected a positive number of seconds" % (explicit,))
-        return value
-    name, raw = _otlp_env("TIMEOUT")
-    if raw is None:
-        return DEFAULT_OTLP_TIMEOUT
-    millis = _positive_millis(name, raw, "%g s" % DEFAULT_OTLP_TIMEOUT)
-    if millis is None:
-        return DEFAULT_OTLP_TIMEOUT
-    if millis < 100:
-        _logger.warning("%s=%r is read as milliseconds, as the specification says; "
-                        "write %g for %s seconds", name, raw, millis * 1000, raw)
-    return millis / 1000.0
-
-
-def _resolve_file(explicit: Optional[str], suffix: str) -> Optional[str]:
-    if explicit is not None:
-        if not os.path.isfile(explicit):
-            raise ValueError("OTLPMetricExporter: %s file %r does not exist" % (suffix.lower(), explicit))
-        return explicit
-    name, raw = _otlp_env(suffix)
-    if raw is None:
-        return None
-    if not os.path.isfile(raw):
-        _warn_invalid(name, raw, "the path of an existing file", "none")
-        return None
-    return raw
-
-
 def otlp_protocol(explicit: Optional[str] = None) -> str:
     """``OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL``: which OTLP exporter ``configure()``
     builds, grpc, http/protobuf (the default) or http/json."""
     return _resolve_choice(explicit, "PROTOCOL", ALL_PROTOCOLS, PROTOBUF, "protocol")
-
-
-def otlp_compression(explicit: Optional[str] = None) -> str:
-    """``OTEL_EXPORTER_OTLP_[METRICS_]COMPRESSION``: gzip or none (the default)."""
-    return _resolve_choice(explicit, "COMPRESSION", COMPRESSIONS, "none", "compression")
-
-
-def otlp_settings(
-    endpoint: Optional[str] = None,
-    headers: Optional[Mapping[str, str]] = None,
-    timeout: Optional[float] = None,
-    compression: Optional[str] = None,
-    certificate_file: Optional[str] = None,
-    client_key_file: Optional[str] = None,
-    client_certificate_file: Optional[str] = None,
-    protocol: Optional[str] = None,
-) -> OTLPSettings:
-    """Resolve the exporter's settings from explicit arguments and the environment.
-    ``protocol="grpc"`` (only ever explicit: the OTLP/gRPC exporter passes it, with the
-    endpoint from ``otlp_grpc_endpoint``) resolves as OTLP/gRPC."""
-    name, raw = _otlp_env("HEADERS")
-    merged = parse_headers(raw, name) if raw else {}
-    # As the reference does: variable headers, then explicit ones on top.
-    merged.update({str(k).lower(): str(v) for k, v in (headers or {}).items()})
-    return OTLPSettings(
-        endpoint=(_resolve_endpoint(endpoint, "https", "", DEFAULT_OTLP_GRPC_ENDPOINT) if protocol == GRPC
-                  else _resolve_endpoint(endpoint)),
-        headers=merged,
-        timeout=_resolve_timeout(timeout),
-        compression=otlp_compression(compression),
-        certificate_file=_resolve_file(certificate_file, "CERTIFICATE"),
-        client_key_file=_resolve_file(client_key_file, "CLIENT_KEY"),
-        client_certificate_file=_resolve_file(client_certificate_file, "CLIENT_CERTIFICATE"),
-        protocol=(GRPC if protocol == GRPC
-                  else _resolve_choice(protocol, "PROTOCOL", PROTOCOLS, PROTOBUF, "protocol")),
-    )
-
-
-# ---------------------------------------------------------------- OTLP retry queue and spool
-
-OTELMETRICS_EXPORTER_QUEUE_BYTES = "OTELMETRICS_EXPORTER_QUEUE_BYTES"
-OTELMETRICS_EXPORTER_SPOOL_DIR = "OTELMETRICS_EXPORTER_SPOOL_DIR"
-OTELMETRICS_EXPORTER_SPOOL_BYTES = "OTELMETRICS_EXPORTER_SPOOL_BYTES"
-OTELMETRICS_EXPORTER_SPOOL_FILES = "OTELMETRICS_EXPORTER_SPOOL_FILES"
-OTELMETRICS_EXPORTER_BATCH_BYTES = "OTELMETRICS_EXPORTER_BATCH_BYTES"
-
-DEFAULT_QUEUE_BYTES = 4 * 1024 * 1024
-DEFAULT_SPOOL_BYTES = 64 * 1024 * 1024
-DEFAULT_SPOOL_FILES = 10_000
-# A request's bound, encoded and before compression: a collector's default limit is 4 MiB
-# over gRPC (20 MiB over HTTP), and the default retry queue holds 4 MiB.
-DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
-MIN_BATCH_BYTES = 1024
-
-
-class QueueSettings(NamedTuple):
-    """Where the OTLP exporter keeps requests it could not deliver yet, and how many."""
-
-    max_queue_bytes: int = DEFAULT_QUEUE_BYTES     # in memory; 0 turns the queue off
-    spool_dir: Optional[str] = None                # on disk, surviving a restart
-    max_spool_bytes: int = DEFAULT_SPOOL_BYTES
-    max_spool_files: int = DEFAULT_SPOOL_FILES
-    spool_dir_from_env: bool = False               # an unusable one is then a warning, not an error
-
-
-def _resolve_size(explicit: Optional[int], name: str, default: int, minimum: int) -> int:
-    expected = "an integer >= %d" % minimum
-    if explicit is not None:
-        if isinstance(explicit, bool) or not isinstance(explicit, int) or explicit < minimum:
-            raise ValueError("OTLPMetricExporter %s %r: expected %s" % (name, explicit, expected))
-        return explicit
-    variable = {"max_queue_bytes": OTELMETRICS_EXPORTER_QUEUE_BYTES,
-                "max_spool_bytes": OTELMETRICS_EXPORTER_SPOOL_BYTES,
-                "max_spool_files": OTELMETRICS_EXPORTER_SPOOL_FILES,
-                "max_export_batch_bytes": OTELMETRICS_EXPORTER_BATCH_BYTES}[name]
-    raw = env(variable)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        _warn_invalid(variable, raw, expected, default)
-        return default
-    return value
-
-
-def queue_settings(
-    max_queue_bytes: Optional[int] = None,
-    spool_dir: Optional[str] = None,
-    max_spool_bytes: Optional[int] = None,
-    max_spool_files: Optional[int] = None,
-) -> QueueSettings:
-    """Resolve the retry queue and spool settings from explicit arguments and the environment."""
-    from_env = spool_dir is None
-    if from_env:
-        spool_dir = env(OTELMETRICS_EXPORTER_SPOOL_DIR)
-    else:
-        spool_dir = os.fspath(spool_dir) or None
-    return QueueSettings(
-        max_queue_bytes=_resolve_size(max_queue_bytes, "max_queue_bytes", DEFAULT_QUEUE_BYTES, 0),
-        spool_dir=spool_dir,
-        max_spool_bytes=_resolve_size(max_spool_bytes, "max_spool_bytes", DEFAULT_SPOOL_BYTES, 1),
-        max_spool_files=_resolve_size(max_spool_files, "max_spool_files", DEFAULT_SPOOL_FILES, 1),
-        spool_dir_from_env=from_env,
-    )
-
-
-def batch_bytes(explicit: Optional[int] = None) -> int:
-    """The OTLP exporter's bound on one request, in encoded bytes: ``max_export_batch_bytes``,
-    else ``OTELMETRICS_EXPORTER_BATCH_BYTES``, else 4 MiB."""
-    return _resolve_size(explicit, "max_export_batch_bytes", DEFAULT_BATCH_BYTES, MIN_BATCH_BYTES)
 
 
 def temporality_preference() -> str:

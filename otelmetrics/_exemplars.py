@@ -63,8 +63,9 @@ def filter_from_env() -> ExemplarFilter:
     return _FILTERS[_env.exemplar_filter()]()
 
 
-def sampler_for(exemplar_filter: Optional[object]) -> Optional[ExemplarSampler]:
-    """The compiled sampler for a filter (None when exemplars are off)."""
+def filter_mode(exemplar_filter: Optional[object]) -> Optional[int]:
+    """The compiled sampling mode of a filter (ALWAYS_ON or TRACE_BASED), None when
+    exemplars are off. A filter that is none of ours or the reference's is a TypeError."""
     f = exemplar_filter if exemplar_filter is not None else filter_from_env()
     if not isinstance(f, ExemplarFilter):
         # opentelemetry-sdk's filter classes, given by habit, map by name.
@@ -73,8 +74,12 @@ def sampler_for(exemplar_filter: Optional[object]) -> Optional[ExemplarSampler]:
             raise TypeError("exemplar_filter must be AlwaysOnExemplarFilter, AlwaysOffExemplarFilter "
                             "or TraceBasedExemplarFilter, got %r" % (exemplar_filter,))
         f = cls()
-    if f._mode == ALWAYS_OFF:
-        return None
+    return None if f._mode == ALWAYS_OFF else f._mode
+
+
+def make_sampler(mode: int) -> ExemplarSampler:
+    """The compiled sampler for a mode of ``filter_mode``. The provider makes it with
+    its first synchronous instrument: observable ones never sample exemplars."""
     # Deferred on purpose, the one import not at the top of a module: importing
     # opentelemetry.trace costs ~23 ms, more than `import otelmetrics` itself, and
     # only a provider that samples exemplars needs the span key.
@@ -85,7 +90,7 @@ def sampler_for(exemplar_filter: Optional[object]) -> Optional[ExemplarSampler]:
     ctxvar = getattr(runtime, "_current_context", None)
     if type(ctxvar).__name__ != "ContextVar":
         ctxvar = None    # another runtime context: ask it through the API (slower)
-    return ExemplarSampler(f._mode, ctxvar, _SPAN_KEY, otel_context.get_current)
+    return ExemplarSampler(mode, ctxvar, _SPAN_KEY, otel_context.get_current)
 
 
 class ExemplarReservoir(ABC):

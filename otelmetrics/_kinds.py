@@ -8,16 +8,18 @@ nothing of otelmetrics, so every layer may use it.
 """
 from __future__ import annotations
 
-import re
 from typing import Dict, Iterable, Optional
 
 # The specification's instrument name syntax: a letter, then up to 254 of
-# letters, digits, ``_``, ``.``, ``/`` and ``-``.
-_INSTRUMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_./-]{0,254}\Z")
+# letters, digits, ``_``, ``.``, ``/`` and ``-`` (the regular expression
+# ``[A-Za-z][A-Za-z0-9_./-]{0,254}``, checked without compiling one at import).
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_NAME_CHARS = _LETTERS + "0123456789_./-"
 
 
 def valid_instrument_name(name) -> bool:
-    return isinstance(name, str) and _INSTRUMENT_NAME.match(name) is not None
+    return (isinstance(name, str) and 0 < len(name) <= 255 and name[0] in _LETTERS
+            and not name.strip(_NAME_CHARS))
 
 
 def reference_name(cls) -> Optional[str]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -14,8 +13,6 @@ from otelmetrics._model import InstrumentationScope
 from otelmetrics.view import check_boundaries
 
 _logger = logging.getLogger("otelmetrics")
-
-_UNIT_RE = re.compile(r"[\x00-\x7F]{0,63}\Z")
 
 
 class Meter(api.Meter):
@@ -41,7 +38,7 @@ class Meter(api.Meter):
                 "instrument name %r is invalid: it must start with a letter and contain at most 255 "
                 "of letters, digits, '_', '.', '/' and '-'; the instrument works, but backends may "
                 "reject it: rename it", name)
-        if not _UNIT_RE.match(unit):
+        if not (len(unit) <= 63 and unit.isascii()):
             # The spec asks SDKs not to validate units: kept, with a hint.
             _logger.warning("instrument %r: unit %r is not ASCII of at most 63 characters, as the API "
                             "recommends; some backends may reject it", name, unit)

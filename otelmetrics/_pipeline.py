@@ -213,7 +213,7 @@ class Pipeline:
             if stream is None:
                 continue
             stream.set_start(start_ns)   # every stream of an instrument starts at its creation
-            if self._provider._sampler is not None and not kind._async:
+            if not kind._async and self._provider._sampler is not None:
                 configure_exemplars(instrument.name, stream, agg, factory)
             outs.append(_StreamOut(name, description, instrument.unit, stream, temporality,
                                    kind._monotonic, _data_type_for(agg)))

@@ -22,7 +22,7 @@ from opentelemetry import metrics as api
 from otelmetrics import _self_metrics
 from otelmetrics._callbacks import CallbackRunner
 from otelmetrics._diagnostics import Diagnostics
-from otelmetrics._exemplars import sampler_for
+from otelmetrics._exemplars import filter_mode, make_sampler
 from otelmetrics._fork import call_in_child_after_fork
 from otelmetrics._kinds import subclasses_reference
 from otelmetrics._meter import Meter
@@ -133,7 +133,8 @@ class MeterProvider(api.MeterProvider):
             if not isinstance(v, View):
                 raise TypeError("MeterProvider: views must be otelmetrics.view.View objects, got %r" % (v,))
         self._readers = [_adopt(reader, "MeterProvider: metric_readers") for reader in metric_readers or ()]
-        self._sampler = sampler_for(exemplar_filter)
+        self._exemplar_mode = filter_mode(exemplar_filter)
+        self._made_sampler = None
         self._meter_configurator = _configurator(meter_configurator)
         self._diagnostics = Diagnostics()
         self._pipeline = Pipeline(self)
@@ -157,6 +158,17 @@ class MeterProvider(api.MeterProvider):
 
             self._atexit = _on_exit
             atexit.register(_on_exit)
+
+    @property
+    def _sampler(self):
+        """The exemplar sampler of the synchronous instruments, None when exemplars are
+        off. Made on first use: a provider of observable instruments only (the agent's)
+        never imports opentelemetry.trace for it."""
+        if self._exemplar_mode is None:
+            return None
+        if self._made_sampler is None:
+            self._made_sampler = make_sampler(self._exemplar_mode)
+        return self._made_sampler
 
     def add_metric_reader(self, metric_reader) -> None:
         """Register one more reader: it sees every instrument, those made before it

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import math
 import re
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -21,6 +20,8 @@ __all__ = [
     "Aggregation", "DefaultAggregation", "DropAggregation", "ExplicitBucketHistogramAggregation",
     "ExponentialBucketHistogramAggregation", "LastValueAggregation", "SumAggregation", "View",
 ]
+
+_INF = float("inf")
 
 # The specification's default explicit bucket boundaries.
 DEFAULT_BOUNDARIES = (0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0,
@@ -71,7 +72,7 @@ def check_boundaries(boundaries: Iterable[float], what: str) -> tuple:
         out = tuple(float(b) for b in boundaries)
     except (TypeError, ValueError):
         raise ValueError("%s must be a sequence of numbers, got %r" % (what, boundaries)) from None
-    if any(math.isnan(b) or math.isinf(b) for b in out):
+    if any(not -_INF < b < _INF for b in out):     # NaN or infinite
         raise ValueError("%s must be finite numbers, got %r" % (what, out))
     if any(b2 <= b1 for b1, b2 in zip(out, out[1:])):
         raise ValueError("%s must be strictly increasing, got %r" % (what, out))

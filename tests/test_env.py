@@ -1,11 +1,14 @@
 """The OpenTelemetry SDK environment variables: defaults, precedence, invalid values."""
 import logging
+import urllib.parse
 
 import pytest
+from hypothesis import given, strategies as st
 from opentelemetry import metrics as api
 
 import otelmetrics
 from otelmetrics import _env as config
+from otelmetrics.export import otlp_settings
 from otelmetrics.export import _exporter as prefs
 from otelmetrics.export import AggregationTemporality as T
 from otelmetrics.export.otlp import OTLPMetricExporter
@@ -32,8 +35,8 @@ def warnings(caplog):
 
 
 def test_defaults():
-    s = config.otlp_settings()
-    assert s == config.OTLPSettings(endpoint="http://localhost:4318/v1/metrics", headers={}, timeout=10.0,
+    s = otlp_settings.otlp_settings()
+    assert s == otlp_settings.OTLPSettings(endpoint="http://localhost:4318/v1/metrics", headers={}, timeout=10.0,
                                     compression="none", protocol="http/protobuf")
     assert config.metrics_exporters() == ["otlp"]
     assert config.export_interval_millis() == 60_000 and config.export_timeout_millis() == 30_000
@@ -52,7 +55,7 @@ def test_defaults():
 def test_endpoint_from_the_environment(monkeypatch, env, expected):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    assert config.otlp_settings().endpoint == expected
+    assert otlp_settings.otlp_settings().endpoint == expected
     assert OTLPMetricExporter().endpoint == expected
 
 
@@ -64,7 +67,7 @@ def test_explicit_endpoint_is_used_as_is(monkeypatch):
 @pytest.mark.parametrize("bad", ["ftp://x/v1/metrics", "http://:80/", "http://host:notaport/"])
 def test_bad_endpoint_variable_warns_and_falls_back(monkeypatch, warnings, bad):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", bad)
-    assert config.otlp_settings().endpoint == "http://localhost:4318/v1/metrics"
+    assert otlp_settings.otlp_settings().endpoint == "http://localhost:4318/v1/metrics"
     assert "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT" in warnings.text
 
 
@@ -80,26 +83,26 @@ def test_bad_explicit_arguments_fail_fast():
 def test_headers_merge_signal_specific_first_and_explicit_on_top(monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "generic=1")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "Api-Key=s%3Dcret , x-scope=a%20b,,")
-    assert config.otlp_settings().headers == {"api-key": "s=cret", "x-scope": "a b"}
-    assert config.otlp_settings(headers={"X-Scope": "given"}).headers == {"api-key": "s=cret", "x-scope": "given"}
+    assert otlp_settings.otlp_settings().headers == {"api-key": "s=cret", "x-scope": "a b"}
+    assert otlp_settings.otlp_settings(headers={"X-Scope": "given"}).headers == {"api-key": "s=cret", "x-scope": "given"}
 
 
 def test_bad_header_items_are_skipped_with_a_warning(monkeypatch, warnings):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "good=1,novalue,=x,bad key=2")
-    assert config.otlp_settings().headers == {"good": "1"}
+    assert otlp_settings.otlp_settings().headers == {"good": "1"}
     assert "OTEL_EXPORTER_OTLP_HEADERS" in warnings.text and "novalue" in warnings.text
 
 
 @pytest.mark.parametrize("var", ["OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT"])
 def test_timeout_variable_is_milliseconds(monkeypatch, var):
     monkeypatch.setenv(var, "2500")
-    assert config.otlp_settings().timeout == 2.5
-    assert config.otlp_settings(timeout=7).timeout == 7
+    assert otlp_settings.otlp_settings().timeout == 2.5
+    assert otlp_settings.otlp_settings(timeout=7).timeout == 7
 
 
 def test_timeout_that_looks_like_seconds_gets_a_warning(monkeypatch, warnings):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "10")
-    assert config.otlp_settings().timeout == 0.01
+    assert otlp_settings.otlp_settings().timeout == 0.01
     assert "milliseconds" in warnings.text and "10000" in warnings.text
 
 
@@ -113,7 +116,7 @@ def test_timeout_that_looks_like_seconds_gets_a_warning(monkeypatch, warnings):
 ])
 def test_invalid_otlp_variables_warn_by_name_and_use_the_default(monkeypatch, warnings, suffix, value, field, default):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_" + suffix, value)
-    assert getattr(config.otlp_settings(), field) == default
+    assert getattr(otlp_settings.otlp_settings(), field) == default
     assert "OTEL_EXPORTER_OTLP_METRICS_" + suffix in warnings.text
 
 
@@ -123,10 +126,10 @@ def test_invalid_otlp_variables_warn_by_name_and_use_the_default(monkeypatch, wa
 ])
 def test_generic_and_signal_specific_choices(monkeypatch, suffix, value, field, expected):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_" + suffix, value)
-    assert getattr(config.otlp_settings(), field) == expected
+    assert getattr(otlp_settings.otlp_settings(), field) == expected
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_" + suffix, "none" if suffix == "COMPRESSION" else "http/protobuf")
-    assert getattr(config.otlp_settings(), field) != expected   # the signal-specific one wins
-    assert getattr(config.otlp_settings(**{field: value}), field) == expected   # explicit wins over both
+    assert getattr(otlp_settings.otlp_settings(), field) != expected   # the signal-specific one wins
+    assert getattr(otlp_settings.otlp_settings(**{field: value}), field) == expected   # explicit wins over both
 
 
 def test_certificate_files_from_the_environment(monkeypatch, tmp_path):
@@ -137,7 +140,7 @@ def test_certificate_files_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(files["CERTIFICATE"]))
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY", str(files["CLIENT_KEY"]))
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", str(files["CLIENT_CERTIFICATE"]))
-    s = config.otlp_settings()
+    s = otlp_settings.otlp_settings()
     assert (s.certificate_file, s.client_key_file, s.client_certificate_file) == (
         str(files["CERTIFICATE"]), str(files["CLIENT_KEY"]), str(files["CLIENT_CERTIFICATE"]))
 
@@ -247,3 +250,23 @@ def test_export_interval_and_timeout(monkeypatch, warnings, var, reader, default
         monkeypatch.setenv(var, bad)
         assert reader() == default
     assert var in warnings.text
+
+
+# -- percent-decoding, without importing urllib.parse -----------------------------------
+
+_ESCAPE_PIECES = st.one_of(
+    st.sampled_from(["%", "%2", "%zz", "%41", "%e2%82%ac", "%E2%82", "%C3", "%A9", "%ff", "%20", "%2C", "%3D",
+                     "=", ",", " ", "a", "Z", "9", "\u00e9", "\u20ac", "\ud83d\ude00"]),
+    st.text(max_size=3))
+
+
+@given(st.lists(_ESCAPE_PIECES, max_size=12).map("".join))
+def test_unquote_is_urllib_unquote(text):
+    assert config.unquote(text) == urllib.parse.unquote(text)
+
+
+def test_unquote_examples():
+    for text in ("", "plain", "a%20b", "%E2%82%AC", "%e2%82", "%E2x%82", "%zz%4", "100%", "\u00e9%C3%A9",
+                 "%F0%9F%98%80", "%ED%A0%80"):
+        assert config.unquote(text) == urllib.parse.unquote(text), text
+

@@ -29,6 +29,8 @@ DEFERRED = {
     # grpcio is optional (the "grpc" extra): configure() loads the OTLP/gRPC exporter only when
     # the protocol is grpc, and otlp_grpc imports grpcio in a try, to say which extra is missing.
     ("otelmetrics._configure", "otelmetrics.export.grpc"),
+    # The console agent never parses URLs: the OTLP settings (urllib.parse) load only for --endpoint.
+    ("otelmetrics.agent.cli", "otelmetrics.export.otlp_settings"),
     ("otelmetrics.export.otlp_grpc", "grpc"),
     # prometheus_client is optional: imported only when a reader is created and it is installed.
     ("otelmetrics.export.prometheus", "prometheus_client"),

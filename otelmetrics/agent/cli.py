@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from typing import List, Optional
-from urllib.parse import urlsplit
 
 import otelmetrics
 from otelmetrics import _env, export
@@ -131,9 +130,31 @@ def _seconds(low: float, high: float):
     return parse
 
 
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``: COLUMNS, else the terminal's width, else 80."""
+    try:
+        columns = int(_env.env("COLUMNS") or 0)
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's own formatter at the width it would choose. Given the width, it does not
+    import shutil (and zlib, bz2 and lzma with it) to measure the terminal: the parser
+    makes a formatter for each add_argument, so every agent would load them."""
+    return argparse.HelpFormatter(prog, width=_terminal_columns() - 2)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="otelmetrics-agent",
+        formatter_class=_help_formatter,
         description="Export this host's CPU, memory, disk, filesystem, network, process, "
                     "temperature and Raspberry Pi throttling metrics with OpenTelemetry.",
         epilog="OTEL_* environment variables apply; options given here win over them.")
@@ -166,9 +187,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _endpoint_url(endpoint: str) -> str:
-    # Like OTEL_EXPORTER_OTLP_ENDPOINT, a bare collector address gets the metrics path.
-    url = _env.normalize_endpoint(endpoint)
-    return url.rstrip("/") + _env.METRICS_PATH if urlsplit(url).path in ("", "/") else url
+    # Deferred on purpose: only an OTLP agent parses URLs (urllib.parse, ipaddress);
+    # the console agent never loads them.
+    from otelmetrics.export.otlp_settings import metrics_endpoint
+
+    return metrics_endpoint(endpoint)
 
 
 def _exporter_name(args) -> Optional[str]:

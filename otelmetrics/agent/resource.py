@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from typing import Dict, Optional
 
 from otelmetrics import Resource
@@ -45,7 +44,8 @@ def host_attributes(root: str = "/") -> Dict[str, str]:
     release = _read(root, "/proc/sys/kernel/osrelease")
     os_release = _os_release(root)
     attributes = {
-        "host.name": _read(root, "/proc/sys/kernel/hostname") or (socket.gethostname() if local else None),
+        # uname's nodename is what socket.gethostname() returns on Linux, without importing socket.
+        "host.name": _read(root, "/proc/sys/kernel/hostname") or (uname.nodename if local else None),
         "host.arch": _ARCH.get(machine, "arm32" if (machine or "").startswith("arm") else machine),
         "os.type": "linux",
         "os.name": os_release.get("NAME"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Mapping, Optional, Sequence, Tuple, Union
 
 from otelmetrics import _env
+from otelmetrics.export import otlp_settings
 from otelmetrics.export import otlp
 from otelmetrics.export.otlp_grpc import GrpcTransport, compression_name
 
@@ -61,15 +62,16 @@ class OTLPMetricExporter(otlp.OTLPMetricExporter):
         max_spool_files: Optional[int] = None,
     ) -> None:
         if isinstance(headers, str):
-            headers = _env.parse_headers(headers, "headers")
+            headers = otlp_settings.parse_headers(headers, "headers")
         elif headers is not None and not isinstance(headers, Mapping):
             headers = dict(headers)
         # For _open_transport, which the base class calls from its __init__. gRPC compresses
         # each message itself, so the base encodes (and keeps) plain protobuf: compression="none".
-        self._grpc_options = (credentials, _env.otlp_compression(compression_name(compression)),
+        self._grpc_options = (credentials, otlp_settings.otlp_compression(compression_name(compression)),
                               tuple(channel_options or ()))
         super().__init__(
-            _env.otlp_grpc_endpoint(endpoint, insecure), headers=headers, timeout=timeout, compression="none",
+            otlp_settings.otlp_grpc_endpoint(endpoint, insecure), headers=headers, timeout=timeout,
+            compression="none",
             certificate_file=certificate_file, client_key_file=client_key_file,
             client_certificate_file=client_certificate_file, preferred_temporality=preferred_temporality,
             preferred_aggregation=preferred_aggregation, max_export_batch_size=max_export_batch_size,
@@ -77,6 +79,6 @@ class OTLPMetricExporter(otlp.OTLPMetricExporter):
             max_spool_bytes=max_spool_bytes, max_spool_files=max_spool_files,
         )
 
-    def _open_transport(self, settings: _env.OTLPSettings, tls_fall_back: bool) -> GrpcTransport:
+    def _open_transport(self, settings: otlp_settings.OTLPSettings, tls_fall_back: bool) -> GrpcTransport:
         credentials, compression, channel_options = self._grpc_options
         return GrpcTransport(settings, tls_fall_back, credentials, compression, channel_options)

@@ -35,6 +35,7 @@ import time
 from typing import Mapping, Optional, Tuple
 
 from otelmetrics import _env
+from otelmetrics.export import otlp_settings
 from otelmetrics.export import _exporter
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
 from otelmetrics.export.otlp_http import HttpTransport
@@ -63,7 +64,7 @@ class OTLPMetricExporter(MetricExporter):
 
     Arguments are those of opentelemetry-sdk's OTLP/HTTP exporter plus ``protocol``
     ("http/protobuf" or "http/json"); each one left out is read from the standard
-    ``OTEL_EXPORTER_OTLP_[METRICS_]*`` variables (see ``otelmetrics._env``).
+    ``OTEL_EXPORTER_OTLP_[METRICS_]*`` variables (see ``otelmetrics.export.otlp_settings``).
     Everything after ``endpoint`` is keyword-only: the reference orders its
     arguments differently, so positional calls would be ambiguous. ``timeout`` is
     in seconds and bounds each export, retries included.
@@ -103,7 +104,7 @@ class OTLPMetricExporter(MetricExporter):
         max_spool_bytes: Optional[int] = None,
         max_spool_files: Optional[int] = None,
     ) -> None:
-        settings = _env.otlp_settings(
+        settings = otlp_settings.otlp_settings(
             endpoint=endpoint, headers=headers, timeout=timeout, compression=compression,
             certificate_file=certificate_file, client_key_file=client_key_file,
             client_certificate_file=client_certificate_file, protocol=protocol,
@@ -113,7 +114,7 @@ class OTLPMetricExporter(MetricExporter):
             or max_export_batch_size <= 0
         ):
             raise ValueError("max_export_batch_size %r: expected a positive integer" % (max_export_batch_size,))
-        kept = _env.queue_settings(max_queue_bytes, spool_dir, max_spool_bytes, max_spool_files)
+        kept = otlp_settings.queue_settings(max_queue_bytes, spool_dir, max_spool_bytes, max_spool_files)
         super().__init__(
             preferred_temporality=_exporter.preferred_temporality(preferred_temporality),
             preferred_aggregation=_exporter.preferred_aggregation(preferred_aggregation),
@@ -122,7 +123,7 @@ class OTLPMetricExporter(MetricExporter):
         self._encoder = RequestEncoder(json=settings.protocol == _env.JSON,
                                        gzip=settings.compression == "gzip",
                                        max_export_batch_size=max_export_batch_size,
-                                       max_export_batch_bytes=_env.batch_bytes(max_export_batch_bytes))
+                                       max_export_batch_bytes=otlp_settings.batch_bytes(max_export_batch_bytes))
         # TLS files given as arguments must work; from the environment, a bad one is a warning.
         explicit_tls = any((certificate_file, client_key_file, client_certificate_file))
         self._transport = self._open_transport(settings, tls_fall_back=not explicit_tls)
@@ -133,7 +134,7 @@ class OTLPMetricExporter(MetricExporter):
         self._counts = dict.fromkeys(("exports_succeeded", "exports_failed"), 0)
 
     @staticmethod
-    def _open_transport(settings: _env.OTLPSettings, tls_fall_back: bool) -> Transport:
+    def _open_transport(settings: otlp_settings.OTLPSettings, tls_fall_back: bool) -> Transport:
         return HttpTransport(settings, tls_fall_back)
 
     @property

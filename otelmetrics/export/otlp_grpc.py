@@ -5,7 +5,7 @@ serializers: bytes in, bytes out, no protobuf runtime), and reports each try as 
 ``otlp_protocol.Outcome`` (``grpc_outcome`` reads the status, the ``RetryInfo`` and the
 response's partial success).
 
-- TLS when the endpoint is https (``_env.otlp_grpc_endpoint`` decides the scheme), with
+- TLS when the endpoint is https (``otlp_settings.otlp_grpc_endpoint`` decides the scheme), with
   the CA file and client certificate of ``OTEL_EXPORTER_OTLP_[METRICS_]CERTIFICATE`` /
   ``CLIENT_KEY`` / ``CLIENT_CERTIFICATE``, checked as OTLP/HTTP checks them, or with the
   caller's ``grpc.ChannelCredentials``.
@@ -28,7 +28,7 @@ import zlib
 from typing import Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
-from otelmetrics import _env
+from otelmetrics.export import otlp_settings
 from otelmetrics.export.otlp_http import tls_context
 from otelmetrics.export.otlp_protocol import (
     GRPC_OK,
@@ -57,7 +57,7 @@ _METADATA_VALUE = re.compile(r"[\x20-\x7e]*\Z")
 
 
 def compression_name(value) -> Optional[str]:
-    """The reference's ``grpc.Compression`` (or a name) as ``_env`` takes it; None stays
+    """The reference's ``grpc.Compression`` (or a name) as ``otlp_settings`` takes it; None stays
     None (the environment decides). Deflate is not one of OTLP's: a ValueError."""
     if value is None or isinstance(value, str):
         return value
@@ -68,7 +68,7 @@ def compression_name(value) -> Optional[str]:
     return names[value]
 
 
-def channel_credentials(settings: _env.OTLPSettings, fall_back: bool) -> grpc.ChannelCredentials:
+def channel_credentials(settings: otlp_settings.OTLPSettings, fall_back: bool) -> grpc.ChannelCredentials:
     """TLS credentials from the configured CA file and client certificate. The files are
     checked as OTLP/HTTP checks them (``otlp_http.tls_context``): with ``fall_back`` (they
     came from the environment) an unusable one is a warning and the system's CAs are used,
@@ -106,7 +106,7 @@ class GrpcTransport:
     """``otlp_protocol.Transport`` over gRPC. ``tls_fall_back``: see ``channel_credentials``;
     ``credentials`` (a ``grpc.ChannelCredentials``) replaces the configured files."""
 
-    def __init__(self, settings: _env.OTLPSettings, tls_fall_back: bool, credentials=None,
+    def __init__(self, settings: otlp_settings.OTLPSettings, tls_fall_back: bool, credentials=None,
                  compression: str = "none", channel_options: Sequence[Tuple[str, object]] = ()) -> None:
         url = urlsplit(settings.endpoint)
         tls = url.scheme == "https"

@@ -26,6 +26,7 @@ from typing import Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from otelmetrics import _env
+from otelmetrics.export import otlp_settings
 from otelmetrics.export.otlp_protocol import RETRYABLE, Outcome, http_outcome
 
 _logger = logging.getLogger("otelmetrics.export.otlp")
@@ -105,7 +106,7 @@ class _HTTPSConnection(_DeadlineConnection, http.client.HTTPSConnection):
     pass
 
 
-def tls_context(settings: _env.OTLPSettings, fall_back: bool) -> ssl.SSLContext:
+def tls_context(settings: otlp_settings.OTLPSettings, fall_back: bool) -> ssl.SSLContext:
     """CA file and client certificate as configured; with ``fall_back`` (they came from
     the environment) an unusable file is a warning and the system's CAs are used,
     otherwise a ValueError that says what to change."""
@@ -125,14 +126,14 @@ def tls_context(settings: _env.OTLPSettings, fall_back: bool) -> ssl.SSLContext:
 class HttpTransport:
     """``otlp_protocol.Transport`` over HTTP/1.1. ``tls_fall_back``: see ``tls_context``."""
 
-    def __init__(self, settings: _env.OTLPSettings, tls_fall_back: bool) -> None:
+    def __init__(self, settings: otlp_settings.OTLPSettings, tls_fall_back: bool) -> None:
         if settings.protocol == _env.GRPC:
             raise ValueError("OTLPMetricExporter protocol 'grpc': this is the OTLP/HTTP exporter; "
                              "otelmetrics.export.grpc.OTLPMetricExporter speaks OTLP/gRPC")
         url = urlsplit(settings.endpoint)
         if url.path in ("", "/"):
             _logger.warning("OTLP endpoint %s has no path; receivers expect %s",
-                            settings.endpoint, _env.METRICS_PATH)
+                            settings.endpoint, otlp_settings.METRICS_PATH)
         self._host = url.hostname
         self._port = url.port
         self._path = (url.path or "/") + ("?" + url.query if url.query else "")

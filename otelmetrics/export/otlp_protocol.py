@@ -33,7 +33,7 @@ import zlib
 from email.utils import parsedate_to_datetime
 from typing import Iterator, List, Mapping, NamedTuple, Optional, Protocol, Tuple
 
-from otelmetrics import _env
+from otelmetrics.export import otlp_settings
 from otelmetrics._native.otlp_wire import decode_fields, encode_request
 from otelmetrics._model import count_points
 from otelmetrics._model import replace_fields as _replace
@@ -84,7 +84,7 @@ class RequestEncoder:
     """MetricsData -> request bodies, as configured. ``flags`` describe every body it makes."""
 
     def __init__(self, json: bool, gzip: bool, max_export_batch_size: Optional[int],
-                 max_export_batch_bytes: int = _env.DEFAULT_BATCH_BYTES) -> None:
+                 max_export_batch_bytes: int = otlp_settings.DEFAULT_BATCH_BYTES) -> None:
         self.json = json
         self.gzip = gzip
         self.max_export_batch_size = max_export_batch_size

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Callable, Iterable, List, Optional, Tuple
 
-from otelmetrics import _env
+from otelmetrics.export import otlp_settings
 from otelmetrics.export.otlp_protocol import DELIVERED, PERMANENT, TOO_LARGE, split_body
 from otelmetrics.export.otlp_queue import QueuedRequest, RetryQueue
 from otelmetrics.export.otlp_spool import Spool
@@ -37,9 +37,9 @@ Send = Callable[[bytes, int, float], str]
 
 
 class RequestStore:
-    """Where undelivered requests wait, as ``_env.queue_settings`` resolved it."""
+    """Where undelivered requests wait, as ``otlp_settings.queue_settings`` resolved it."""
 
-    def __init__(self, kept: _env.QueueSettings, stopped: threading.Event) -> None:
+    def __init__(self, kept: otlp_settings.QueueSettings, stopped: threading.Event) -> None:
         self.queue = RetryQueue(kept.max_queue_bytes)
         self.spool = self._open_spool(kept) if kept.spool_dir else None
         self._stopped = stopped
@@ -48,14 +48,14 @@ class RequestStore:
             "requests_dropped_shutdown"), 0)
 
     @staticmethod
-    def _open_spool(kept: _env.QueueSettings) -> Optional[Spool]:
+    def _open_spool(kept: otlp_settings.QueueSettings) -> Optional[Spool]:
         try:
             return Spool(kept.spool_dir, kept.max_spool_bytes, kept.max_spool_files)
         except OSError as e:
             if not kept.spool_dir_from_env:
                 raise ValueError("OTLPMetricExporter spool_dir %r is unusable: %s" % (kept.spool_dir, e)) from e
             _logger.warning("%s=%r is unusable (%s); undelivered requests are kept in memory only",
-                            _env.OTELMETRICS_EXPORTER_SPOOL_DIR, kept.spool_dir, e)
+                            otlp_settings.OTELMETRICS_EXPORTER_SPOOL_DIR, kept.spool_dir, e)
             return None
 
     def stats(self) -> dict:
@@ -150,7 +150,7 @@ class RequestStore:
         than the smallest bound a request can have: then splitting cannot help)."""
         spool = self.spool
         room = spool.max_bytes if spool is not None else self.queue.max_bytes
-        if _env.MIN_BATCH_BYTES <= room < len(request.body):
+        if otlp_settings.MIN_BATCH_BYTES <= room < len(request.body):
             halves = split_body(request.body, request.flags)
             if halves is not None:
                 for half in halves:

@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
-from otelmetrics import _env
+from otelmetrics.export import otlp_settings
 from otelmetrics.export import otlp_protocol as proto
 from otelmetrics.export.otlp_http import MAX_RESPONSE_BYTES, HttpTransport
 from otelmetrics.export.otlp_queue import GZIP, JSON
@@ -173,7 +173,7 @@ def test_retry_delay_backs_off_exponentially_with_jitter_and_a_hint_only_lengthe
 def test_a_response_body_over_the_bound_is_cut_and_its_connection_dropped():
     with OTLPServer() as server:
         server.replies.append(Reply(400, b"y" * (MAX_RESPONSE_BYTES + 10), {"Content-Type": "text/plain"}))
-        transport = HttpTransport(_env.OTLPSettings(endpoint=server.url), tls_fall_back=False)
+        transport = HttpTransport(otlp_settings.OTLPSettings(endpoint=server.url), tls_fall_back=False)
         try:
             got = transport.send(b"", {"content-type": "application/x-protobuf"}, 5)
             assert got == proto.Outcome(proto.PERMANENT, "HTTP 400 Bad Request: " + "y" * 200)
