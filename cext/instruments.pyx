@@ -9,18 +9,27 @@ supplied by the Python layer, which counts and rate-limits the warnings;
 nothing here raises into the caller. A well-formed measurement of a known
 series runs no Python code; see cext/README.md ("The seam") for the few
 exceptions (drops, unusual attribute sets, exemplars).
+
+Every recording method first tries the fast path, inline in one C function:
+an exact int or finite float, exemplars surely not sampled (exemplars.pxd's
+unsampled), and a series every stream already holds (table.pxd's find_cell),
+then one add per stream. It changes nothing until it records, so when any
+condition fails the full path (_measure, _apply) runs from the start: value
+checks and drop reports, sanitising, new series, exemplars, errors.
 """
 
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.object cimport PyObject
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 
 from otelmetrics._native.attributes import sanitize
+from otelmetrics._native.attributes cimport hash_attributes, EMPTY_SET_HASH, NOTED_PAIRS, Py_hash_t
 from otelmetrics._native.clock cimport now_ns
-from otelmetrics._native.exemplars cimport ExemplarSampler, EX_OFF
-from otelmetrics._native.table cimport Stream, NEEDS_SANITIZE
-from otelmetrics._native.values cimport parse_value, V_DROP, V_INT, V_FLOAT
+from otelmetrics._native.exemplars cimport ExemplarSampler, EX_OFF, unsampled
+from otelmetrics._native.table cimport Stream, NEEDS_SANITIZE, find_cell
+from otelmetrics._native.values cimport parse_value, parse_exact, V_DROP, V_INT, V_FLOAT
 
 # Drop reasons, as reported to the Python layer.
 BAD_VALUE = "dropped: non-numeric value"
@@ -28,6 +37,10 @@ NON_FINITE = "dropped: NaN or infinite value"
 NEGATIVE = "dropped: negative value on a monotonic instrument"
 BAD_ATTRIBUTES = "kept without its invalid attributes (non-str keys, None, nested or mixed values)"
 INTERNAL = "dropped: internal error"
+
+# Streams the fast path serves (one per reader and matching view); more take the full path.
+cdef enum:
+    FAST_STREAMS = 8
 
 
 cdef object _clean_attributes(object attributes, object report):
@@ -64,6 +77,60 @@ cdef inline int _record(tuple streams, int k, int64_t iv, double dv, object attr
         if sampled:
             s.offer(c, k == V_INT, iv, dv, attributes, t, sampler.thi, sampler.tlo, sampler.span_id, context)
     return 0
+
+
+cdef inline bint _fast_value(SyncCore core, object amount, int64_t *iv, double *dv, int *k) noexcept:
+    """An exact small int or an exact finite float, of the right sign: nothing to report."""
+    k[0] = parse_exact(amount, iv, dv)
+    if k[0] == V_INT:
+        return not (core._monotonic and iv[0] < 0)
+    if k[0] == V_FLOAT:
+        return isfinite(dv[0]) and not (core._monotonic and dv[0] < 0)
+    return False
+
+
+cdef inline bint _record_known(SyncCore core, object amount, object attributes, object context) noexcept:
+    """The fast path of a measurement (see the module's docstring). True when
+    it is done (recorded, or ignored after shutdown); False when nothing was
+    recorded and the full path must run."""
+    cdef int64_t iv = 0
+    cdef double dv = 0.0
+    cdef int k
+    cdef Py_hash_t h
+    cdef Py_ssize_t n, i, ns = core._n
+    cdef Py_ssize_t cells[FAST_STREAMS]
+    cdef PyObject *noted[2 * NOTED_PAIRS]
+    cdef PyObject *s
+    cdef dict d = None
+    if not core._active or ns == 0:
+        return True
+    if ns > FAST_STREAMS or not _fast_value(core, amount, &iv, &dv, &k):
+        return False
+    if core._sampler is not None and not unsampled(core._sampler, context):
+        return False
+    if attributes is None:
+        h = EMPTY_SET_HASH
+        n = 0
+    elif type(attributes) is dict:
+        d = <dict>attributes
+        if not hash_attributes(d, None, None, False, &h, &n, noted):
+            return False
+    else:
+        return False
+    for i in range(ns):
+        s = PyTuple_GET_ITEM(core._streams, i)
+        if (<Stream>s).allowed is not None or (<Stream>s).excluded is not None:
+            return False      # hashed with the view's key filter: the full path
+        cells[i] = find_cell(<Stream>s, h, d, n, noted)
+        if cells[i] < 0:
+            return False
+    for i in range(ns):
+        s = PyTuple_GET_ITEM(core._streams, i)
+        if k == V_INT:
+            (<Stream>s).add_i(cells[i], iv)
+        else:
+            (<Stream>s).add_d(cells[i], dv)
+    return True
 
 
 cdef class SyncCore:
@@ -136,7 +203,8 @@ cdef class SyncCore:
 
 cdef class CounterCore(SyncCore):
     def add(self, amount, attributes=None, context=None):
-        self._measure(amount, attributes, context)
+        if not _record_known(self, amount, attributes, context):
+            self._measure(amount, attributes, context)
 
     def bind(self, attributes=None):
         """A handle whose ``add`` skips the attribute lookup."""
@@ -145,7 +213,8 @@ cdef class CounterCore(SyncCore):
 
 cdef class HistogramCore(SyncCore):
     def record(self, amount, attributes=None, context=None):
-        self._measure(amount, attributes, context)
+        if not _record_known(self, amount, attributes, context):
+            self._measure(amount, attributes, context)
 
     def bind(self, attributes=None):
         """A handle whose ``record`` skips the attribute lookup."""
@@ -154,7 +223,8 @@ cdef class HistogramCore(SyncCore):
 
 cdef class GaugeCore(SyncCore):
     def set(self, amount, attributes=None, context=None):
-        self._measure(amount, attributes, context)
+        if not _record_known(self, amount, attributes, context):
+            self._measure(amount, attributes, context)
 
     def bind(self, attributes=None):
         """A handle whose ``set`` skips the attribute lookup."""
@@ -238,14 +308,37 @@ cdef class BoundHandle:
                         self._core._sampler.tlo, self._core._sampler.span_id, context)
         return 0
 
+    cdef inline bint _apply_known(self, object amount, object context) noexcept:
+        """The fast path (see the module's docstring); False: nothing recorded, run _apply."""
+        cdef int64_t iv = 0
+        cdef double dv = 0.0
+        cdef Py_ssize_t i
+        cdef int k
+        cdef SyncCore core = self._core
+        if not core._active:
+            return True
+        if self._bound_to is not core._streams or not _fast_value(core, amount, &iv, &dv, &k):
+            return False
+        if core._sampler is not None and not unsampled(core._sampler, context):
+            return False
+        for i in range(self._n):
+            if k == V_INT:
+                (<Stream>PyTuple_GET_ITEM(self._streams, i)).add_i(self._cells[i], iv)
+            else:
+                (<Stream>PyTuple_GET_ITEM(self._streams, i)).add_d(self._cells[i], dv)
+        return True
+
     def add(self, amount, context=None):
-        self._apply(amount, context)
+        if not self._apply_known(amount, context):
+            self._apply(amount, context)
 
     def record(self, amount, context=None):
-        self._apply(amount, context)
+        if not self._apply_known(amount, context):
+            self._apply(amount, context)
 
     def set(self, amount, context=None):
-        self._apply(amount, context)
+        if not self._apply_known(amount, context):
+            self._apply(amount, context)
 
 
 def observe(tuple streams, object amount, object attributes, object report):
