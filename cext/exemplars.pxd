@@ -28,8 +28,8 @@ cdef enum:
 
 cdef extern from "Python.h":
     # Without Cython's error checks: unsampled() handles the errors itself.
-    int PyContextVar_Get(object var, PyObject *default_value, PyObject **value) noexcept
-    PyObject *PyDict_GetItemWithError(object d, object k) noexcept
+    int PyContextVar_Get(PyObject *var, PyObject *default_value, PyObject **value) noexcept
+    PyObject *PyDict_GetItemWithError(PyObject *d, PyObject *k) noexcept
     bint PyDict_Check(PyObject *o) noexcept
     Py_ssize_t PyDict_GET_SIZE(PyObject *d) noexcept
     void PyErr_Clear() noexcept
@@ -104,18 +104,20 @@ cdef class TakenExemplars:
     cdef list build(self, Py_ssize_t i, tuple flat)
 
 
-cdef inline bint _no_span(ExemplarSampler s, PyObject *context) noexcept:
-    # True when the context (an opentelemetry Context, a dict) holds no span.
-    if not PyDict_Check(context):
-        return True         # not a context: sample() treats it as holding no span
-    if PyDict_GET_SIZE(context) == 0:
-        return True
-    if PyDict_GetItemWithError(<object>context, s.span_key) != NULL:
+cdef inline bint _no_span_in(ExemplarSampler s, PyObject *context) noexcept:
+    # A non-empty context: look the span up (a key's __eq__ raising: let sample() decide).
+    if PyDict_GetItemWithError(context, <PyObject *>s.span_key) != NULL:
         return False
     if PyErr_Occurred():
-        PyErr_Clear()       # a key's __eq__ raised: let sample() decide
+        PyErr_Clear()
         return False
     return True
+
+
+cdef inline bint _no_span(ExemplarSampler s, PyObject *context) noexcept:
+    # True when the context (an opentelemetry Context, a dict) holds no span;
+    # not a dict: sample() treats it as holding none.
+    return not PyDict_Check(context) or PyDict_GET_SIZE(context) == 0 or _no_span_in(s, context)
 
 
 cdef inline bint unsampled(ExemplarSampler s, object context) noexcept:
@@ -130,7 +132,7 @@ cdef inline bint unsampled(ExemplarSampler s, object context) noexcept:
         return _no_span(s, <PyObject *>context)
     if s.ctxvar is None:
         return False
-    if PyContextVar_Get(s.ctxvar, NULL, &raw) < 0:
+    if PyContextVar_Get(<PyObject *>s.ctxvar, NULL, &raw) < 0:
         PyErr_Clear()
         return False
     if raw == NULL:

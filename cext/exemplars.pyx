@@ -66,7 +66,7 @@ cdef class ExemplarSampler:
             return 0
         if context is None:
             if self.ctxvar is not None:
-                if PyContextVar_Get(self.ctxvar, NULL, &raw) < 0:
+                if PyContextVar_Get(<PyObject *>self.ctxvar, NULL, &raw) < 0:
                     return -1
                 if raw == NULL:
                     return self.mode == EX_ON

@@ -25,6 +25,7 @@ instructions less per call).
 
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.dict cimport PyDict_CheckExact
 from cpython.object cimport PyObject
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t
@@ -84,9 +85,9 @@ cdef inline int _record(tuple streams, int k, int64_t iv, double dv, object attr
     return 0
 
 
-cdef inline bint _fast_value(SyncCore core, object amount, int64_t *iv, double *dv, int *k) noexcept:
+cdef inline bint _fast_value(SyncCore core, PyObject *amount, int64_t *iv, double *dv, int *k) noexcept:
     """An exact small int or an exact finite float, of the right sign: nothing to report."""
-    k[0] = parse_exact(amount, iv, dv)
+    k[0] = parse_exact(<object>amount, iv, dv)
     if k[0] == V_INT:
         return not (core._monotonic and iv[0] < 0)
     if k[0] == V_FLOAT:
@@ -94,10 +95,11 @@ cdef inline bint _fast_value(SyncCore core, object amount, int64_t *iv, double *
     return False
 
 
-cdef inline bint _record_known(SyncCore core, object amount, object attributes, object context) noexcept:
+cdef inline bint _record_known(SyncCore core, PyObject *amount, PyObject *attributes,
+                               PyObject *context) noexcept:
     """The fast path of a measurement (see the module's docstring). True when
     it is done (recorded, or ignored after shutdown); False when nothing was
-    recorded and the full path must run."""
+    recorded and the full path must run. Borrowed arguments, no references taken."""
     cdef int64_t iv = 0
     cdef double dv = 0.0
     cdef int k
@@ -106,27 +108,24 @@ cdef inline bint _record_known(SyncCore core, object amount, object attributes, 
     cdef Py_ssize_t cells[FAST_STREAMS]
     cdef PyObject *noted[2 * NOTED_PAIRS]
     cdef PyObject *s
-    cdef dict d = None
-    if not core._active or ns == 0:
-        return True
-    if ns > FAST_STREAMS or not _fast_value(core, amount, &iv, &dv, &k):
+    cdef PyObject *sampler = <PyObject *>core._sampler
+    if not core._fast:
+        return not core._active or ns == 0       # ignored; else the full path
+    if not _fast_value(core, amount, &iv, &dv, &k):
         return False
-    if core._sampler is not None and not unsampled(core._sampler, context):
+    if sampler != <PyObject *>None and not unsampled(<ExemplarSampler>sampler, <object>context):
         return False
-    if attributes is None:
+    if attributes == <PyObject *>None:
         h = EMPTY_SET_HASH
         n = 0
-    elif type(attributes) is dict:
-        d = <dict>attributes
-        if not hash_attributes(d, None, None, False, &h, &n, noted):
+    elif PyDict_CheckExact(<object>attributes):
+        if not hash_attributes(<dict>attributes, None, None, False, &h, &n, noted):
             return False
     else:
         return False
     for i in range(ns):
         s = PyTuple_GET_ITEM(core._streams, i)
-        if (<Stream>s).allowed is not None or (<Stream>s).excluded is not None:
-            return False      # hashed with the view's key filter: the full path
-        cells[i] = find_cell(<Stream>s, h, d, n, noted)
+        cells[i] = find_cell(<Stream>s, h, <dict>attributes, n, noted)
         if cells[i] < 0:
             return False
     for i in range(ns):
@@ -138,6 +137,13 @@ cdef inline bint _record_known(SyncCore core, object amount, object attributes, 
     return True
 
 
+cdef inline int _take(SyncCore core, PyObject *amount, PyObject *attributes, PyObject *context) except -1:
+    """One measurement: the fast path, else the full one."""
+    if not _record_known(core, amount, attributes, context):
+        core._measure(<object>amount, <object>attributes, <object>context)
+    return 0
+
+
 cdef class SyncCore:
     """Shared machinery of the four synchronous instruments."""
 
@@ -145,6 +151,7 @@ cdef class SyncCore:
     cdef Py_ssize_t _n
     cdef bint _monotonic
     cdef readonly bint _active
+    cdef bint _fast                   # active, 1 to FAST_STREAMS streams, none with a key filter
     cdef object _report
     cdef ExemplarSampler _sampler     # None: exemplars off, no work at all
 
@@ -159,6 +166,9 @@ cdef class SyncCore:
         self._n = len(streams)
         self._monotonic = monotonic
         self._report = report
+        # A view's key filter changes the hash of a set, computed once by the fast path.
+        self._fast = self._active and 0 < self._n <= FAST_STREAMS and all(
+            (<Stream>st).allowed is None and (<Stream>st).excluded is None for st in streams)
 
     def _set_sampler(self, ExemplarSampler sampler):
         self._sampler = sampler if (sampler is not None and sampler.mode != EX_OFF) else None
@@ -166,6 +176,7 @@ cdef class SyncCore:
     def _deactivate(self):
         """After shutdown: measurements are ignored."""
         self._active = False
+        self._fast = False
 
     cdef inline int _value(self, object amount, int64_t *iv, double *dv) except -1:
         cdef int k = parse_value(amount, iv, dv)
@@ -208,8 +219,7 @@ cdef class SyncCore:
 
 cdef class CounterCore(SyncCore):
     def add(self, amount, attributes=None, context=None):
-        if not _record_known(self, amount, attributes, context):
-            self._measure(amount, attributes, context)
+        _take(self, <PyObject *>amount, <PyObject *>attributes, <PyObject *>context)
 
     def bind(self, attributes=None):
         """A handle whose ``add`` skips the attribute lookup."""
@@ -218,8 +228,7 @@ cdef class CounterCore(SyncCore):
 
 cdef class HistogramCore(SyncCore):
     def record(self, amount, attributes=None, context=None):
-        if not _record_known(self, amount, attributes, context):
-            self._measure(amount, attributes, context)
+        _take(self, <PyObject *>amount, <PyObject *>attributes, <PyObject *>context)
 
     def bind(self, attributes=None):
         """A handle whose ``record`` skips the attribute lookup."""
@@ -228,8 +237,7 @@ cdef class HistogramCore(SyncCore):
 
 cdef class GaugeCore(SyncCore):
     def set(self, amount, attributes=None, context=None):
-        if not _record_known(self, amount, attributes, context):
-            self._measure(amount, attributes, context)
+        _take(self, <PyObject *>amount, <PyObject *>attributes, <PyObject *>context)
 
     def bind(self, attributes=None):
         """A handle whose ``set`` skips the attribute lookup."""
@@ -313,18 +321,19 @@ cdef class BoundHandle:
                         self._core._sampler.tlo, self._core._sampler.span_id, context)
         return 0
 
-    cdef inline bint _apply_known(self, object amount, object context) noexcept:
+    cdef inline bint _apply_known(self, PyObject *amount, PyObject *context) noexcept:
         """The fast path (see the module's docstring); False: nothing recorded, run _apply."""
         cdef int64_t iv = 0
         cdef double dv = 0.0
         cdef Py_ssize_t i
         cdef int k
         cdef SyncCore core = self._core
+        cdef PyObject *sampler = <PyObject *>core._sampler
         if not core._active:
             return True
         if self._bound_to is not core._streams or not _fast_value(core, amount, &iv, &dv, &k):
             return False
-        if core._sampler is not None and not unsampled(core._sampler, context):
+        if sampler != <PyObject *>None and not unsampled(<ExemplarSampler>sampler, <object>context):
             return False
         for i in range(self._n):
             if k == V_INT:
@@ -333,18 +342,20 @@ cdef class BoundHandle:
                 (<Stream>PyTuple_GET_ITEM(self._streams, i)).add_d(self._cells[i], dv)
         return True
 
-    def add(self, amount, context=None):
+    cdef inline int _take(self, PyObject *amount, PyObject *context) except -1:
+        """One measurement: the fast path, else the full one."""
         if not self._apply_known(amount, context):
-            self._apply(amount, context)
+            self._apply(<object>amount, <object>context)
+        return 0
+
+    def add(self, amount, context=None):
+        self._take(<PyObject *>amount, <PyObject *>context)
 
     def record(self, amount, context=None):
-        if not self._apply_known(amount, context):
-            self._apply(amount, context)
+        self._take(<PyObject *>amount, <PyObject *>context)
 
     def set(self, amount, context=None):
-        if not self._apply_known(amount, context):
-            self._apply(amount, context)
-
+        self._take(<PyObject *>amount, <PyObject *>context)
 
 def observe(tuple streams, object amount, object attributes, object report):
     """Feed one callback observation into the streams of one reader.
@@ -368,3 +379,105 @@ def observe(tuple streams, object amount, object attributes, object report):
     except Exception:
         report(INTERNAL)
         return False
+
+
+# -- positional calls without argument parsing ------------------------------------
+#
+# The recording methods above are METH_FASTCALL|METH_KEYWORDS functions made by
+# Cython, whose argument parsing takes and drops a reference per argument. A
+# call with positional arguments only (the usual ``counter.add(1, attrs)``)
+# needs none of it: at import each recording method is replaced by a method of
+# the same name, flags and docstring whose C function reads the arguments from
+# the vector and hands any other call (keywords, a wrong count) to the replaced
+# function, which parses and reports errors as before.
+
+cdef extern from *:
+    """
+    #define OM_FASTCALL_SLOTS 8
+    static PyMethodDef om_fastcall_defs[OM_FASTCALL_SLOTS];
+    static int om_fastcall_used = 0;
+    /* Replace method `name` of `cls` (a METH_FASTCALL|METH_KEYWORDS method
+       descriptor) by one calling `fast`; *full receives the replaced function.
+       Leaves the method as it is when it is not such a descriptor. */
+    static int om_install_fastcall(PyObject *cls, const char *name, void *fast, void **full) {
+        PyObject *dict = ((PyTypeObject *)cls)->tp_dict;
+        PyObject *descr, *fresh;
+        PyMethodDef *def;
+        descr = PyDict_GetItemString(dict, name);
+        if (descr == NULL || Py_TYPE(descr) != &PyMethodDescr_Type
+                || ((PyMethodDescrObject *)descr)->d_method->ml_flags != (METH_FASTCALL | METH_KEYWORDS))
+            return 0;
+        if (om_fastcall_used >= OM_FASTCALL_SLOTS) {
+            PyErr_SetString(PyExc_RuntimeError, "otelmetrics: too many fastcall methods");
+            return -1;
+        }
+        def = &om_fastcall_defs[om_fastcall_used++];
+        *def = *((PyMethodDescrObject *)descr)->d_method;
+        *full = (void *)def->ml_meth;
+        def->ml_meth = (PyCFunction)(void (*)(void))fast;
+        fresh = PyDescr_NewMethod((PyTypeObject *)cls, def);
+        if (fresh == NULL)
+            return -1;
+        if (PyDict_SetItemString(dict, name, fresh) < 0) {
+            Py_DECREF(fresh);
+            return -1;
+        }
+        Py_DECREF(fresh);
+        PyType_Modified((PyTypeObject *)cls);
+        return 0;
+    }
+    """
+    int om_install_fastcall(object cls, const char *name, void *fast, void **full) except -1
+
+ctypedef object (*_FastCall)(object, PyObject **, Py_ssize_t, PyObject *)
+
+cdef _FastCall _full_add = NULL
+cdef _FastCall _full_record = NULL
+cdef _FastCall _full_set = NULL
+cdef _FastCall _full_bound_add = NULL
+cdef _FastCall _full_bound_record = NULL
+cdef _FastCall _full_bound_set = NULL
+
+
+cdef inline object _sync_call(object self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames,
+                              _FastCall full):
+    if kwnames != NULL or nargs < 1 or nargs > 3:
+        return full(self, args, nargs, kwnames)
+    _take(<SyncCore>self, args[0], args[1] if nargs > 1 else <PyObject *>None,
+             args[2] if nargs > 2 else <PyObject *>None)
+    return None
+
+
+cdef inline object _bound_call(object self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames,
+                               _FastCall full):
+    if kwnames != NULL or nargs < 1 or nargs > 2:
+        return full(self, args, nargs, kwnames)
+    (<BoundHandle>self)._take(args[0], args[1] if nargs > 1 else <PyObject *>None)
+    return None
+
+
+cdef object _add_call(object self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    return _sync_call(self, args, nargs, kwnames, _full_add)
+
+cdef object _record_call(object self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    return _sync_call(self, args, nargs, kwnames, _full_record)
+
+cdef object _set_call(object self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    return _sync_call(self, args, nargs, kwnames, _full_set)
+
+cdef object _bound_add_call(object self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    return _bound_call(self, args, nargs, kwnames, _full_bound_add)
+
+cdef object _bound_record_call(object self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    return _bound_call(self, args, nargs, kwnames, _full_bound_record)
+
+cdef object _bound_set_call(object self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    return _bound_call(self, args, nargs, kwnames, _full_bound_set)
+
+
+om_install_fastcall(CounterCore, b"add", <void *>_add_call, <void **>&_full_add)
+om_install_fastcall(HistogramCore, b"record", <void *>_record_call, <void **>&_full_record)
+om_install_fastcall(GaugeCore, b"set", <void *>_set_call, <void **>&_full_set)
+om_install_fastcall(BoundHandle, b"add", <void *>_bound_add_call, <void **>&_full_bound_add)
+om_install_fastcall(BoundHandle, b"record", <void *>_bound_record_call, <void **>&_full_bound_record)
+om_install_fastcall(BoundHandle, b"set", <void *>_bound_set_call, <void **>&_full_bound_set)

@@ -23,7 +23,6 @@ from cpython.tuple cimport PyTuple_GET_SIZE
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t, int32_t
 
 from otelmetrics._native.attributes cimport same_attributes
-from otelmetrics._native.clock cimport now_ns
 from otelmetrics._native.exemplars cimport StreamExemplars
 
 cdef extern from "Python.h":
@@ -79,6 +78,7 @@ cdef class Stream:
     cdef int _grow(self, Py_ssize_t newcap) except -1
     cdef int _rebuild_index(self, Py_ssize_t size) except -1
     cdef void unpin(self, Py_ssize_t c) noexcept
+    cdef void _first_data(self, Py_ssize_t c) noexcept
     cdef int offer(self, Py_ssize_t c, bint isint, int64_t iv, double dv, object attributes,
                    int64_t t, uint64_t thi, uint64_t tlo, uint64_t span, object context) except -1
 
@@ -118,8 +118,5 @@ cdef inline Py_ssize_t find_cell(Stream s, Py_hash_t h, dict d, Py_ssize_t n, Py
 cdef inline void touch(Stream s, Py_ssize_t c) noexcept:
     """Mark cell ``c`` measured: every add_i/add_d starts with it."""
     if not (s.flags[c] & CELL_HASDATA):
-        # A synchronous series starts at its first measurement (the spec).
-        s.flags[c] |= CELL_HASDATA
-        if not s.is_async:
-            s.starts[c] = now_ns()
+        s._first_data(c)        # once per series: out of line, so adds stay small
     s.flags[c] |= CELL_TOUCHED

@@ -114,6 +114,13 @@ cdef class Stream:
         self.index_size = size
         return 0
 
+    cdef void _first_data(self, Py_ssize_t c) noexcept:
+        """Cell ``c`` got its first measurement (from touch())."""
+        self.flags[c] |= CELL_HASDATA
+        if not self.is_async:
+            # A synchronous series starts at its first measurement (the spec).
+            self.starts[c] = now_ns()
+
     cdef Py_ssize_t cell_for(self, object attributes, bint clean) except -3:
         """Cell index of ``attributes`` (a dict or None), inserting a new series
         if there is room, else the overflow cell. NEEDS_SANITIZE when the dict
