@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
 """The aggregations computed in a stream's cells: sum, last value,
 explicit-bucket histogram and base-2 exponential histogram.
 

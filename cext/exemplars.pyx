@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
 """Exemplars, compiled side: sampling, reservoirs, and a stream's exemplar state.
 
 ExemplarSampler decides per measurement whether it may become an exemplar and

@@ -16,11 +16,6 @@ unsampled), and a series every stream already holds (table.pxd's find_cell),
 then one add per stream. It changes nothing until it records, so when any
 condition fails the full path (_measure, _apply) runs from the start: value
 checks and drop reports, sanitising, new series, exemplars, errors.
-
-Directives: binding=False, unlike the other modules: the recording methods are
-then plain method descriptors, so ``counter.add`` is a builtin method called
-straight through METH_FASTCALL, not a bound Cython function object (about 100
-instructions less per call).
 """
 
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM

@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
 """The attribute table of a metric stream: attribute set -> cell, bounded.
 
 One Stream exists per (instrument, view, reader); its subclasses in
