@@ -322,19 +322,22 @@ cdef class BoundHandle:
         cdef double dv = 0.0
         cdef Py_ssize_t i
         cdef int k
-        cdef SyncCore core = self._core
-        cdef PyObject *sampler = <PyObject *>core._sampler
-        if not core._active:
+        cdef PyObject *core = <PyObject *>self._core      # borrowed: self holds it
+        cdef PyObject *sampler = <PyObject *>(<SyncCore>core)._sampler
+        cdef PyObject *s
+        if not (<SyncCore>core)._active:
             return True
-        if self._bound_to is not core._streams or not _fast_value(core, amount, &iv, &dv, &k):
+        if (<PyObject *>self._bound_to != <PyObject *>(<SyncCore>core)._streams
+                or not _fast_value(<SyncCore>core, amount, &iv, &dv, &k)):
             return False
         if sampler != <PyObject *>None and not unsampled(<ExemplarSampler>sampler, <object>context):
             return False
         for i in range(self._n):
+            s = PyTuple_GET_ITEM(self._streams, i)
             if k == V_INT:
-                (<Stream>PyTuple_GET_ITEM(self._streams, i)).add_i(self._cells[i], iv)
+                (<Stream>s).add_i(self._cells[i], iv)
             else:
-                (<Stream>PyTuple_GET_ITEM(self._streams, i)).add_d(self._cells[i], dv)
+                (<Stream>s).add_d(self._cells[i], dv)
         return True
 
     cdef inline int _take(self, PyObject *amount, PyObject *context) except -1:
