@@ -2,7 +2,7 @@
 
     python benchmarks/bench.py                  # timing run (~1 min)
     python benchmarks/bench.py --quick          # fewer iterations
-    python benchmarks/bench.py --instructions   # instructions per call under callgrind (~5 min)
+    python benchmarks/bench.py --instructions   # instructions per call under callgrind (~3 min)
 
 Timing: absolute times depend on the machine and its load; the ratios, measured
 in the same process a few milliseconds apart, are what to compare between runs.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -264,7 +265,6 @@ def instruction_table(columns, jobs: int) -> int:
         if w in same:
             counts[w] = counts[same[w]]
 
-    import platform
     try:
         import opentelemetry.sdk.version as refv
         refname = "opentelemetry-sdk %s" % refv.__version__
