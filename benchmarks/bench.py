@@ -1,22 +1,46 @@
 """Side-by-side benchmark: otelmetrics vs opentelemetry-sdk (and prometheus_client).
 
-    python benchmarks/bench.py            # full run (~1 min)
-    python benchmarks/bench.py --quick    # fewer iterations
+    python benchmarks/bench.py                  # timing run (~1 min)
+    python benchmarks/bench.py --quick          # fewer iterations
+    python benchmarks/bench.py --instructions   # instructions per call under callgrind (~3 min)
 
-Absolute times depend on the machine and its load; the ratios, measured in the
-same process a few milliseconds apart, are what to compare between runs. Every
-figure is the best of several repeats (the least disturbed one).
+Timing: absolute times depend on the machine and its load; the ratios, measured
+in the same process a few milliseconds apart, are what to compare between runs.
+Every figure is the best of several repeats (the least disturbed one).
+
+Instructions (``--instructions``, needs valgrind): each case runs in its own
+process under ``valgrind --tool=callgrind``, once looping N times and once N +
+10000 times; the difference of the two totals / 10000 is the cost of one call,
+the loop included, free of noise (setup, imports and warm-up cancel out). Every
+case is set against its floor: a C method call of the same shape in the same
+loop (``d.get(1, attrs)`` on an empty dict), plus hashing a 6-tuple (the three
+pairs) for the attribute cases.
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import os
+import platform
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 
 ATTRS = {"http.request.method": "GET", "http.response.status_code": 200, "http.route": "/api/v1/items"}
 SERIES = 2000
+EXPO_VALUES = [1.5 ** (i % 60) * 0.001 for i in range(1024)]
+
+# The recording cases, in the order they are printed.
+ADD_ATTRS = "counter.add(1, 3 attrs)"
+ADD_PLAIN = "counter.add(1)"
+BOUND_ADD = "bound handle add(1)"
+HIST = "histogram.record(v, 3 attrs)"
+EXPO = "exponential histogram record (3 attrs)"
+CASES = (ADD_ATTRS, ADD_PLAIN, BOUND_ADD, HIST, EXPO)
 
 
 def best_ns(fn, n: int, repeat: int) -> float:
@@ -58,21 +82,14 @@ def reference():
     return MeterProvider(metric_readers=[r], views=views, shutdown_on_exit=False), r
 
 
-def _has_expo() -> bool:
-    try:
-        import otelmetrics._native.aggregations  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
-def record_cases(make, n, repeat, bound=True):
+def sdk_loops(make):
+    """The provider and, per case, ``loop(n)`` recording n times (instruments bound to locals)."""
     provider, _ = make()
     meter = provider.get_meter("bench")
     counter = meter.create_counter("c")
     hist = meter.create_histogram("h")
+    expo = meter.create_histogram("expo")
     attrs = dict(ATTRS)
-    out = {}
 
     def add_attrs(n, add=counter.add, a=attrs):
         for _ in range(n):
@@ -83,64 +100,224 @@ def record_cases(make, n, repeat, bound=True):
             add(1)
 
     def record(n, rec=hist.record, a=attrs):
-        for i in range(n):
+        for _ in range(n):
             rec(123.4, a)
 
-    out["counter.add(1, 3 attrs)"] = best_ns(add_attrs, n, repeat)
-    out["counter.add(1)"] = best_ns(add_plain, n, repeat)
-    out["histogram.record(v, 3 attrs)"] = best_ns(record, n, repeat)
-    if _has_expo() or make is reference:
-        expo = meter.create_histogram("expo")
-        values = [1.5 ** (i % 60) * 0.001 for i in range(1024)]
+    def expo_record(n, rec=expo.record, a=attrs, v=EXPO_VALUES):
+        for i in range(n):
+            rec(v[i & 1023], a)
 
-        def expo_record(n, rec=expo.record, a=attrs, v=values):
-            for i in range(n):
-                rec(v[i & 1023], a)
-        out["exponential histogram record (3 attrs)"] = best_ns(expo_record, max(n // 4, 1000), repeat)
-    if bound and hasattr(counter, "bind"):
+    loops = {ADD_ATTRS: add_attrs, ADD_PLAIN: add_plain, HIST: record, EXPO: expo_record}
+    if hasattr(counter, "bind"):
         handle = counter.bind(attrs)
 
         def bound_add(n, add=handle.add):
             for _ in range(n):
                 add(1)
-        out["bound handle add(1)"] = best_ns(bound_add, n, repeat)
-    provider.shutdown()
-    return out
+        loops[BOUND_ADD] = bound_add
+    return provider, loops
 
 
-def prometheus_cases(n, repeat):
+def prometheus_loops():
+    """prometheus_client's nearest equivalents (no exponential histogram); {} if not installed."""
     try:
         import prometheus_client as pc
     except ImportError:
         return {}
     reg = pc.CollectorRegistry()
-    c = pc.Counter("c", "c", list(k.replace(".", "_") for k in ATTRS), registry=reg)
-    h = pc.Histogram("h", "h", list(k.replace(".", "_") for k in ATTRS), registry=reg)
-    labels = {k.replace(".", "_"): v for k, v in ATTRS.items()}
+    names = [k.replace(".", "_") for k in ATTRS]
+    c = pc.Counter("c", "c", names, registry=reg)
+    h = pc.Histogram("h", "h", names, registry=reg)
+    values = tuple(ATTRS.values())
     plain = pc.Counter("p", "p", registry=reg)
-    child = c.labels(**labels)
+    child = c.labels(*values)
 
-    def add_attrs(n):
+    def add_attrs(n, labels_of=c.labels, v=values):
         for _ in range(n):
-            c.labels(**labels).inc(1)
+            labels_of(*v).inc(1)
 
     def add_plain(n, inc=plain.inc):
         for _ in range(n):
             inc(1)
 
-    def record(n):
+    def record(n, labels_of=h.labels, v=values):
         for _ in range(n):
-            h.labels(**labels).observe(123.4)
+            labels_of(*v).observe(123.4)
 
     def bound_add(n, inc=child.inc):
         for _ in range(n):
             inc(1)
-    return {
-        "counter.add(1, 3 attrs)": best_ns(add_attrs, n, repeat),
-        "counter.add(1)": best_ns(add_plain, n, repeat),
-        "histogram.record(v, 3 attrs)": best_ns(record, n, repeat),
-        "bound handle add(1)": best_ns(bound_add, n, repeat),
-    }
+    return {ADD_ATTRS: add_attrs, ADD_PLAIN: add_plain, HIST: record, BOUND_ADD: bound_add}
+
+
+def floor_loops():
+    """What any compiled SDK pays before doing work: a C method call of the same
+    shape in the same loop (``d.get`` on an empty dict), plus hashing a 6-tuple
+    (the three pairs) for the attribute cases."""
+    d = {}
+    attrs = dict(ATTRS)
+    pairs = tuple(x for kv in ATTRS.items() for x in kv)
+
+    def add_attrs(n, get=d.get, a=attrs, h=hash, t=pairs):
+        for _ in range(n):
+            get(1, a)
+            h(t)
+
+    def add_plain(n, get=d.get):
+        for _ in range(n):
+            get(1)
+
+    def expo_record(n, get=d.get, a=attrs, v=EXPO_VALUES, h=hash, t=pairs):
+        for i in range(n):
+            get(v[i & 1023], a)
+            h(t)
+    return {ADD_ATTRS: add_attrs, ADD_PLAIN: add_plain, BOUND_ADD: add_plain, HIST: add_attrs,
+            EXPO: expo_record}
+
+
+# -- instruction counts -------------------------------------------------------------
+
+# Columns of the instruction table: what is measured, and how it is labelled.
+COLUMNS = (("floor", "floor"), ("ours", "otelmetrics"), ("reference", "otel-sdk"),
+           ("prometheus", "prometheus"))
+WARMUP = 1000          # calls before the measured loop (series created, bytecode specialised)
+BASE_N = 1000
+EXTRA_N = 10_000
+
+
+def _loops_of(column):
+    if column == "floor":
+        return None, floor_loops()
+    if column == "prometheus":
+        return None, prometheus_loops()
+    return sdk_loops(ours if column == "ours" else reference)
+
+
+def _same_floor():
+    """Cases whose floor loop is another case's: case -> the case measured for both."""
+    first, out = {}, {}
+    for case, loop in floor_loops().items():
+        if loop in first:
+            out[case] = first[loop]
+        else:
+            first[loop] = case
+    return out
+
+
+def run_case(column: str, case: str, n: int) -> int:
+    """Child process: set up, warm up, then loop ``n`` times (the part callgrind's totals differ by)."""
+    provider, loops = _loops_of(column)
+    loop = loops[case]
+    loop(WARMUP)
+    gc.collect()
+    loop(n)
+    if provider is not None:
+        provider.shutdown()
+    return 0
+
+
+def _callgrind_total(column: str, case: str, n: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+               sys.executable, os.path.abspath(__file__), "--run-case", column, case, str(n)]
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError("%s / %s failed:\n%s" % (column, case, proc.stderr[-2000:]))
+        with open(out) as f:
+            for line in f:
+                if line.startswith("summary:") or line.startswith("totals:"):
+                    return int(line.split()[1])
+    raise RuntimeError("no totals in callgrind output for %s / %s" % (column, case))
+
+
+def instructions_per_call(column: str, case: str) -> float:
+    """(total at N + 10000 - total at N) / 10000."""
+    return (_callgrind_total(column, case, BASE_N + EXTRA_N) - _callgrind_total(column, case, BASE_N)) / EXTRA_N
+
+
+def instruction_table(columns, jobs: int) -> int:
+    """Measure every available (column, case) under callgrind and print the table."""
+    if shutil.which("valgrind") is None:
+        print("--instructions needs valgrind (e.g. apt-get install -y valgrind)", file=sys.stderr)
+        return 2
+    available = {c: set(_loops_of(c)[1]) if c in ("floor", "prometheus") else None for c in columns}
+    notes = []
+    if "reference" in columns:
+        try:
+            import opentelemetry.sdk.metrics  # noqa: F401
+        except ImportError:
+            available["reference"] = set()
+            notes.append("opentelemetry-sdk is not installed: its column is empty")
+    if "prometheus" in columns and not available["prometheus"]:
+        notes.append("prometheus_client is not installed: its column is empty")
+    if "ours" in columns:
+        available["ours"] = set(sdk_loops(ours)[1])
+    if "reference" in columns and available["reference"] is None:
+        available["reference"] = set(CASES) - {BOUND_ADD}   # no bound handles in opentelemetry-sdk
+    work = [(c, case) for case in CASES for c in columns if case in available[c]]
+    same = {("floor", case): ("floor", first) for case, first in _same_floor().items()}
+    measured = [w for w in work if w not in same]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        counts = dict(zip(measured, pool.map(lambda w: instructions_per_call(*w), measured)))
+    for w in work:
+        if w in same:
+            counts[w] = counts[same[w]]
+
+    try:
+        import opentelemetry.sdk.version as refv
+        refname = "opentelemetry-sdk %s" % refv.__version__
+    except ImportError:
+        refname = "opentelemetry-sdk (not installed)"
+    print("instructions per call, loop included (callgrind, N + %d vs N calls), %s, Python %s, %s"
+          % (EXTRA_N, platform.machine(), sys.version.split()[0], refname))
+    labels = [label for c, label in COLUMNS if c in columns]
+    head = "%-40s" % "operation" + "".join("%12s" % l for l in labels)
+    if "floor" in columns and "ours" in columns:
+        head += "%12s" % "ours/floor"
+    if "reference" in columns and "ours" in columns:
+        head += "%14s" % "otel-sdk/ours"
+    print(head)
+    print("-" * len(head))
+    for case in CASES:
+        if not any((c, case) in counts for c in columns):
+            continue
+        row = "%-40s" % case
+        for c in columns:
+            v = counts.get((c, case))
+            row += "%12s" % ("%.0f" % v if v is not None else "n/a")
+        f, o, r = (counts.get((c, case)) for c in ("floor", "ours", "reference"))
+        if "floor" in columns and "ours" in columns:
+            row += "%11.2fx" % (o / f) if f and o else "%12s" % ""
+        if "reference" in columns and "ours" in columns:
+            row += "%13.0fx" % (r / o) if r and o else "%14s" % ""
+        print(row)
+    if "prometheus" in columns:
+        notes.append("prometheus_client: labels(3 values).inc(1) / .observe(v); child.inc(1) for the "
+                     "bound handle; it has no exponential histogram")
+    notes.append("floor: d.get(1[, attrs]) on an empty dict in the same loop, plus hash() of a "
+                 "6-tuple for the attribute cases")
+    for note in notes:
+        print("  note: " + note)
+    return 0
+
+
+# -- timing ---------------------------------------------------------------------------
+
+def record_cases(make, n, repeat, bound=True):
+    provider, loops = sdk_loops(make)
+    out = {}
+    for case, loop in loops.items():
+        if case == BOUND_ADD and not bound:
+            continue
+        out[case] = best_ns(loop, max(n // 4, 1000) if case == EXPO else n, repeat)
+    provider.shutdown()
+    return {case: out[case] for case in CASES if case in out}
+
+
+def prometheus_cases(n, repeat):
+    return {case: best_ns(loop, n, repeat) for case, loop in prometheus_loops().items()}
 
 
 def series_attrs():
@@ -187,11 +364,8 @@ def collect_time(make, repeat) -> float:
     return best
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer iterations")
-    args = ap.parse_args(argv)
-    n, repeat = (20_000, 3) if args.quick else (200_000, 5)
+def timing(quick: bool) -> int:
+    n, repeat = (20_000, 3) if quick else (200_000, 5)
     import opentelemetry.sdk.version as refv
 
     loop = loop_overhead(n, repeat)
@@ -215,9 +389,6 @@ def main(argv=None) -> int:
             "%.1fx" % (r / t) if r else "",
             "%.0f ns" % p if p else "n/a",
             "%.1fx" % (p / t) if p else ""))
-    for op in ref:
-        if op not in mine:
-            print("%-40s %12s %9.0f ns   (not built yet)" % (op, "n/a", ref[op]))
 
     mem_mine, mem_ref = memory_per_series(ours), memory_per_series(reference)
     col_mine, col_ref = collect_time(ours, repeat), collect_time(reference, repeat)
@@ -227,6 +398,26 @@ def main(argv=None) -> int:
     print("%-40s %9.3f ms %9.3f ms %9.1fx" % ("collect 2000 series", col_mine, col_ref,
                                               col_ref / col_mine))
     return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer iterations (timing)")
+    ap.add_argument("--instructions", action="store_true",
+                    help="instructions per call under valgrind's callgrind instead of times")
+    ap.add_argument("--columns", default=",".join(c for c, _ in COLUMNS),
+                    help="with --instructions: which of floor,ours,reference,prometheus to measure")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="with --instructions: callgrind runs at once")
+    ap.add_argument("--run-case", nargs=3, metavar=("COLUMN", "CASE", "N"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.run_case:
+        column, case, n = args.run_case
+        return run_case(column, case, int(n))
+    if args.instructions:
+        columns = [c for c, _ in COLUMNS if c in args.columns.split(",")]
+        return instruction_table(columns, max(args.jobs, 1))
+    return timing(args.quick)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
 """The aggregations computed in a stream's cells: sum, last value,
 explicit-bucket histogram and base-2 exponential histogram.
 
@@ -21,7 +21,7 @@ from libc.math cimport INFINITY
 from libc.string cimport memset, memcpy
 
 from otelmetrics._native.points cimport NumberDataPoint, HistogramDataPoint
-from otelmetrics._native.table cimport grow_array
+from otelmetrics._native.table cimport grow_array, touch
 
 cdef extern from *:
     """
@@ -137,11 +137,11 @@ cdef class SumStream(NumberStream):
             self.prev_float[c] = 0
 
     cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:
-        self._touch(c)
+        touch(self, c)
         _sum_add_i(&self.ival[c], &self.dval[c], &self.isfloat[c], v)
 
     cdef void add_d(self, Py_ssize_t c, double v) noexcept:
-        self._touch(c)
+        touch(self, c)
         _sum_add_d(&self.ival[c], &self.dval[c], &self.isfloat[c], v)
 
     cdef void snapshot_cell(self, Py_ssize_t c, char *dst, bint reset) noexcept:
@@ -181,12 +181,12 @@ cdef class LastValueStream(NumberStream):
         self.gauge_points = True
 
     cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:
-        self._touch(c)
+        touch(self, c)
         self.ival[c] = v
         self.isfloat[c] = 0
 
     cdef void add_d(self, Py_ssize_t c, double v) noexcept:
-        self._touch(c)
+        touch(self, c)
         self.dval[c] = v
         self.isfloat[c] = 1
 
@@ -272,12 +272,12 @@ cdef class HistogramStream(Stream):
                 self.vmax[c] = v
 
     cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:
-        self._touch(c)
+        touch(self, c)
         self._bucket(c, <double>v)
         _sum_add_i(&self.isum[c], &self.dsum[c], &self.isfloat[c], v)
 
     cdef void add_d(self, Py_ssize_t c, double v) noexcept:
-        self._touch(c)
+        touch(self, c)
         self._bucket(c, v)
         self.minmax_float[c] = 1
         _sum_add_d(&self.isum[c], &self.dsum[c], &self.isfloat[c], v)
@@ -364,11 +364,11 @@ cdef class ExpoHistogramStream(Stream):
         return <ExpoHistogramCell>PyList_GET_ITEM(self.act, c)
 
     cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:
-        self._touch(c)
+        touch(self, c)
         self._cell(c).record_int(v)
 
     cdef void add_d(self, Py_ssize_t c, double v) noexcept:
-        self._touch(c)
+        touch(self, c)
         self._cell(c).record(v)
 
     cdef void snapshot_cell(self, Py_ssize_t c, char *dst, bint reset) noexcept:

@@ -6,13 +6,17 @@
 #
 # Contract with the callers:
 # - instruments.pyx asks ExemplarSampler.sample(context) once per measurement
-#   (mode EX_OFF never reaches it: the instrument then holds no sampler);
+#   (mode EX_OFF never reaches it: the instrument then holds no sampler),
+#   unless the inline unsampled(sampler, context) already says no: with the
+#   trace-based filter and no span in the context (the usual case) that
+#   answer costs one context read and no call into this module;
 # - table.pyx's Stream owns one StreamExemplars (None: exemplars off), calls
 #   offer() for a sampled measurement, grow()/clear_cell() as its table changes,
 #   and take() in a collection's Python-free phase, build() after it.
 # Nothing here calls back into the table.
 
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_XDECREF
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
 
 # Exemplar filter modes (exported to Python as ALWAYS_OFF, ALWAYS_ON, TRACE_BASED).
@@ -20,6 +24,16 @@ cdef enum:
     EX_OFF = 0
     EX_ON = 1
     EX_TRACE_BASED = 2
+
+
+cdef extern from "Python.h":
+    # Without Cython's error checks: unsampled() handles the errors itself.
+    int PyContextVar_Get(PyObject *var, PyObject *default_value, PyObject **value) noexcept
+    PyObject *PyDict_GetItemWithError(PyObject *d, PyObject *k) noexcept
+    bint PyDict_Check(PyObject *o) noexcept
+    Py_ssize_t PyDict_GET_SIZE(PyObject *d) noexcept
+    void PyErr_Clear() noexcept
+    PyObject *PyErr_Occurred() noexcept
 
 
 cdef class ExemplarSampler:
@@ -88,3 +102,41 @@ cdef class TakenExemplars:
     cdef Py_ssize_t count                   # points taken so far
     cdef void take(self, Py_ssize_t i, Py_ssize_t c) noexcept
     cdef list build(self, Py_ssize_t i, tuple flat)
+
+
+cdef inline bint _no_span_in(ExemplarSampler s, PyObject *context) noexcept:
+    # A non-empty context: look the span up (a key's __eq__ raising: let sample() decide).
+    if PyDict_GetItemWithError(context, <PyObject *>s.span_key) != NULL:
+        return False
+    if PyErr_Occurred():
+        PyErr_Clear()
+        return False
+    return True
+
+
+cdef inline bint _no_span(ExemplarSampler s, PyObject *context) noexcept:
+    # True when the context (an opentelemetry Context, a dict) holds no span;
+    # not a dict: sample() treats it as holding none.
+    return not PyDict_Check(context) or PyDict_GET_SIZE(context) == 0 or _no_span_in(s, context)
+
+
+cdef inline bint unsampled(ExemplarSampler s, object context) noexcept:
+    """True when sample(context) would surely say no, found without calling
+    Python code: the trace-based filter and no span in the context (the given
+    one, else the current one). False: ask sample()."""
+    cdef PyObject *raw = NULL
+    cdef bint r
+    if s.mode != EX_TRACE_BASED:
+        return False
+    if context is not None:
+        return _no_span(s, <PyObject *>context)
+    if s.ctxvar is None:
+        return False
+    if PyContextVar_Get(<PyObject *>s.ctxvar, NULL, &raw) < 0:
+        PyErr_Clear()
+        return False
+    if raw == NULL:
+        return True
+    r = _no_span(s, raw)
+    Py_XDECREF(raw)
+    return r

@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
 """Exemplars, compiled side: sampling, reservoirs, and a stream's exemplar state.
 
 ExemplarSampler decides per measurement whether it may become an exemplar and
@@ -37,8 +37,6 @@ from otelmetrics._native.clock cimport now_ns
 from otelmetrics._native.points cimport Exemplar
 
 cdef extern from "Python.h":
-    int PyContextVar_Get(object var, PyObject *default_value, PyObject **value) except -1
-    Py_ssize_t PyDict_GET_SIZE(object d)
     PyObject *PyDict_GetItem(object d, object k)
 
 _logger = logging.getLogger("otelmetrics")
@@ -68,7 +66,8 @@ cdef class ExemplarSampler:
             return 0
         if context is None:
             if self.ctxvar is not None:
-                PyContextVar_Get(self.ctxvar, NULL, &raw)
+                if PyContextVar_Get(<PyObject *>self.ctxvar, NULL, &raw) < 0:
+                    return -1
                 if raw == NULL:
                     return self.mode == EX_ON
                 context = <object>raw
@@ -77,7 +76,7 @@ cdef class ExemplarSampler:
                 context = self.get_current()
         if type(context) is not dict and not isinstance(context, dict):
             return self.mode == EX_ON
-        if PyDict_GET_SIZE(context) == 0:
+        if PyDict_GET_SIZE(<PyObject *>context) == 0:
             return self.mode == EX_ON
         span = PyDict_GetItem(context, self.span_key)
         if span == NULL:

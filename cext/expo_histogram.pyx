@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
 """Base-2 exponential bucket histogram: exact index mapping and the per-series cell.
 
 Bucket ``i`` at scale ``s`` holds the values ``(base**i, base**(i+1)]`` with

@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
 """The instrument cores, the recording entry points: one C call per measurement.
 
 An instrument core turns the amount into an int64 or a double (values.pxd),
@@ -9,18 +9,28 @@ supplied by the Python layer, which counts and rate-limits the warnings;
 nothing here raises into the caller. A well-formed measurement of a known
 series runs no Python code; see cext/README.md ("The seam") for the few
 exceptions (drops, unusual attribute sets, exemplars).
+
+Every recording method first tries the fast path, inline in one C function:
+an exact int or finite float, exemplars surely not sampled (exemplars.pxd's
+unsampled), and a series every stream already holds (table.pxd's find_cell),
+then one add per stream. It changes nothing until it records, so when any
+condition fails the full path (_measure, _apply) runs from the start: value
+checks and drop reports, sanitising, new series, exemplars, errors.
 """
 
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.dict cimport PyDict_CheckExact
+from cpython.object cimport PyObject
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 
 from otelmetrics._native.attributes import sanitize
+from otelmetrics._native.attributes cimport hash_attributes, EMPTY_SET_HASH, NOTED_PAIRS, Py_hash_t
 from otelmetrics._native.clock cimport now_ns
-from otelmetrics._native.exemplars cimport ExemplarSampler, EX_OFF
-from otelmetrics._native.table cimport Stream, NEEDS_SANITIZE
-from otelmetrics._native.values cimport parse_value, V_DROP, V_INT, V_FLOAT
+from otelmetrics._native.exemplars cimport ExemplarSampler, EX_OFF, unsampled
+from otelmetrics._native.table cimport Stream, NEEDS_SANITIZE, find_cell
+from otelmetrics._native.values cimport parse_value, parse_exact, V_DROP, V_INT, V_FLOAT
 
 # Drop reasons, as reported to the Python layer.
 BAD_VALUE = "dropped: non-numeric value"
@@ -28,6 +38,10 @@ NON_FINITE = "dropped: NaN or infinite value"
 NEGATIVE = "dropped: negative value on a monotonic instrument"
 BAD_ATTRIBUTES = "kept without its invalid attributes (non-str keys, None, nested or mixed values)"
 INTERNAL = "dropped: internal error"
+
+# Streams the fast path serves (one per reader and matching view); more take the full path.
+cdef enum:
+    FAST_STREAMS = 8
 
 
 cdef object _clean_attributes(object attributes, object report):
@@ -66,6 +80,65 @@ cdef inline int _record(tuple streams, int k, int64_t iv, double dv, object attr
     return 0
 
 
+cdef inline bint _fast_value(SyncCore core, PyObject *amount, int64_t *iv, double *dv, int *k) noexcept:
+    """An exact small int or an exact finite float, of the right sign: nothing to report."""
+    k[0] = parse_exact(<object>amount, iv, dv)
+    if k[0] == V_INT:
+        return not (core._monotonic and iv[0] < 0)
+    if k[0] == V_FLOAT:
+        return isfinite(dv[0]) and not (core._monotonic and dv[0] < 0)
+    return False
+
+
+cdef inline bint _record_known(SyncCore core, PyObject *amount, PyObject *attributes,
+                               PyObject *context) noexcept:
+    """The fast path of a measurement (see the module's docstring). True when
+    it is done (recorded, or ignored after shutdown); False when nothing was
+    recorded and the full path must run. Borrowed arguments, no references taken."""
+    cdef int64_t iv = 0
+    cdef double dv = 0.0
+    cdef int k
+    cdef Py_hash_t h
+    cdef Py_ssize_t n, i, ns = core._n
+    cdef Py_ssize_t cells[FAST_STREAMS]
+    cdef PyObject *noted[2 * NOTED_PAIRS]
+    cdef PyObject *s
+    cdef PyObject *sampler = <PyObject *>core._sampler
+    if not core._fast:
+        return not core._active or ns == 0       # ignored; else the full path
+    if not _fast_value(core, amount, &iv, &dv, &k):
+        return False
+    if sampler != <PyObject *>None and not unsampled(<ExemplarSampler>sampler, <object>context):
+        return False
+    if attributes == <PyObject *>None:
+        h = EMPTY_SET_HASH
+        n = 0
+    elif PyDict_CheckExact(<object>attributes):
+        if not hash_attributes(<dict>attributes, None, None, False, &h, &n, noted):
+            return False
+    else:
+        return False
+    for i in range(ns):
+        s = PyTuple_GET_ITEM(core._streams, i)
+        cells[i] = find_cell(<Stream>s, h, <dict>attributes, n, noted)
+        if cells[i] < 0:
+            return False
+    for i in range(ns):
+        s = PyTuple_GET_ITEM(core._streams, i)
+        if k == V_INT:
+            (<Stream>s).add_i(cells[i], iv)
+        else:
+            (<Stream>s).add_d(cells[i], dv)
+    return True
+
+
+cdef inline int _take(SyncCore core, PyObject *amount, PyObject *attributes, PyObject *context) except -1:
+    """One measurement: the fast path, else the full one."""
+    if not _record_known(core, amount, attributes, context):
+        core._measure(<object>amount, <object>attributes, <object>context)
+    return 0
+
+
 cdef class SyncCore:
     """Shared machinery of the four synchronous instruments."""
 
@@ -73,6 +146,7 @@ cdef class SyncCore:
     cdef Py_ssize_t _n
     cdef bint _monotonic
     cdef readonly bint _active
+    cdef bint _fast                   # active, 1 to FAST_STREAMS streams, none with a key filter
     cdef object _report
     cdef ExemplarSampler _sampler     # None: exemplars off, no work at all
 
@@ -87,6 +161,9 @@ cdef class SyncCore:
         self._n = len(streams)
         self._monotonic = monotonic
         self._report = report
+        # A view's key filter changes the hash of a set, computed once by the fast path.
+        self._fast = self._active and 0 < self._n <= FAST_STREAMS and all(
+            (<Stream>st).allowed is None and (<Stream>st).excluded is None for st in streams)
 
     def _set_sampler(self, ExemplarSampler sampler):
         self._sampler = sampler if (sampler is not None and sampler.mode != EX_OFF) else None
@@ -94,6 +171,7 @@ cdef class SyncCore:
     def _deactivate(self):
         """After shutdown: measurements are ignored."""
         self._active = False
+        self._fast = False
 
     cdef inline int _value(self, object amount, int64_t *iv, double *dv) except -1:
         cdef int k = parse_value(amount, iv, dv)
@@ -136,7 +214,7 @@ cdef class SyncCore:
 
 cdef class CounterCore(SyncCore):
     def add(self, amount, attributes=None, context=None):
-        self._measure(amount, attributes, context)
+        _take(self, <PyObject *>amount, <PyObject *>attributes, <PyObject *>context)
 
     def bind(self, attributes=None):
         """A handle whose ``add`` skips the attribute lookup."""
@@ -145,7 +223,7 @@ cdef class CounterCore(SyncCore):
 
 cdef class HistogramCore(SyncCore):
     def record(self, amount, attributes=None, context=None):
-        self._measure(amount, attributes, context)
+        _take(self, <PyObject *>amount, <PyObject *>attributes, <PyObject *>context)
 
     def bind(self, attributes=None):
         """A handle whose ``record`` skips the attribute lookup."""
@@ -154,7 +232,7 @@ cdef class HistogramCore(SyncCore):
 
 cdef class GaugeCore(SyncCore):
     def set(self, amount, attributes=None, context=None):
-        self._measure(amount, attributes, context)
+        _take(self, <PyObject *>amount, <PyObject *>attributes, <PyObject *>context)
 
     def bind(self, attributes=None):
         """A handle whose ``set`` skips the attribute lookup."""
@@ -238,15 +316,44 @@ cdef class BoundHandle:
                         self._core._sampler.tlo, self._core._sampler.span_id, context)
         return 0
 
+    cdef inline bint _apply_known(self, PyObject *amount, PyObject *context) noexcept:
+        """The fast path (see the module's docstring); False: nothing recorded, run _apply."""
+        cdef int64_t iv = 0
+        cdef double dv = 0.0
+        cdef Py_ssize_t i
+        cdef int k
+        cdef PyObject *core = <PyObject *>self._core      # borrowed: self holds it
+        cdef PyObject *sampler = <PyObject *>(<SyncCore>core)._sampler
+        cdef PyObject *s
+        if not (<SyncCore>core)._active:
+            return True
+        if (<PyObject *>self._bound_to != <PyObject *>(<SyncCore>core)._streams
+                or not _fast_value(<SyncCore>core, amount, &iv, &dv, &k)):
+            return False
+        if sampler != <PyObject *>None and not unsampled(<ExemplarSampler>sampler, <object>context):
+            return False
+        for i in range(self._n):
+            s = PyTuple_GET_ITEM(self._streams, i)
+            if k == V_INT:
+                (<Stream>s).add_i(self._cells[i], iv)
+            else:
+                (<Stream>s).add_d(self._cells[i], dv)
+        return True
+
+    cdef inline int _take(self, PyObject *amount, PyObject *context) except -1:
+        """One measurement: the fast path, else the full one."""
+        if not self._apply_known(amount, context):
+            self._apply(<object>amount, <object>context)
+        return 0
+
     def add(self, amount, context=None):
-        self._apply(amount, context)
+        self._take(<PyObject *>amount, <PyObject *>context)
 
     def record(self, amount, context=None):
-        self._apply(amount, context)
+        self._take(<PyObject *>amount, <PyObject *>context)
 
     def set(self, amount, context=None):
-        self._apply(amount, context)
-
+        self._take(<PyObject *>amount, <PyObject *>context)
 
 def observe(tuple streams, object amount, object attributes, object report):
     """Feed one callback observation into the streams of one reader.
@@ -270,3 +377,105 @@ def observe(tuple streams, object amount, object attributes, object report):
     except Exception:
         report(INTERNAL)
         return False
+
+
+# -- positional calls without argument parsing ------------------------------------
+#
+# The recording methods above are METH_FASTCALL|METH_KEYWORDS functions made by
+# Cython, whose argument parsing takes and drops a reference per argument. A
+# call with positional arguments only (the usual ``counter.add(1, attrs)``)
+# needs none of it: at import each recording method is replaced by a method of
+# the same name, flags and docstring whose C function reads the arguments from
+# the vector and hands any other call (keywords, a wrong count) to the replaced
+# function, which parses and reports errors as before.
+
+cdef extern from *:
+    """
+    #define OM_FASTCALL_SLOTS 8
+    static PyMethodDef om_fastcall_defs[OM_FASTCALL_SLOTS];
+    static int om_fastcall_used = 0;
+    /* Replace method `name` of `cls` (a METH_FASTCALL|METH_KEYWORDS method
+       descriptor) by one calling `fast`; *full receives the replaced function.
+       Leaves the method as it is when it is not such a descriptor. */
+    static int om_install_fastcall(PyObject *cls, const char *name, void *fast, void **full) {
+        PyObject *dict = ((PyTypeObject *)cls)->tp_dict;
+        PyObject *descr, *fresh;
+        PyMethodDef *def;
+        descr = PyDict_GetItemString(dict, name);
+        if (descr == NULL || Py_TYPE(descr) != &PyMethodDescr_Type
+                || ((PyMethodDescrObject *)descr)->d_method->ml_flags != (METH_FASTCALL | METH_KEYWORDS))
+            return 0;
+        if (om_fastcall_used >= OM_FASTCALL_SLOTS) {
+            PyErr_SetString(PyExc_RuntimeError, "otelmetrics: too many fastcall methods");
+            return -1;
+        }
+        def = &om_fastcall_defs[om_fastcall_used++];
+        *def = *((PyMethodDescrObject *)descr)->d_method;
+        *full = (void *)def->ml_meth;
+        def->ml_meth = (PyCFunction)(void (*)(void))fast;
+        fresh = PyDescr_NewMethod((PyTypeObject *)cls, def);
+        if (fresh == NULL)
+            return -1;
+        if (PyDict_SetItemString(dict, name, fresh) < 0) {
+            Py_DECREF(fresh);
+            return -1;
+        }
+        Py_DECREF(fresh);
+        PyType_Modified((PyTypeObject *)cls);
+        return 0;
+    }
+    """
+    int om_install_fastcall(object cls, const char *name, void *fast, void **full) except -1
+
+ctypedef object (*_FastCall)(object, PyObject **, Py_ssize_t, PyObject *)
+
+cdef _FastCall _full_add = NULL
+cdef _FastCall _full_record = NULL
+cdef _FastCall _full_set = NULL
+cdef _FastCall _full_bound_add = NULL
+cdef _FastCall _full_bound_record = NULL
+cdef _FastCall _full_bound_set = NULL
+
+
+cdef inline object _sync_call(object self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames,
+                              _FastCall full):
+    if kwnames != NULL or nargs < 1 or nargs > 3:
+        return full(self, args, nargs, kwnames)
+    _take(<SyncCore>self, args[0], args[1] if nargs > 1 else <PyObject *>None,
+             args[2] if nargs > 2 else <PyObject *>None)
+    return None
+
+
+cdef inline object _bound_call(object self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames,
+                               _FastCall full):
+    if kwnames != NULL or nargs < 1 or nargs > 2:
+        return full(self, args, nargs, kwnames)
+    (<BoundHandle>self)._take(args[0], args[1] if nargs > 1 else <PyObject *>None)
+    return None
+
+
+cdef object _add_call(object self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    return _sync_call(self, args, nargs, kwnames, _full_add)
+
+cdef object _record_call(object self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    return _sync_call(self, args, nargs, kwnames, _full_record)
+
+cdef object _set_call(object self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    return _sync_call(self, args, nargs, kwnames, _full_set)
+
+cdef object _bound_add_call(object self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    return _bound_call(self, args, nargs, kwnames, _full_bound_add)
+
+cdef object _bound_record_call(object self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    return _bound_call(self, args, nargs, kwnames, _full_bound_record)
+
+cdef object _bound_set_call(object self, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    return _bound_call(self, args, nargs, kwnames, _full_bound_set)
+
+
+om_install_fastcall(CounterCore, b"add", <void *>_add_call, <void **>&_full_add)
+om_install_fastcall(HistogramCore, b"record", <void *>_record_call, <void **>&_full_record)
+om_install_fastcall(GaugeCore, b"set", <void *>_set_call, <void **>&_full_set)
+om_install_fastcall(BoundHandle, b"add", <void *>_bound_add_call, <void **>&_full_bound_add)
+om_install_fastcall(BoundHandle, b"record", <void *>_bound_record_call, <void **>&_full_bound_record)
+om_install_fastcall(BoundHandle, b"set", <void *>_bound_set_call, <void **>&_full_bound_set)

@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
 """Protobuf wire format for OTLP metrics, written straight from the collected data.
 
 ``encode_request(metrics_data)`` returns the bytes of an ``ExportMetricsServiceRequest``

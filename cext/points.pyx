@@ -8,6 +8,10 @@ constructor signatures are those of opentelemetry-sdk's point classes.
 Points hold plain data (numbers, str, tuples, lists of exemplars), never
 references that could close a cycle, so they stay out of the cyclic garbage
 collector: a collection of thousands of points triggers no GC passes.
+
+Directives: binding stays on (the other modules turn it off): fields_equal,
+fields_repr and to_json become methods of the Python record classes in
+otelmetrics/_model.py, which only a binding function does.
 """
 
 cimport cython

@@ -8,15 +8,21 @@
 #   pin()/unpin();
 # - aggregations.pyx subclasses Stream and implements the aggregation hooks:
 #   storage per cell (grow_cells, init_cell, new_cell_objects, adopt_cell),
-#   recording (add_i, add_d, each starting with _touch), collection
+#   recording (add_i, add_d, each starting with touch), collection
 #   (snapshot_cell: Python-free copy, make_point: the point object), and
 #   bucket_of for bucket-aligned exemplar reservoirs;
 # - the readers call collect(now).
+# find_cell and touch are inline, so the recording path (instruments.pyx,
+# aggregations.pyx) reaches a known series' cell without a call into this module.
 # Inline code here compiles under the directives of the module that cimports it.
 
+from cpython.list cimport PyList_GET_ITEM
 from cpython.mem cimport PyMem_Realloc
+from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_GET_SIZE
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t, int32_t
 
+from otelmetrics._native.attributes cimport same_attributes
 from otelmetrics._native.exemplars cimport StreamExemplars
 
 cdef extern from "Python.h":
@@ -66,17 +72,15 @@ cdef class Stream:
 
     cdef Py_ssize_t cell_for(self, object attributes, bint clean) except -3
     cdef Py_ssize_t _insert(self, Py_hash_t h, dict d, Py_ssize_t n) except -3
-    cdef inline Py_ssize_t _find(self, Py_hash_t h, dict d, Py_ssize_t n) except -3
     cdef inline Py_ssize_t _overflow(self) noexcept
     cdef Py_ssize_t _reclaim(self) except -1
     cdef void _free_cell(self, Py_ssize_t c) noexcept
     cdef int _grow(self, Py_ssize_t newcap) except -1
     cdef int _rebuild_index(self, Py_ssize_t size) except -1
     cdef void unpin(self, Py_ssize_t c) noexcept
+    cdef void _first_data(self, Py_ssize_t c) noexcept
     cdef int offer(self, Py_ssize_t c, bint isint, int64_t iv, double dv, object attributes,
                    int64_t t, uint64_t thi, uint64_t tlo, uint64_t span, object context) except -1
-
-    cdef void _touch(self, Py_ssize_t c) noexcept    # every add_i/add_d starts with it
 
     # Aggregation hooks, implemented by subclasses.
     cdef int grow_cells(self, Py_ssize_t newcap) except -1
@@ -90,3 +94,29 @@ cdef class Stream:
     cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars)
     cdef Py_ssize_t bucket_of(self, double v) noexcept
     cpdef list collect(self, int64_t now)
+
+
+cdef inline Py_ssize_t find_cell(Stream s, Py_hash_t h, dict d, Py_ssize_t n, PyObject **noted) noexcept:
+    """The cell of the attribute set ``d`` (``n`` kept pairs, hash ``h``; None
+    when n is 0) in ``s``, or -1. ``noted``: the pairs hash_attributes noted,
+    or NULL. Runs no Python code."""
+    cdef Py_ssize_t i, c, mask = s.index_size - 1
+    cdef PyObject *stored
+    i = <Py_ssize_t>(<size_t>h & <size_t>mask)
+    while True:
+        c = s.index[i]
+        if c < 0:
+            return -1
+        if s.hashes[c] == h:
+            stored = PyList_GET_ITEM(s.keys, c)
+            if PyTuple_GET_SIZE(<tuple>stored) == 2 * n and (
+                    n == 0 or same_attributes(<tuple>stored, d, noted, n)):
+                return c
+        i = (i + 1) & mask
+
+
+cdef inline void touch(Stream s, Py_ssize_t c) noexcept:
+    """Mark cell ``c`` measured: every add_i/add_d starts with it."""
+    if not (s.flags[c] & CELL_HASDATA):
+        s._first_data(c)        # once per series: out of line, so adds stay small
+    s.flags[c] |= CELL_TOUCHED

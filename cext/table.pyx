@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
 """The attribute table of a metric stream: attribute set -> cell, bounded.
 
 One Stream exists per (instrument, view, reader); its subclasses in
@@ -20,14 +20,13 @@ racing a collection lands in exactly one interval.
 """
 
 from cpython.dict cimport PyDict_Next
-from cpython.list cimport PyList_GET_ITEM
 from cpython.ref cimport Py_INCREF
-from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM, PyTuple_GET_SIZE
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.object cimport PyObject
 from libc.string cimport memset
 
-from otelmetrics._native.attributes cimport hash_attributes, same_attributes, EMPTY_SET_HASH
+from otelmetrics._native.attributes cimport hash_attributes, EMPTY_SET_HASH, NOTED_PAIRS
 from otelmetrics._native.clock cimport now_ns
 from otelmetrics._native.exemplars cimport TakenExemplars
 
@@ -115,14 +114,12 @@ cdef class Stream:
         self.index_size = size
         return 0
 
-    cdef void _touch(self, Py_ssize_t c) noexcept:
-        """Mark cell ``c`` measured."""
-        if not (self.flags[c] & CELL_HASDATA):
+    cdef void _first_data(self, Py_ssize_t c) noexcept:
+        """Cell ``c`` got its first measurement (from touch())."""
+        self.flags[c] |= CELL_HASDATA
+        if not self.is_async:
             # A synchronous series starts at its first measurement (the spec).
-            self.flags[c] |= CELL_HASDATA
-            if not self.is_async:
-                self.starts[c] = now_ns()
-        self.flags[c] |= CELL_TOUCHED
+            self.starts[c] = now_ns()
 
     cdef Py_ssize_t cell_for(self, object attributes, bint clean) except -3:
         """Cell index of ``attributes`` (a dict or None), inserting a new series
@@ -132,34 +129,19 @@ cdef class Stream:
         cdef Py_hash_t h
         cdef Py_ssize_t n, c
         cdef dict d
+        cdef PyObject *noted[2 * NOTED_PAIRS]
         if attributes is None:
             d = None
             h = EMPTY_SET_HASH
             n = 0
         elif type(attributes) is dict:
             d = <dict>attributes
-            if not hash_attributes(d, self.allowed, self.excluded, clean, &h, &n):
+            if not hash_attributes(d, self.allowed, self.excluded, clean, &h, &n, noted):
                 return NEEDS_SANITIZE
         else:
             return NEEDS_SANITIZE
-        c = self._find(h, d, n)
+        c = find_cell(self, h, d, n, noted)
         return c if c >= 0 else self._insert(h, d, n)
-
-    cdef inline Py_ssize_t _find(self, Py_hash_t h, dict d, Py_ssize_t n) except -3:
-        """The cell holding these attributes, or -1. Runs no Python code."""
-        cdef Py_ssize_t i, c, mask = self.index_size - 1
-        cdef PyObject *stored
-        i = <Py_ssize_t>(<size_t>h & <size_t>mask)
-        while True:
-            c = self.index[i]
-            if c < 0:
-                return -1
-            if self.hashes[c] == h:
-                stored = PyList_GET_ITEM(self.keys, c)
-                if PyTuple_GET_SIZE(<tuple>stored) == 2 * n and (
-                        n == 0 or same_attributes(<tuple>stored, d)):
-                    return c
-            i = (i + 1) & mask
 
     cdef Py_ssize_t _insert(self, Py_hash_t h, dict d, Py_ssize_t n) except -3:
         cdef Py_ssize_t c, i, mask, newcap, j = 0
@@ -187,7 +169,7 @@ cdef class Stream:
                     PyTuple_SET_ITEM(stored, j + 1, <object>v)
                     j += 2
         # From here on no Python code runs: re-check what other threads may have done.
-        c = self._find(h, d, n)
+        c = find_cell(self, h, d, n, NULL)
         if c >= 0:
             return c
         if self.n_live >= self.limit - 1:
@@ -323,10 +305,10 @@ cdef class Stream:
         pass
 
     cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:
-        self._touch(c)
+        touch(self, c)
 
     cdef void add_d(self, Py_ssize_t c, double v) noexcept:
-        self._touch(c)
+        touch(self, c)
 
     cdef Py_ssize_t bucket_of(self, double v) noexcept:
         """The histogram bucket of ``v`` (for bucket-aligned exemplar reservoirs)."""

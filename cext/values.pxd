@@ -1,17 +1,39 @@
 # Measurement values: what an instrument accepts as an amount, as an int64 or a
-# double. Inline, so parsing costs no call on the recording hot path: exact int
-# and float are read directly; any other number (subclasses, bool, numpy
+# double. Inline, so parsing costs no call on the recording hot path: an exact
+# float and an exact int of one digit (compact since 3.12) are read directly
+# (parse_exact), other exact ints through PyLong_AsLongLongAndOverflow; any other number (subclasses, bool, numpy
 # scalars, Decimal, Fraction...) takes the slow path and is converted if it
 # says how. Nothing here raises: a value that is not a number is V_DROP, and
 # the caller reports it. Used by instruments.pyx.
 # Inline code here compiles under the directives of the module that cimports it.
 
 from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.object cimport PyObject
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
 
 cdef extern from "Python.h":
     double PyFloat_AS_DOUBLE(object o)
+
+cdef extern from *:
+    """
+    /* An exact int small enough to be read without a call (one digit, or
+       CPython's compact form since 3.12); its value in *out. */
+    static inline int om_small_int(PyObject *o, long long *out) {
+    #if PY_VERSION_HEX >= 0x030C0000
+        if (!PyUnstable_Long_IsCompact((PyLongObject *)o)) return 0;
+        *out = (long long)PyUnstable_Long_CompactValue((PyLongObject *)o);
+        return 1;
+    #else
+        Py_ssize_t size = Py_SIZE(o);
+        if (size == 0) { *out = 0; return 1; }
+        if (size == 1) { *out = (long long)((PyLongObject *)o)->ob_digit[0]; return 1; }
+        if (size == -1) { *out = -(long long)((PyLongObject *)o)->ob_digit[0]; return 1; }
+        return 0;
+    #endif
+    }
+    """
+    bint om_small_int(PyObject *o, long long *out) noexcept
 
 # Value kinds returned by parse_value.
 cdef enum:
@@ -52,10 +74,36 @@ cdef inline int _parse_slow(object amount, int64_t *iv, double *dv) except -1:
     return V_FLOAT
 
 
+cdef inline int parse_exact(object amount, int64_t *iv, double *dv) noexcept:
+    """The recording fast path: V_INT for an exact small int, V_FLOAT for an
+    exact float (the caller checks it is finite), else V_DROP: ask parse_value."""
+    cdef long long i
+    if type(amount) is float:
+        dv[0] = PyFloat_AS_DOUBLE(amount)
+        return V_FLOAT
+    if type(amount) is int and om_small_int(<PyObject *>amount, &i):
+        iv[0] = i
+        return V_INT
+    return V_DROP
+
+
+cdef inline bint int64_fits(PyObject *o) noexcept:
+    """An exact int within int64."""
+    cdef long long i
+    cdef int overflow = 0
+    if om_small_int(o, &i):
+        return True
+    PyLong_AsLongLongAndOverflow(<object>o, &overflow)
+    return not overflow
+
+
 cdef inline int parse_value(object amount, int64_t *iv, double *dv) except -1:
     """V_INT (``*iv`` set), V_FLOAT (``*dv`` set) or V_DROP."""
     cdef int overflow = 0
     cdef long long i
+    cdef int k = parse_exact(amount, iv, dv)
+    if k != V_DROP:
+        return k
     if type(amount) is int:
         i = PyLong_AsLongLongAndOverflow(amount, &overflow)
         if not overflow:
@@ -63,8 +111,5 @@ cdef inline int parse_value(object amount, int64_t *iv, double *dv) except -1:
             return V_INT
         # Past int64 either way: kept as the nearest double (infinite past its range).
         dv[0] = _big_int_as_double(amount)
-        return V_FLOAT
-    if type(amount) is float:
-        dv[0] = PyFloat_AS_DOUBLE(amount)
         return V_FLOAT
     return _parse_slow(amount, iv, dv)

@@ -109,3 +109,43 @@ def test_bind_sanitises_attributes(attrs):
     c.bind(attrs).add(1)
     (p,) = points(reader, "c")
     assert p.value == 2
+
+
+def test_positional_and_keyword_calls_record_alike_and_report_the_same_errors():
+    # Positional calls take the compiled entry; keyword calls and wrong counts
+    # go through the argument parsing of the method it stands in for.
+    mp, reader = provider()
+    m = mp.get_meter("m")
+    c, hist, gauge = m.create_counter("c"), m.create_histogram("h"), m.create_gauge("g")
+    c.add(1, {"a": 1})
+    c.add(2, {"a": 1}, None)
+    c.add(4, attributes={"a": 1})
+    c.add(amount=8, attributes={"a": 1}, context=None)
+    hist.record(3, {"a": 1})
+    hist.record(amount=5, attributes={"a": 1})
+    gauge.set(6, {"a": 1})
+    gauge.set(7, attributes={"a": 1})
+    handle = c.bind({"a": 1})
+    handle.add(16)
+    handle.add(32, None)
+    handle.add(amount=64, context=None)
+    for call, args, kwargs in ((c.add, (), {}), (c.add, (1, None, None, None), {}), (c.add, (1,), {"x": 1}),
+                               (hist.record, (), {}), (gauge.set, (1, None, None, None), {}),
+                               (handle.add, (), {}), (handle.record, (1, None, None), {}),
+                               (handle.set, (1,), {"attributes": {}})):
+        with pytest.raises(TypeError, match=call.__name__):
+            call(*args, **kwargs)
+    pts = points(reader)
+    assert [p.value for p in pts["c"]] == [127]
+    assert [(p.count, p.sum) for p in pts["h"]] == [(2, 8)]
+    assert [p.value for p in pts["g"]] == [7]
+
+
+def test_a_view_key_filter_takes_the_full_path_with_the_same_result():
+    mp, reader = provider(views=[View(instrument_name="c", attribute_keys={"keep"})])
+    c = mp.get_meter("m").create_counter("c")
+    for _ in range(3):
+        c.add(1, {"keep": "x", "drop": 1})
+        c.add(1, {"drop": 2, "keep": "x"})
+    (p,) = points(reader, "c")
+    assert p.attributes == {"keep": "x"} and p.value == 6

@@ -86,3 +86,22 @@ def test_key_filters_apply_before_the_lookup():
 def test_a_limit_below_one_is_refused():
     with pytest.raises(ValueError, match="cardinality limit"):
         SumStream(0)
+
+
+def test_equal_keys_that_are_other_objects_find_the_series():
+    # The lookup first compares the caller's pairs position by position with the
+    # stored ones; equal but distinct key objects, a shuffled order and more
+    # pairs than it notes all still find the one series.
+    s = SumStream(10)
+    many = {"k%d" % i: i for i in range(12)}
+    s.record(1, {"method": "GET", "status": 200})
+    s.record(2, {"".join(["meth", "od"]): "GET", "".join(["sta", "tus"]): 200})
+    s.record(4, dict(reversed(list({"method": "GET", "status": 200}.items()))))
+    s.record(8, many)
+    s.record(16, dict(reversed(list(many.items()))))
+    s.record(32, {"method": "GET", "status": 201})
+    s.record(64, {"status": 200, "method": "POST"})
+    assert s.series == 4
+    values = {frozenset(p.attributes.items()): p.value for p in s.collect(time_ns())}
+    assert values[frozenset({"method": "GET", "status": 200}.items())] == 7
+    assert values[frozenset(many.items())] == 24
