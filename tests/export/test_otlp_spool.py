@@ -206,6 +206,7 @@ def test_a_batch_exported_after_shutdown_still_reaches_the_spool(tmp_path, serve
     source.record(6)
     assert source.export()
     data, = source.exporter.batches
+    source.close()                                  # its reader thread ends here, not later
     exporter = exporter_for(dead_url(), spool_dir=str(tmp_path))
     exporter.shutdown()
     assert exporter.export(data) is not SUCCESS     # nothing is sent after shutdown...
