@@ -474,6 +474,13 @@ class PeriodicExportingMetricReader(MetricReader):
         except Exception as e:
             _logger.warning("exporter shutdown raised %s: %s", type(e).__name__, e)
             ok = False
+        if thread is not threading.current_thread():
+            # The export the exporter's shutdown aborted returns now, and its thread hands
+            # what waits in the backlog to the shut-down exporter (an OTLP exporter with a
+            # spool writes it there). Shutdown returns after that hand-over, within its
+            # deadline: whoever opens the spool next finds everything in it.
+            if self._export_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                self._export_lock.release()
         if len(self._backlog):
             ok = False
             self._export_backlog(max(0.0, (deadline - time.monotonic()) * 1e3))
