@@ -240,6 +240,9 @@ case "${1:-}" in
     "") set -- $DEFAULT_ENTRIES ;;
 esac
 
+# The row's interpreter and Cython, from the entry's subshell: also when the suite failed.
+save_row() { echo "$ROW_PACKAGE" > "$CACHE/row-package"; echo "$ROW_CYTHON" > "$CACHE/row-cython"; }
+
 failed=()
 for entry in "$@"; do
     arch="${entry%-*}"
@@ -253,11 +256,11 @@ for entry in "$@"; do
         *) die "unknown entry '$entry' (bash platforms/pythons.sh list)" ;;
     esac
     if [ "$arch" = x86_64 ]; then
-        (set -e; run_native "$pyver"; echo "$ROW_PACKAGE" > "$CACHE/row-package"; echo "$ROW_CYTHON" > "$CACHE/row-cython")
+        (set -e; trap save_row EXIT; run_native "$pyver")
         rc=$?
         log="$CACHE/work-x86_64-py$pyver/pytest.log"
     else
-        (set -e; run_emulated "$arch" "$pyver"; echo "$ROW_PACKAGE" > "$CACHE/row-package"; echo "$ROW_CYTHON" > "$CACHE/row-cython")
+        (set -e; trap save_row EXIT; run_emulated "$arch" "$pyver")
         rc=$?
         log="$CACHE/pythons-$arch-$pyver.log"
     fi

@@ -5,6 +5,7 @@ import urllib.parse
 import pytest
 from hypothesis import given, strategies as st
 from opentelemetry import metrics as api
+from opentelemetry.sdk import metrics as sdk
 
 import otelmetrics
 from otelmetrics import _env as config
@@ -166,8 +167,8 @@ def test_temporality_preference_maps_as_the_reference(monkeypatch, value, expect
     # exporter of opentelemetry-sdk 1.41 (the newest for Python 3.9) has no such module.
     _get_temporality = pytest.importorskip(
         "opentelemetry.exporter.otlp.common._aggregation",
-        reason="no oracle: this OTLP exporter has no _get_temporality")._get_temporality
-    from opentelemetry.sdk import metrics as sdk
+        reason="no oracle: this OTLP exporter (1.41, the newest for Python 3.9) has no "
+        "_get_temporality")._get_temporality
 
     ref = _get_temporality(None)
     assert [int(ref[k]) for k in (sdk.Counter, sdk.UpDownCounter, sdk.Histogram, sdk.ObservableCounter,
@@ -181,10 +182,8 @@ def test_invalid_temporality_preference_warns_and_is_cumulative(monkeypatch, war
 
 
 def test_explicit_temporality_beats_the_variable_whatever_class_keys_it(monkeypatch):
-    from opentelemetry.sdk.metrics import Histogram as SDKHistogram
-
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
-    got = prefs.preferred_temporality({otelmetrics.Counter: C, SDKHistogram: C})
+    got = prefs.preferred_temporality({otelmetrics.Counter: C, sdk.Histogram: C})
     assert got[api.Counter] == C and got[api.Histogram] == C and got[api.ObservableCounter] == D
     exp = OTLPMetricExporter(preferred_temporality={otelmetrics.Counter: C})
     assert exp._preferred_temporality[api.Counter] == C

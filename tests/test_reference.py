@@ -13,17 +13,21 @@ import textwrap
 import pytest
 from opentelemetry import metrics as api_metrics
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as RefOTLPExporter
-from opentelemetry.exporter.prometheus import PrometheusMetricReader as RefPrometheusReader
 from opentelemetry.sdk import metrics as ref_metrics
 from opentelemetry.sdk.metrics import export as ref_export
 from opentelemetry.sdk.metrics import view as ref_view
 from opentelemetry.sdk.resources import Resource as RefResource
-from prometheus_client import CollectorRegistry, generate_latest
 
 import otelmetrics
 from otelmetrics.export import PeriodicExportingMetricReader
 from otelmetrics.view import View
 
+from _sdk_helpers import (
+    reference_prometheus_labels_scope,
+    reference_prometheus_reader,
+    reference_provider,
+    reference_repeats_cumulative_sync_gauge,
+)
 from _util import NEUTRAL_CWD
 from export.test_otlp import EXPO_VIEW, comparable, record_everything
 from export.test_prometheus import _families, _record
@@ -41,15 +45,18 @@ PREFERRED_AGGREGATION = {ref_metrics.Histogram: ref_view.ExplicitBucketHistogram
 
 
 def our_provider(readers, **kw):
-    views = [View(aggregation=otelmetrics.view.ExponentialBucketHistogramAggregation(), **EXPO_VIEW)]
+    # The reference readers' own telemetry (opentelemetry-sdk 1.41, the newest for Python 3.9,
+    # records it through the provider it is registered with) dropped, as in reference_provider.
+    views = [View(aggregation=otelmetrics.view.ExponentialBucketHistogramAggregation(), **EXPO_VIEW),
+             View(meter_name="opentelemetry-sdk", aggregation=otelmetrics.view.DropAggregation())]
     return otelmetrics.MeterProvider(metric_readers=readers, resource=RESOURCE, shutdown_on_exit=False,
                                      views=views, **kw)
 
 
 def ref_provider(readers, **kw):
     views = [ref_view.View(aggregation=ref_view.ExponentialBucketHistogramAggregation(), **EXPO_VIEW)]
-    return ref_metrics.MeterProvider(metric_readers=readers, resource=RESOURCE, shutdown_on_exit=False,
-                                     views=views, **kw)
+    return reference_provider(metric_readers=readers, resource=RESOURCE, shutdown_on_exit=False,
+                              views=views, **kw)
 
 
 def more_measurements(provider):
@@ -79,6 +86,34 @@ class VendorExporter(ref_export.MetricExporter):
         self.calls.append("shutdown")
 
 
+# No oracle for record_everything's synchronous gauge "temp" (cumulative) in a collection
+# after its only measurement: opentelemetry-sdk 1.41 (the newest for Python 3.9) forgets a
+# synchronous gauge's value at each collection. Ours exports it again, unchanged; these
+# take it out of our second collection after checking that.
+CARRIED_GAUGE, CARRIED_VALUE = "temp", 21.5
+
+
+def _without_carried_gauge_request(request):
+    for rm in request.resource_metrics:
+        for sm in rm.scope_metrics:
+            kept = [m for m in sm.metrics if m.name != CARRIED_GAUGE]
+            assert [p.as_double for m in sm.metrics if m.name == CARRIED_GAUGE
+                    for p in m.gauge.data_points] in ([], [CARRIED_VALUE])
+            del sm.metrics[:]
+            sm.metrics.extend(kept)
+    return request
+
+
+def _without_carried_gauge_data(data):
+    scope_metrics = [sm for rm in data.resource_metrics for sm in rm.scope_metrics]
+    carried = [m for sm in scope_metrics for m in sm.metrics if m.name == CARRIED_GAUGE]
+    assert [p.value for m in carried for p in m.data.data_points] == [CARRIED_VALUE]
+    return dataclasses.replace(data, resource_metrics=[
+        dataclasses.replace(rm, scope_metrics=[
+            dataclasses.replace(sm, metrics=[m for m in sm.metrics if m.name != CARRIED_GAUGE])
+            for sm in rm.scope_metrics]) for rm in data.resource_metrics])
+
+
 # -- the reference's OTLP/HTTP exporter behind our periodic reader ----------------------------
 
 @pytest.mark.parametrize("in_span", [False, True])
@@ -103,6 +138,8 @@ def test_reference_otlp_exporter_sends_what_it_sends_from_the_reference_provider
             provider.shutdown()
     ref, ours = requests
     assert len(ref) == 2
+    if not reference_repeats_cumulative_sync_gauge():
+        ours[1] = _without_carried_gauge_request(ours[1])
     # the exporter's preferences were applied: delta counters, its histogram boundaries
     first = {m.name: m for m in ours[0].resource_metrics[0].scope_metrics[0].metrics}
     assert list(first["latency"].histogram.data_points[0].explicit_bounds) == [0.0, 5.0, 50.0, 500.0]
@@ -207,11 +244,14 @@ def _without_sdk_identity(families):
 def test_prometheus_reader_gives_the_exposition_of_the_reference_provider():
     expositions = []
     for make in (ref_provider, our_provider):
-        registry = CollectorRegistry()
-        provider = make([RefPrometheusReader(prefix="edge", registry=registry)])
-        for meter in (provider.get_meter("lib.one", "1.0"), provider.get_meter("lib.two")):
-            _record(meter, api_metrics)
-        expositions.append(_without_sdk_identity(_families(generate_latest(registry).decode())))
+        reader, exposition = reference_prometheus_reader("edge")
+        provider = make([reader])
+        # Two meters, the same series, told apart by otel_scope_* labels; one meter where the
+        # reader writes none (0.62b1, the newest for Python 3.9).
+        meters = [("lib.one", "1.0"), ("lib.two", None)] if reference_prometheus_labels_scope() else [("lib.one", "1.0")]
+        for name, version in meters:
+            _record(provider.get_meter(name, version), api_metrics)
+        expositions.append(_without_sdk_identity(_families(exposition())))
         provider.shutdown()
     ref, ours = expositions
     assert len(ref) == 14 and "edge_req_latency_milliseconds" in ref
@@ -252,7 +292,10 @@ def test_in_memory_reader_returns_the_reference_providers_data():
     assert type(ours1) is ref_export.MetricsData
     assert ours1.resource_metrics[0].scope_metrics[0].scope == ref1.resource_metrics[0].scope_metrics[0].scope
     assert _comparable(ours1) == _comparable(ref1)
-    assert _comparable(ours2) == _comparable(ref2)
+    if not reference_repeats_cumulative_sync_gauge():
+        assert _comparable(_without_carried_gauge_data(ours2)) == _comparable(ref2)
+    else:
+        assert _comparable(ours2) == _comparable(ref2)
     # delta: the second collection holds only what was recorded since the first
     (requests,) = [m for m in ours2.resource_metrics[0].scope_metrics[0].metrics if m.name == "requests"]
     assert [p.value for p in requests.data.data_points] == [10]

@@ -93,9 +93,12 @@ def test_as_resource():
 
 
 def test_create_has_the_keys_of_opentelemetry_sdk_create():
-    from opentelemetry.sdk.resources import Resource as RefResource
-
-    assert set(Resource.create().attributes) == set(SDKResource.create().attributes)
+    ref = set(SDKResource.create().attributes)
+    if "service.instance.id" not in ref:
+        # opentelemetry-sdk 1.41 (the newest for Python 3.9) does not add service.instance.id
+        # yet; later releases do, as ours (its own test below).
+        ref.add("service.instance.id")
+    assert set(Resource.create().attributes) == ref
 
 
 def test_service_instance_id_is_a_uuid4_per_process_and_new_in_a_forked_child():

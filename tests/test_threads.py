@@ -9,7 +9,9 @@ import bisect
 import contextlib
 import gc
 import subprocess
+import os
 import sys
+import sysconfig
 import textwrap
 import threading
 from collections import Counter as Tally
@@ -387,3 +389,18 @@ def test_insert_racing_a_finalizer_at_the_limit_stays_bounded():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                           cwd=NEUTRAL_CWD)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-2000:])
+
+
+@pytest.mark.skipif(not sysconfig.get_config_var("Py_GIL_DISABLED"),
+                    reason="not a free-threaded CPython build: the GIL is always on here")
+def test_a_free_threaded_interpreter_runs_otelmetrics_with_the_gil():
+    """The compiled modules do not declare free-threading compatibility (the cores rely on
+    the GIL for exact counts under threads): importing otelmetrics re-enables the GIL, and
+    CPython says so with a RuntimeWarning."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON_GIL"}
+    out = subprocess.run([sys.executable, "-W", "always", "-c",
+                          "import sys, otelmetrics; print(sys._is_gil_enabled())"],
+                         capture_output=True, text=True, cwd=NEUTRAL_CWD, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True"]
+    assert "RuntimeWarning" in out.stderr and "GIL" in out.stderr

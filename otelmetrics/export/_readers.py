@@ -318,8 +318,15 @@ class PeriodicExportingMetricReader(MetricReader):
         self._shutdown_done = False
         self._shutdown_started = False
         self._thread: Optional[threading.Thread] = None
-        self._start_thread()
         call_in_child_after_fork(self, "_restart_after_fork")
+
+    def _register(self, provider) -> None:
+        # The schedule starts when a provider registers the reader: before that a tick
+        # would find nothing to collect (and flush the exporter for nothing), and where
+        # building the provider takes longer than an interval (a slow device, emulation)
+        # the first interval would pass without a collection.
+        super()._register(provider)
+        self._start_thread()
 
     def _start_thread(self) -> None:
         if self._interval_s == float("inf"):
@@ -332,7 +339,7 @@ class PeriodicExportingMetricReader(MetricReader):
         self._export_lock = threading.Lock()
         self._backlog = _Backlog()     # the parent exports what waited there
         self._stop = threading.Event()
-        if not self._shutdown_done:
+        if not self._shutdown_done and self._provider is not None:
             self._start_thread()
 
     def _run(self) -> None:

@@ -7,7 +7,7 @@ import json
 
 from opentelemetry.metrics import Observation
 
-from _sdk_helpers import OURS, SIDES
+from _sdk_helpers import OURS, SIDES, reference_repeats_cumulative_sync_gauge
 
 
 def _console_documents(side, flushes=2):
@@ -56,11 +56,28 @@ def _keys_in_order(obj):
     return None
 
 
+def _without_carried_gauge(doc, name, value):
+    """The document without the synchronous gauge ``name``, which must carry ``value``."""
+    for rm in doc["resource_metrics"]:
+        for sm in rm["scope_metrics"]:
+            kept = [m for m in sm["metrics"] if m["name"] != name]
+            for m in sm["metrics"]:
+                if m["name"] == name:
+                    assert [p["value"] for p in m["data"]["data_points"]] == [value]
+            sm["metrics"] = kept
+    return doc
+
+
 def test_console_exporter_prints_the_reference_document():
     ours = _console_documents(OURS)
     ref = _console_documents(SIDES[0])
     # One document per export: two flushes plus the final export at shutdown.
     assert len(ours) == len(ref) == 3
-    for o, r in zip(ours, ref):
+    for i, (o, r) in enumerate(zip(ours, ref)):
+        if i and not reference_repeats_cumulative_sync_gauge():
+            # No oracle for the gauge "g" after the first export: opentelemetry-sdk 1.41 (the
+            # newest for Python 3.9) forgets a synchronous gauge's value at each collection,
+            # also in cumulative temporality. Ours exports it again, unchanged.
+            o = _without_carried_gauge(o, "g", 2)
         assert _keys_in_order(_comparable(o)) == _keys_in_order(_comparable(r))
         assert _comparable(o) == _comparable(r)

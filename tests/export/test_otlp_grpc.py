@@ -22,6 +22,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from export import test_otlp_queue as test_otlp_outage
+from _sdk_helpers import reference_provider
 from _util import NEUTRAL_CWD
 from otelmetrics import _env
 from otelmetrics.export import MetricExportResult
@@ -165,7 +166,6 @@ def exporter(server, **kw):
 @pytest.mark.parametrize("in_span", [False, True])
 def test_same_request_as_the_reference_grpc_exporter(server, in_span):
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as RefExporter
-    from opentelemetry.sdk.metrics import MeterProvider as RefProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader as RefReader
     from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation as RefExpo
     from opentelemetry.sdk.metrics.view import View as RefView
@@ -173,8 +173,8 @@ def test_same_request_as_the_reference_grpc_exporter(server, in_span):
 
     resource = SDKResource.create({"service.name": "checkout", "host.id": 7})
     ref_reader = RefReader()
-    ref_provider = RefProvider(metric_readers=[ref_reader], resource=resource,
-                               views=[RefView(aggregation=RefExpo(), **EXPO_VIEW)])
+    ref_provider = reference_provider(metric_readers=[ref_reader], resource=resource,
+                                      views=[RefView(aggregation=RefExpo(), **EXPO_VIEW)])
     record_everything(ref_provider, in_span)
     ref_exporter = RefExporter(endpoint=server.url, insecure=True)
     assert ref_exporter.export(ref_reader.get_metrics_data()).name == "SUCCESS"

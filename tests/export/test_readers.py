@@ -97,6 +97,20 @@ def test_clamp_millis_bounds_and_leaves_the_rest_to_the_caller(caplog):
             PeriodicExportingMetricReader(RecordingExporter(), export_interval_millis=bad)
 
 
+def test_the_schedule_starts_when_a_provider_registers_the_reader():
+    exporter = RecordingExporter()
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=20)
+    time.sleep(0.2)                                   # ten intervals, unregistered
+    assert (exporter.exports, exporter.flushes) == ([], 0)
+    provider = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    provider.get_meter("m").create_counter("c").add(2)
+    deadline = time.monotonic() + 10
+    while not exporter.exports and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert provider.shutdown(timeout_millis=5_000)
+    assert exporter.exports, "no periodic export after registration"
+
+
 def test_infinite_interval_collects_only_on_force_flush_and_shutdown():
     exporter = RecordingExporter()
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=math.inf)

@@ -3,6 +3,7 @@ then views (selection, stream configuration, aggregation overrides) compared wit
 reference SDK where it has the same feature."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
@@ -28,6 +29,7 @@ from _sdk_helpers import (
     attr_key,
     make_sdk,
     metrics_by_name,
+    reference_view_names_case_insensitive,
     run_sides,
     values,
 )
@@ -332,6 +334,11 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_view_matches_reference(case, temporality):
     data = run_sides(workload, CASES[case], temporality)
+    if case == "name case-insensitive" and not reference_view_names_case_insensitive():
+        # opentelemetry-sdk 1.41 (the newest for Python 3.9) matches a view's instrument
+        # name case-sensitively: the oracle is then the reference with the name spelled as
+        # the instrument's.
+        data["reference"] = run_sides(workload, CASES["exact name"], temporality)["reference"]
     if case == "sum on a histogram":
         # Deliberate difference: the spec's Sum over a Histogram is monotonic; the
         # reference marks it non-monotonic. The numbers must still agree.
@@ -340,8 +347,6 @@ def test_view_matches_reference(case, temporality):
 
 
 def _flip_monotonic(data, name):
-    import dataclasses
-
     for rm in data.resource_metrics:
         for sm in rm.scope_metrics:
             sm.metrics[:] = [dataclasses.replace(m, data=dataclasses.replace(m.data, is_monotonic=True))
