@@ -74,7 +74,7 @@ def _collected(series: int):
 def bench_encode(series: int, repeat: int) -> list:
     from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 
-    from otelmetrics._native.otlp_wire import encode_request
+    from otelmetrics._native import encode_request
     from otelmetrics.export.otlp_json import encode_request_json
 
     ref_data, data = _collected(series)

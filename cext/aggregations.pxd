@@ -8,8 +8,6 @@
 
 from libc.stdint cimport int64_t, uint64_t, uint8_t
 
-from otelmetrics._native.expo_histogram cimport ExpoHistogramCell
-from otelmetrics._native.table cimport Stream
 
 
 cdef class NumberStream(Stream):

@@ -21,13 +21,12 @@ from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 from libc.stdint cimport uint64_t
 
-from otelmetrics._native.values cimport int64_fits
 
 cdef extern from "Python.h":
     ctypedef long Py_hash_t
     # Declared here without Cython's error checks: the callers handle -1/NULL.
     int PySet_Contains(object anyset, object key) noexcept
-    PyObject *PyDict_GetItemWithError(object d, PyObject *k) noexcept
+    PyObject *PyDict_GetItemWithError(PyObject *d, PyObject *k) noexcept
     void PyErr_Clear() noexcept
 
 cdef extern from *:
@@ -179,7 +178,7 @@ cdef inline bint same_attributes(tuple stored, dict d, PyObject **noted, Py_ssiz
         else:
             return True
     for j in range(0, 2 * n, 2):
-        v = PyDict_GetItemWithError(d, PyTuple_GET_ITEM(stored, j))
+        v = PyDict_GetItemWithError(<PyObject *>d, PyTuple_GET_ITEM(stored, j))
         if v == NULL:
             PyErr_Clear()     # str keys: never an error in fact
             return False

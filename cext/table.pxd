@@ -22,11 +22,6 @@ from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_SIZE
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t, int32_t
 
-from otelmetrics._native.attributes cimport same_attributes
-from otelmetrics._native.exemplars cimport StreamExemplars
-
-cdef extern from "Python.h":
-    ctypedef long Py_hash_t
 
 # Cell lookup results besides a cell index.
 cdef enum:

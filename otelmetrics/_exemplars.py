@@ -11,7 +11,7 @@ from typing import Optional
 
 from otelmetrics import _env
 from otelmetrics._kinds import reference_name
-from otelmetrics._native.exemplars import ALWAYS_OFF, ALWAYS_ON, TRACE_BASED, ExemplarSampler
+from otelmetrics._native import ALWAYS_OFF, ALWAYS_ON, TRACE_BASED, ExemplarSampler
 from otelmetrics.view import ExplicitBucketHistogramAggregation, ExponentialBucketHistogramAggregation
 
 _logger = logging.getLogger("otelmetrics")

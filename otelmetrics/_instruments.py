@@ -10,7 +10,7 @@ from typing import Callable, Optional, Sequence
 
 from opentelemetry import metrics as api
 
-from otelmetrics._native.instruments import CounterCore, GaugeCore, HistogramCore
+from otelmetrics._native import CounterCore, GaugeCore, HistogramCore
 from otelmetrics.view import (
     ExplicitBucketHistogramAggregation,
     LastValueAggregation,

@@ -2,7 +2,7 @@
 
 Same classes and field names as opentelemetry-sdk's ``metrics.export`` data
 model, so code that walks a reference ``MetricsData`` walks ours unchanged.
-The point classes are compiled (``otelmetrics._native.points``) so that a
+The point classes are compiled (``otelmetrics._native``, cext/points.pxi) so that a
 collection builds them from C; the containers here are immutable records. The
 pipeline builds this model, readers and exporters consume it, and
 ``otelmetrics.export`` re-exports it under the reference's names.
@@ -13,7 +13,7 @@ import dataclasses
 from enum import IntEnum
 from typing import Union
 
-from otelmetrics._native.points import (
+from otelmetrics._native import (
     Buckets,
     Exemplar,
     ExponentialHistogramDataPoint,
@@ -46,7 +46,7 @@ class _Record:
     protocol (``dataclasses.fields``/``asdict``/``replace``, copy, pickle), as the
     reference's frozen dataclasses. Not made with ``@dataclass``: generating nine
     of them would double the import time. Field-wise equality, repr and JSON are
-    the compiled points' own (``otelmetrics._native.points``)."""
+    the compiled points' own (``otelmetrics._native``, cext/points.pxi)."""
 
     __slots__ = ()
     _fields: tuple = ()

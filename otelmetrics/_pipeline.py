@@ -19,8 +19,7 @@ from typing import Dict, List, Optional
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otelmetrics._callbacks import CallbackRunner
-from otelmetrics._native.instruments import observe
-from otelmetrics._native.table import time_ns
+from otelmetrics._native import observe, time_ns
 from otelmetrics._filter import MetricFilterResult, decide, keep_points
 from otelmetrics._model import (
     AggregationTemporality,

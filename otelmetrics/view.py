@@ -12,7 +12,7 @@ import re
 from typing import Callable, Iterable, Optional, Sequence
 
 from otelmetrics._kinds import designates, valid_instrument_name
-from otelmetrics._native import aggregations
+from otelmetrics._native import ExpoHistogramStream, HistogramStream, LastValueStream, SumStream
 
 _logger = logging.getLogger("otelmetrics")
 
@@ -57,14 +57,14 @@ class SumAggregation(Aggregation):
     """Arithmetic sum; monotonic for counters and histograms."""
 
     def _build(self, kind, *, delta, limit, allowed, excluded, advisory):
-        return aggregations.SumStream(limit, delta, kind._async, allowed, excluded)
+        return SumStream(limit, delta, kind._async, allowed, excluded)
 
 
 class LastValueAggregation(Aggregation):
     """The last measurement of each series."""
 
     def _build(self, kind, *, delta, limit, allowed, excluded, advisory):
-        return aggregations.LastValueStream(limit, delta, kind._async, allowed, excluded)
+        return LastValueStream(limit, delta, kind._async, allowed, excluded)
 
 
 def check_boundaries(boundaries: Iterable[float], what: str) -> tuple:
@@ -95,7 +95,7 @@ class ExplicitBucketHistogramAggregation(Aggregation):
         bounds = self._boundaries
         if bounds is None:
             bounds = advisory if advisory is not None else DEFAULT_BOUNDARIES
-        return aggregations.HistogramStream(limit, delta, kind._async, allowed, excluded,
+        return HistogramStream(limit, delta, kind._async, allowed, excluded,
                                         boundaries=bounds, record_min_max=self._record_min_max)
 
 
@@ -114,7 +114,7 @@ class ExponentialBucketHistogramAggregation(Aggregation):
         self._record_min_max = bool(record_min_max)
 
     def _build(self, kind, *, delta, limit, allowed, excluded, advisory):
-        return aggregations.ExpoHistogramStream(limit, delta, kind._async, allowed, excluded,
+        return ExpoHistogramStream(limit, delta, kind._async, allowed, excluded,
                                                 max_size=self._max_size, max_scale=self._max_scale,
                                                 record_min_max=self._record_min_max)
 

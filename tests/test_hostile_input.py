@@ -21,7 +21,7 @@ from hypothesis import given, strategies as st
 from opentelemetry.metrics import CallbackOptions, Observation
 
 import otelmetrics
-from otelmetrics._native.instruments import BAD_ATTRIBUTES, BAD_VALUE, NEGATIVE, NON_FINITE
+from otelmetrics._native import BAD_ATTRIBUTES, BAD_VALUE, NEGATIVE, NON_FINITE
 from otelmetrics.export import InMemoryMetricReader
 
 from _util import ALL_DELTA, by_attrs, points, provider

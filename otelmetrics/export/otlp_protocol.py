@@ -34,7 +34,7 @@ from email.utils import parsedate_to_datetime
 from typing import Iterator, List, Mapping, NamedTuple, Optional, Protocol, Tuple
 
 from otelmetrics.export import otlp_settings
-from otelmetrics._native.otlp_wire import decode_fields, encode_request
+from otelmetrics._native import decode_fields, encode_request
 from otelmetrics._model import count_points
 from otelmetrics._model import replace_fields as _replace
 from otelmetrics._version import __version__

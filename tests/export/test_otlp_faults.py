@@ -19,7 +19,7 @@ from otelmetrics.export import otlp_protocol as proto
 from otelmetrics.export.otlp import OTLPMetricExporter
 from otelmetrics.export.otlp_json import encode_request_json
 from otelmetrics.export.otlp_queue import GZIP, JSON
-from otelmetrics._native.otlp_wire import encode_request
+from otelmetrics._native import encode_request
 from faulty_servers import Collector, RawServer, read_request
 from _util import ALL_DELTA, NEUTRAL_CWD
 from otlp_receiver import OTLPServer, Reply

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import otelmetrics
-from otelmetrics._native.aggregations import HistogramStream, LastValueStream, SumStream
-from otelmetrics._native.table import time_ns
+from otelmetrics._native import HistogramStream, LastValueStream, SumStream, time_ns
 from otelmetrics.export import InMemoryMetricReader
 from otelmetrics.view import ExponentialBucketHistogramAggregation, View
 

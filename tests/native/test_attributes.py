@@ -5,7 +5,7 @@ import enum
 
 import pytest
 
-from otelmetrics._native.attributes import sanitize
+from otelmetrics._native import sanitize
 
 
 class Colour(str, enum.Enum):

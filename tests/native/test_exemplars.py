@@ -6,7 +6,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 import otelmetrics
-from otelmetrics._native.exemplars import Reservoirs
+from otelmetrics._native import Reservoirs
 from otelmetrics.view import ExplicitBucketHistogramAggregation, View
 
 from _util import points, provider

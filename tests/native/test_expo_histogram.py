@@ -22,7 +22,7 @@ import tracemalloc
 import pytest
 from hypothesis import given, strategies as st
 
-eh = pytest.importorskip("otelmetrics._native.expo_histogram")
+eh = pytest.importorskip("otelmetrics._native")
 
 import opentelemetry.sdk.metrics as sdk  # noqa: E402
 import opentelemetry.sdk.metrics.export as sdk_export  # noqa: E402
@@ -448,7 +448,7 @@ def test_no_allocation_per_measurement():
 
 
 def test_point_type_and_fields():
-    from otelmetrics._native.points import Buckets, ExponentialHistogramDataPoint
+    from otelmetrics._native import Buckets, ExponentialHistogramDataPoint
     c = Cell()
     c.py_record(2.5)
     p = c.py_point({"k": "v"}, 10, 20, ["ex"])

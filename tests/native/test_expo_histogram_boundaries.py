@@ -13,7 +13,7 @@ from fractions import Fraction
 import pytest
 from hypothesis import given, strategies as st
 
-eh = pytest.importorskip("otelmetrics._native.expo_histogram")
+eh = pytest.importorskip("otelmetrics._native")
 
 SCALES = list(range(-10, 21))
 MIN_NORMAL = 2.0 ** -1022

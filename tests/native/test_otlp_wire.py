@@ -16,7 +16,7 @@ from opentelemetry.sdk.metrics import export as sdk_export
 from opentelemetry.sdk.resources import Resource as SDKResource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SDKScope
 
-from otelmetrics._native.otlp_wire import decode_fields, encode_request
+from otelmetrics._native import decode_fields, encode_request
 from otelmetrics import _model as ours
 from otelmetrics.export.otlp_protocol import split_batches as _split
 from otelmetrics.export.otlp_json import encode_request_json

@@ -11,7 +11,7 @@ from opentelemetry.sdk.metrics.export import ExponentialHistogramDataPoint as Re
 from opentelemetry.sdk.metrics.export import HistogramDataPoint as RefHistogram
 from opentelemetry.sdk.metrics.export import NumberDataPoint as RefNumber
 
-from otelmetrics._native.points import (
+from otelmetrics._native import (
     Buckets,
     Exemplar,
     ExponentialHistogramDataPoint,

@@ -6,8 +6,7 @@ import random
 import pytest
 from hypothesis import given, strategies as st
 
-from otelmetrics._native.aggregations import HistogramStream, SumStream
-from otelmetrics._native.table import time_ns
+from otelmetrics._native import HistogramStream, SumStream, time_ns
 
 
 def test_storage_never_grows_past_limit():

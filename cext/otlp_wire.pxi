@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
+# Included by _native.pyx: one extension module, otelmetrics._native, whose header states the directives.
 """Protobuf wire format for OTLP metrics, written straight from the collected data.
 
 ``encode_request(metrics_data)`` returns the bytes of an ``ExportMetricsServiceRequest``
@@ -25,7 +25,6 @@ from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memmove
 
-from otelmetrics._native.points cimport Buckets, Exemplar, ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint
 
 cdef enum:
     # Wire types.

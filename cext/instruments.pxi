@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
+# Included by _native.pyx: one extension module, otelmetrics._native, whose header states the directives.
 """The instrument cores, the recording entry points: one C call per measurement.
 
 An instrument core turns the amount into an int64 or a double (values.pxd),
@@ -25,12 +25,6 @@ from cpython.object cimport PyObject
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 
-from otelmetrics._native.attributes import sanitize
-from otelmetrics._native.attributes cimport hash_attributes, EMPTY_SET_HASH, NOTED_PAIRS, Py_hash_t
-from otelmetrics._native.clock cimport now_ns
-from otelmetrics._native.exemplars cimport ExemplarSampler, EX_OFF, unsampled
-from otelmetrics._native.table cimport Stream, NEEDS_SANITIZE, find_cell
-from otelmetrics._native.values cimport parse_value, parse_exact, V_DROP, V_INT, V_FLOAT
 
 # Drop reasons, as reported to the Python layer.
 BAD_VALUE = "dropped: non-numeric value"

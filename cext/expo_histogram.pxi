@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
+# Included by _native.pyx: one extension module, otelmetrics._native, whose header states the directives.
 """Base-2 exponential bucket histogram: exact index mapping and the per-series cell.
 
 Bucket ``i`` at scale ``s`` holds the values ``(base**i, base**(i+1)]`` with
@@ -44,10 +44,6 @@ from libc.math cimport log2, INFINITY
 from libc.string cimport memset, memcpy
 from libc.stdint cimport uint64_t, uint32_t, int64_t
 
-from otelmetrics._native.ieee754 cimport (ieee_bits, ieee_exponent, ieee_fraction, ieee_significand,
-                                         ieee_is_subnormal, IEEE_EXPONENT_MASK, IEEE_FRACTION_MASK,
-                                         IEEE_MIN_NORMAL_EXPONENT)
-from otelmetrics._native.points cimport ExponentialHistogramDataPoint, Buckets
 
 cdef enum:
     MIN_SCALE = -10

@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True
+# Included by _native.pyx: one extension module, otelmetrics._native, whose header states the directives.
 """Exported data points: the objects a collection hands to readers and exporters.
 
 Extension types so that a collection of thousands of series builds its points
@@ -9,15 +9,14 @@ Points hold plain data (numbers, str, tuples, lists of exemplars), never
 references that could close a cycle, so they stay out of the cyclic garbage
 collector: a collection of thousands of points triggers no GC passes.
 
-Directives: binding stays on (the other modules turn it off): fields_equal,
-fields_repr and to_json become methods of the Python record classes in
+Directives: binding stays on for fields_equal, fields_repr and to_json (the module
+turns it off): they become methods of the Python record classes in
 otelmetrics/_model.py, which only a binding function does.
 """
 
 cimport cython
 
 import dataclasses
-import json
 
 cdef tuple _NUMBER_FIELDS = ("attributes", "start_time_unix_nano", "time_unix_nano", "value", "exemplars")
 cdef tuple _HISTOGRAM_FIELDS = ("attributes", "start_time_unix_nano", "time_unix_nano", "count", "sum",
@@ -45,6 +44,7 @@ def dataclass_fields(tuple names):
     return out
 
 
+@cython.binding(True)
 def fields_equal(a, b):
     """Equality by fields for records of one type; NotImplemented across types."""
     if type(a) is not type(b):
@@ -56,6 +56,7 @@ def fields_equal(a, b):
     return True
 
 
+@cython.binding(True)
 def fields_repr(obj):
     return "%s(%s)" % (type(obj).__name__,
                        ", ".join("%s=%r" % (f, getattr(obj, f)) for f in type(obj)._fields))
@@ -74,8 +75,12 @@ def to_plain(obj):
     return obj
 
 
+@cython.binding(True)
 def to_json(obj, indent=4):
-    """The reference's ``to_json(indent=...)``: the record as a JSON document."""
+    """The reference's ``to_json(indent=...)``: the record as a JSON document.
+    ``json`` is imported here, at first use: importing it would cost a tenth of
+    ``import otelmetrics``."""
+    import json
     return json.dumps(to_plain(obj), indent=indent)
 
 

@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
+# Included by _native.pyx: one extension module, otelmetrics._native, whose header states the directives.
 """Attribute sanitising: the slow path for attribute sets the hot path cannot take as-is.
 
 Produces a dict whose keys are exact non-empty ``str`` and whose values are

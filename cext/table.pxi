@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
+# Included by _native.pyx: one extension module, otelmetrics._native, whose header states the directives.
 """The attribute table of a metric stream: attribute set -> cell, bounded.
 
 One Stream exists per (instrument, view, reader); its subclasses in
@@ -26,9 +26,6 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.object cimport PyObject
 from libc.string cimport memset
 
-from otelmetrics._native.attributes cimport hash_attributes, EMPTY_SET_HASH, NOTED_PAIRS
-from otelmetrics._native.clock cimport now_ns
-from otelmetrics._native.exemplars cimport TakenExemplars
 
 
 def time_ns():

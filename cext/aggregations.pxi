@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
+# Included by _native.pyx: one extension module, otelmetrics._native, whose header states the directives.
 """The aggregations computed in a stream's cells: sum, last value,
 explicit-bucket histogram and base-2 exponential histogram.
 
@@ -20,8 +20,6 @@ from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.math cimport INFINITY
 from libc.string cimport memset, memcpy
 
-from otelmetrics._native.points cimport NumberDataPoint, HistogramDataPoint
-from otelmetrics._native.table cimport grow_array, touch
 
 cdef extern from *:
     """

@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
+# Included by _native.pyx: one extension module, otelmetrics._native, whose header states the directives.
 """Exemplars, compiled side: sampling, reservoirs, and a stream's exemplar state.
 
 ExemplarSampler decides per measurement whether it may become an exemplar and
@@ -33,8 +33,6 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.ref cimport Py_XINCREF, Py_XDECREF
 from libc.string cimport memset
 
-from otelmetrics._native.clock cimport now_ns
-from otelmetrics._native.points cimport Exemplar
 
 cdef extern from "Python.h":
     PyObject *PyDict_GetItem(object d, object k)

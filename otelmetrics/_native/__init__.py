@@ -1,1 +1,0 @@
-"""Compiled core modules (built from cext/*.pyx)."""
