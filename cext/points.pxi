@@ -9,9 +9,9 @@ Points hold plain data (numbers, str, tuples, lists of exemplars), never
 references that could close a cycle, so they stay out of the cyclic garbage
 collector: a collection of thousands of points triggers no GC passes.
 
-Directives: binding stays on for fields_equal, fields_repr and to_json (the module
-turns it off): they become methods of the Python record classes in
-otelmetrics/_model.py, which only a binding function does.
+fields_equal, fields_repr and to_json are also the methods of the Python record
+classes in otelmetrics/_model.py, which call them (under binding=False they are
+builtin functions, which do not bind as methods).
 """
 
 cimport cython
@@ -44,7 +44,6 @@ def dataclass_fields(tuple names):
     return out
 
 
-@cython.binding(True)
 def fields_equal(a, b):
     """Equality by fields for records of one type; NotImplemented across types."""
     if type(a) is not type(b):
@@ -56,7 +55,6 @@ def fields_equal(a, b):
     return True
 
 
-@cython.binding(True)
 def fields_repr(obj):
     return "%s(%s)" % (type(obj).__name__,
                        ", ".join("%s=%r" % (f, getattr(obj, f)) for f in type(obj)._fields))
@@ -75,7 +73,6 @@ def to_plain(obj):
     return obj
 
 
-@cython.binding(True)
 def to_json(obj, indent=4):
     """The reference's ``to_json(indent=...)``: the record as a JSON document.
     ``json`` is imported here, at first use: importing it would cost a tenth of

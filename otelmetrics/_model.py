@@ -77,8 +77,11 @@ class _Record:
     def __reduce__(self):
         return type(self), tuple(getattr(self, f) for f in self._fields)
 
-    __eq__ = fields_equal
-    __repr__ = fields_repr
+    def __eq__(self, other):
+        return fields_equal(self, other)
+
+    def __repr__(self) -> str:
+        return fields_repr(self)
 
     def __hash__(self) -> int:
         return hash(tuple(getattr(self, f) for f in self._fields))
@@ -86,7 +89,8 @@ class _Record:
     def to_dict(self) -> dict:
         return {f: getattr(self, f) for f in self._fields}
 
-    to_json = to_json
+    def to_json(self, indent=4) -> str:
+        return to_json(self, indent)
 
 
 def _record(name: str, fields: str, doc: str, **defaults) -> type:

@@ -5,7 +5,6 @@ Resource is expected, so opentelemetry-sdk's ``Resource`` works here unchanged.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -149,6 +148,7 @@ class Resource:
         return Resource, (dict(self._attributes), self._schema_url)
 
     def to_json(self, indent: Optional[int] = 4) -> str:
+        import json
         return json.dumps({"attributes": dict(self._attributes), "schema_url": self._schema_url}, indent=indent)
 
 
