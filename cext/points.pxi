@@ -75,8 +75,8 @@ def to_plain(obj):
 
 def to_json(obj, indent=4):
     """The reference's ``to_json(indent=...)``: the record as a JSON document.
-    ``json`` is imported here, at first use: importing it would cost a tenth of
-    ``import otelmetrics``."""
+    ``json`` is imported here, at first use: importing it is a fifth of what
+    ``import otelmetrics`` adds to ``import opentelemetry.metrics``."""
     import json
     return json.dumps(to_plain(obj), indent=indent)
 

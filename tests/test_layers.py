@@ -42,9 +42,9 @@ DEFERRED = {
     # provider that samples exemplars needs its span key.
     ("otelmetrics._exemplars", "opentelemetry"),
     ("otelmetrics._exemplars", "opentelemetry.trace.propagation"),
-    # json costs a quarter of `import otelmetrics` (its decoder compiles regular expressions
-    # when imported) and only to_json() needs it; the compiled points' to_json
-    # (cext/points.pxi) imports it at first use too.
+    # json is a fifth of what `import otelmetrics` adds to `import opentelemetry.metrics`
+    # (its decoder compiles regular expressions when imported) and only to_json() needs
+    # it; the compiled points' to_json (cext/points.pxi) imports it at first use too.
     ("otelmetrics.resources", "json"),
     # opentelemetry-sdk is optional: its data classes are imported only when one of
     # its exporters or readers was given to us (so it is installed), never otherwise.
