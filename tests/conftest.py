@@ -1,7 +1,7 @@
 """The test tree's set-up: the helper directory on sys.path and the hypothesis profiles.
 
 tests/ mirrors the source tree: test_<module>.py for otelmetrics/<module>.py, and
-export/, agent/ and native/ (the compiled otelmetrics._native.<module>) for the
+export/, agent/ and native/ (the compiled core, one file per cext source) for the
 packages; spec/ holds one file per specification section; the other files at this
 level are the cross-cutting suites (differential, threads, fork, hostile input,
 bounded memory, API-only, layers, packaging). support/ holds the shared helpers

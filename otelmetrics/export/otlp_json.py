@@ -3,7 +3,7 @@
 The protobuf JSON mapping with OTLP's exceptions: lowerCamelCase field names, trace
 and span ids as hex (not base64), enums as integers, 64-bit integers as decimal
 strings, and the non-finite doubles as "NaN", "Infinity", "-Infinity". What is sent
-and what is left out follows the binary encoder (cext/otlp_wire.pyx).
+and what is left out follows the binary encoder (cext/otlp_wire.pxi).
 """
 from __future__ import annotations
 

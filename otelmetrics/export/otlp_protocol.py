@@ -5,7 +5,7 @@ and how long to wait before trying again. No I/O here; transports (``otlp_http``
 - Encoding: a ``MetricsData`` becomes one request body per batch of at most
   ``max_export_batch_size`` data points and ``max_export_batch_bytes`` encoded bytes
   (before compression), in order, each repeating the resource, scope and metric framing of
-  its points; protobuf (``cext/otlp_wire.pyx``) or OTLP/JSON, then gzip when asked. Only a
+  its points; protobuf (``cext/otlp_wire.pxi``) or OTLP/JSON, then gzip when asked. Only a
   single data point larger than the byte bound makes a larger request. A body is final: it
   is sent, kept and sent again byte for byte, and its ``flags`` (``otlp_queue.GZIP`` /
   ``JSON``) say how it was encoded; ``split_body`` cuts one in two by data points, as

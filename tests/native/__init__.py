@@ -1,2 +1,2 @@
-"""Tests of the compiled core, otelmetrics._native (cext/): one file per module
-(test_<module>.py), directly and through the SDK."""
+"""Tests of the compiled core, otelmetrics._native (cext/): one file per source
+(test_<name>.py for cext/<name>.pxi), directly and through the SDK."""

@@ -1,4 +1,4 @@
-"""Attribute sanitising in the compiled core (otelmetrics._native.attributes): the
+"""Attribute sanitising in the compiled core (cext/attributes.pxi): the
 clean dict and the count of dropped pairs for any input, exact types out, never a
 raise. (The policy through the SDK, pair by pair, is in test_hostile_input.py.)"""
 import enum

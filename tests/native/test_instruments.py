@@ -1,4 +1,4 @@
-"""The instrument cores of the compiled core (otelmetrics._native.instruments): bound
+"""The instrument cores of the compiled core (cext/instruments.pxi): bound
 handles, instrument.bind(attributes) skips the lookup, same numbers."""
 import gc
 

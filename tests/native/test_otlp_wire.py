@@ -1,4 +1,4 @@
-"""The OTLP encoders (protobuf in cext/otlp_wire.pyx, JSON in otlp_json.py), checked
+"""The OTLP encoders (protobuf in cext/otlp_wire.pxi, JSON in otlp_json.py), checked
 with the official opentelemetry-proto classes and against the reference encoder."""
 import base64
 import json

@@ -1,4 +1,4 @@
-"""The exported data points of the compiled core (otelmetrics._native.points): the
+"""The exported data points of the compiled core (cext/points.pxi): the
 field names, order and constructor arguments of opentelemetry-sdk's point classes,
 equality and repr by fields, and plain dicts for JSON."""
 import dataclasses
