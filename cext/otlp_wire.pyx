@@ -26,6 +26,8 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memmove
 
 from otelmetrics._native.points cimport Buckets, Exemplar, ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint
+from otelmetrics._native.table cimport Snapshot
+from otelmetrics._native.aggregations cimport HistSnap, HistogramStream, NumSnap, NumberStream
 
 cdef enum:
     # Wire types.
@@ -667,7 +669,7 @@ cdef int _metric(Writer* w, object metric, list dropped) except -1:
     if kind == KIND_SUM and data.is_monotonic:
         _tag(w, SUM_IS_MONOTONIC, VARINT)
         _varint(w, 1)
-    points = data.data_points
+    points = () if _snapshot_points(w, data, kind, dropped) else data.data_points
     if kind == KIND_GAUGE or kind == KIND_SUM:
         for p in points:
             _number_point(w, p, kind == KIND_SUM, dropped)
@@ -827,3 +829,99 @@ def decode_fields(data):
         else:
             raise ValueError("unsupported wire type %d" % wt)
     return out
+
+
+# ---------------------------------------------------------------- points from a snapshot
+
+cdef bint _snapshot_points(Writer* w, object data, int kind, list dropped) except -1:
+    """Write the points of ``data`` straight from its stream's snapshot (table.pxd's
+    Snapshot, in ``data._data_points`` until someone reads ``data_points``): the same
+    bytes as the points would give, with no Python object per point. False when the
+    data holds points (or a snapshot whose points are built): encode those."""
+    cdef Snapshot snap
+    cdef Py_ssize_t i
+    cdef char* rec
+    cdef object stream
+    raw = getattr(data, "_data_points", None)
+    if type(raw) is not Snapshot:
+        return False
+    snap = <Snapshot>raw
+    stream = snap.stream
+    if snap.buf == NULL:
+        return False
+    if (kind == KIND_GAUGE or kind == KIND_SUM) and isinstance(stream, NumberStream):
+        for i in range(snap.count):
+            rec = snap.buf + i * snap.rec
+            _snapshot_number(w, <NumSnap*>(rec + sizeof(int64_t)),
+                             (<int64_t*>rec)[0] if kind == KIND_SUM and not (<NumberStream>stream).gauge_points else 0,
+                             snap.now, <tuple>snap.attrs[i], dropped)
+        return True
+    if kind == KIND_HISTOGRAM and isinstance(stream, HistogramStream):
+        for i in range(snap.count):
+            rec = snap.buf + i * snap.rec
+            _snapshot_histogram(w, <HistogramStream>stream, <HistSnap*>(rec + sizeof(int64_t)),
+                                (<int64_t*>rec)[0], snap.now, <tuple>snap.attrs[i], dropped)
+        return True
+    return False
+
+
+cdef int _flat_attributes(Writer* w, uint32_t field, tuple flat, list dropped) except -1:
+    """``_attributes`` for a stream's stored set (k0, v0, k1, v1, ...), in its order."""
+    cdef Py_ssize_t j, start
+    for j in range(0, len(flat), 2):
+        start = w.pos
+        try:
+            _key_value(w, field, flat[j], flat[j + 1])
+        except _Invalid as e:
+            w.pos = start
+            dropped.append((flat[j], str(e)))
+    return 0
+
+
+cdef inline int _u64_nonzero(Writer* w, uint32_t field, uint64_t v) except -1:
+    if v:
+        _fixed64(w, field, v)
+    return 0
+
+
+cdef int _snapshot_number(Writer* w, NumSnap* s, int64_t start, int64_t now, tuple attrs,
+                          list dropped) except -1:
+    """``_number_point`` of the point make_point would build (``start`` 0: none)."""
+    cdef Py_ssize_t at = _open(w, DATA_POINTS)
+    _u64_nonzero(w, NDP_START, <uint64_t>start)
+    _u64_nonzero(w, NDP_TIME, <uint64_t>now)
+    if s.isfloat:
+        _double(w, NDP_AS_DOUBLE, s.d)
+    else:
+        _fixed64(w, NDP_AS_INT, <uint64_t>s.i)
+    _flat_attributes(w, NDP_ATTRIBUTES, attrs, dropped)
+    return _close(w, at)
+
+
+cdef int _snapshot_histogram(Writer* w, HistogramStream h, HistSnap* s, int64_t start, int64_t now,
+                             tuple attrs, list dropped) except -1:
+    """``_histogram_point`` of the point make_point would build."""
+    cdef Py_ssize_t at = _open(w, DATA_POINTS), j, nb = h.nb
+    cdef uint64_t* counts = <uint64_t*>(<char*>s + sizeof(HistSnap))
+    cdef bint int_minmax = h.record_min_max and s.count and not s.minmax_float
+    _u64_nonzero(w, HDP_START, <uint64_t>start)
+    _u64_nonzero(w, HDP_TIME, <uint64_t>now)
+    _u64_nonzero(w, HDP_COUNT, s.count)
+    _double(w, HDP_SUM, s.dsum if s.isfloat else <double>s.isum)
+    _tag(w, HDP_BUCKET_COUNTS, LEN)
+    _varint(w, <uint64_t>(8 * (nb + 1)))
+    _reserve(w, 8 * (nb + 1))
+    for j in range(nb + 1):
+        _put_le64(w.buf + w.pos + 8 * j, counts[j])
+    w.pos += 8 * (nb + 1)
+    if nb:
+        _tag(w, HDP_EXPLICIT_BOUNDS, LEN)
+        _varint(w, <uint64_t>(8 * nb))
+        _reserve(w, 8 * nb)
+        for j in range(nb):
+            _put_le64(w.buf + w.pos + 8 * j, _double_bits(h.bounds[j]))
+        w.pos += 8 * nb
+    _flat_attributes(w, HDP_ATTRIBUTES, attrs, dropped)
+    _double(w, HDP_MIN, <double><int64_t>s.vmin if int_minmax else s.vmin)
+    _double(w, HDP_MAX, <double><int64_t>s.vmax if int_minmax else s.vmax)
+    return _close(w, at)

@@ -23,7 +23,7 @@ from cpython.tuple cimport PyTuple_GET_SIZE
 from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t, int32_t
 
 from otelmetrics._native.attributes cimport same_attributes
-from otelmetrics._native.exemplars cimport StreamExemplars
+from otelmetrics._native.exemplars cimport StreamExemplars, TakenExemplars
 
 cdef extern from "Python.h":
     ctypedef long Py_hash_t
@@ -46,6 +46,9 @@ cdef inline void *grow_array(void *p, Py_ssize_t n, size_t item) except NULL:
     if q == NULL:
         raise MemoryError()
     return q
+
+
+cdef class Snapshot
 
 
 cdef class Stream:
@@ -94,6 +97,30 @@ cdef class Stream:
     cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars)
     cdef Py_ssize_t bucket_of(self, double v) noexcept
     cpdef list collect(self, int64_t now)
+    # Collection without points (see Snapshot below).
+    cdef char *spare                        # a released snapshot buffer, reused by the next collection
+    cdef Py_ssize_t spare_cap
+    cpdef Snapshot collect_snapshot(self, int64_t now)
+    cdef bint stable_snapshot(self) noexcept
+
+
+cdef class Snapshot:
+    # One collection of one stream, as copied in its Python-free phase: ``count``
+    # records of ``rec`` bytes in ``buf`` (int64 start, then the stream's snapshot
+    # record), ``attrs[i]`` the flat attribute tuple of record i, ``now`` the end.
+    # Points are built from it on demand (points()); until then an encoder may read
+    # the records (buf != NULL) with the stream's layout (aggregations.pxd).
+    cdef readonly Stream stream
+    cdef char *buf                          # NULL once the points are built
+    cdef Py_ssize_t cap
+    cdef readonly Py_ssize_t count
+    cdef Py_ssize_t rec
+    cdef readonly int64_t now
+    cdef list attrs
+    cdef TakenExemplars ex
+    cdef list built                         # the points, once built
+    cpdef list points(self)
+    cdef void _release(self) noexcept
 
 
 cdef inline Py_ssize_t find_cell(Stream s, Py_hash_t h, dict d, Py_ssize_t n, PyObject **noted) noexcept:
