@@ -419,6 +419,11 @@ cdef class Snapshot:
     def __len__(self):
         return self.count
 
+    @property
+    def points_built(self):
+        """Whether the points exist (then an encoder reads them, not the records)."""
+        return self.built is not None
+
     cpdef list points(self):
         """The points, built once from the records (which are released then)."""
         cdef Py_ssize_t i, rec = self.rec
