@@ -428,9 +428,9 @@ def export_times(column, repeat) -> dict:
     return out
 
 
-def run_memory(column: str, series: int) -> int:
+def run_memory(column: str, series: int, encoded: bool) -> int:
     """Child process: a counter and a histogram with ``series`` series each, one
-    collection and its OTLP encoding; prints the peak RSS in KiB."""
+    collection (and its OTLP encoding when ``encoded``); prints the peak RSS in KiB."""
     attrs = series_attrs()
     provider, reader = ours() if column == "ours" else reference()
     encode = otlp_encoder(column)
@@ -441,27 +441,28 @@ def run_memory(column: str, series: int) -> int:
         counter.add(1, a)
         hist.record(3.0, a)
     data = reader.get_metrics_data()
-    if data is not None:
+    if data is not None and encoded:
         encode(data)
     del data
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     return 0
 
 
-def rss_per_series(column: str, runs: int = 3) -> float:
-    """Bytes of peak RSS per (sum + histogram) series after a collection, from fresh
-    processes with 2000 series and with none (best of ``runs`` each)."""
+def rss_per_series(column: str, encoded: bool, runs: int = 3) -> float:
+    """Bytes of peak RSS per (sum + histogram) series after a collection (and its OTLP
+    encoding), from fresh processes with 2000 series and with none (best of ``runs`` each)."""
     def peak(series):
         return min(int(subprocess.run([sys.executable, os.path.abspath(__file__), "--run-memory", column,
-                                       str(series)], check=True, stdout=subprocess.PIPE, text=True).stdout)
+                                       str(series), str(int(encoded))], check=True, stdout=subprocess.PIPE,
+                                      text=True).stdout)
                    for _ in range(runs))
     return (peak(SERIES) - peak(0)) * 1024 / SERIES
 
 
 def memory() -> int:
-    mine, ref = rss_per_series("ours"), rss_per_series("reference")
-    print("%-40s %9.0f B  %9.0f B  %9.1fx smaller" % ("peak RSS per series after a collection",
-                                                      mine, ref, ref / mine))
+    for encoded, label in ((False, "peak RSS per series, collected"), (True, "  collected and OTLP-encoded")):
+        mine, ref = rss_per_series("ours", encoded), rss_per_series("reference", encoded)
+        print("%-40s %9.0f B  %9.0f B  %9.1fx smaller" % (label, mine, ref, ref / mine))
     return 0
 
 
@@ -517,10 +518,10 @@ def main(argv=None) -> int:
     ap.add_argument("--memory", action="store_true",
                     help="only the peak RSS per series after a collection (fresh processes)")
     ap.add_argument("--run-case", nargs=3, metavar=("COLUMN", "CASE", "N"), help=argparse.SUPPRESS)
-    ap.add_argument("--run-memory", nargs=2, metavar=("COLUMN", "SERIES"), help=argparse.SUPPRESS)
+    ap.add_argument("--run-memory", nargs=3, metavar=("COLUMN", "SERIES", "ENCODED"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.run_memory:
-        return run_memory(args.run_memory[0], int(args.run_memory[1]))
+        return run_memory(args.run_memory[0], int(args.run_memory[1]), args.run_memory[2] == "1")
     if args.memory:
         return memory()
     if args.run_case:

@@ -22,6 +22,7 @@ from cpython.dict cimport PyDict_Next
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memmove
 
@@ -113,7 +114,7 @@ cdef enum:
     KIND_HISTOGRAM = 3
     KIND_EXP_HISTOGRAM = 4
 
-    RETAIN_MAX = 1 << 20       # bytes of body buffer kept between exports
+    MIN_BODY = 1 << 16         # bytes a body starts with (the last body's size when larger)
 
 cdef dict _KIND_BY_NAME = {
     "Gauge": KIND_GAUGE,
@@ -134,7 +135,12 @@ cdef struct Deferred:
     uint32_t tag
 
 
+cdef extern from "Python.h":
+    int _PyBytes_Resize(PyObject** bytes, Py_ssize_t newsize) except -1
+
+
 cdef struct Writer:
+    PyObject* body          # the bytes object being written (buf is its data)
     uint8_t* buf
     Py_ssize_t pos
     Py_ssize_t cap
@@ -150,10 +156,8 @@ cdef int _grow(Writer* w, Py_ssize_t need) except -1:
     cdef Py_ssize_t cap = w.cap * 2
     while cap < w.pos + need:
         cap *= 2
-    cdef uint8_t* nb = <uint8_t*>PyMem_Realloc(w.buf, cap)
-    if nb == NULL:
-        raise MemoryError()
-    w.buf = nb
+    _PyBytes_Resize(&w.body, cap)
+    w.buf = <uint8_t*>PyBytes_AS_STRING(<object>w.body)
     w.cap = cap
     return 0
 
@@ -304,23 +308,30 @@ cdef inline void _rollback(Writer* w, Py_ssize_t pos, Py_ssize_t nhdr, Py_ssize_
 
 
 cdef bytes _finish(Writer* w):
-    """Body plus the deferred headers, spliced in by offset (outer before inner)."""
+    """The body with the deferred headers spliced in by offset, in place: the segments
+    move right, last first, each header written in front of its segment (an outer
+    header before an inner one at the same offset). Takes the writer's body."""
     cdef Py_ssize_t total = w.pos + w.inserted
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
-    cdef uint8_t* dst = <uint8_t*>PyBytes_AS_STRING(out)
-    cdef Py_ssize_t src = 0, i, n
+    cdef Py_ssize_t src_end = w.pos, dst_end = total, i, n, k
     cdef Deferred* h
-    for i in range(w.nhdr):
+    cdef bytes out
+    _reserve(w, w.inserted)
+    for i in range(w.nhdr - 1, -1, -1):
         h = &w.hdr[i]
-        n = h.offset - src
-        memcpy(dst, w.buf + src, n)
-        dst += n
-        src = h.offset
-        _put_varint(dst, h.tag)
-        dst += _varint_size(h.tag)
-        _put_varint(dst, h.length)
-        dst += _varint_size(h.length)
-    memcpy(dst, w.buf + src, w.pos - src)
+        n = src_end - h.offset
+        memmove(w.buf + dst_end - n, w.buf + h.offset, n)
+        dst_end -= n
+        k = _varint_size(h.length)
+        dst_end -= k
+        _put_varint(w.buf + dst_end, h.length)
+        k = _varint_size(h.tag)
+        dst_end -= k
+        _put_varint(w.buf + dst_end, h.tag)
+        src_end = h.offset
+    _PyBytes_Resize(&w.body, total)
+    out = <bytes>w.body
+    Py_XDECREF(w.body)      # `out` holds it now
+    w.body = NULL
     return out
 
 
@@ -728,12 +739,9 @@ cdef int _resource_metrics(Writer* w, object rm, list failed, list dropped) exce
     return 0
 
 
-# One body buffer is kept between exports: a fresh multi-hundred-KB block costs more
-# in page faults than the encoding itself. Capped, so a one-off huge export does not
-# pin its memory; "busy" gives a concurrent (re-entered) call a buffer of its own.
-cdef uint8_t* _spare = NULL
-cdef Py_ssize_t _spare_cap = 0
-cdef bint _spare_busy = False
+# A body is written into the bytes object that is returned (no second copy of it in
+# memory), sized from the start like the last one so that it is rarely regrown.
+cdef Py_ssize_t _last_size = MIN_BODY
 
 
 def encode_request(metrics_data, list failed=None, list dropped=None):
@@ -743,40 +751,36 @@ def encode_request(metrics_data, list failed=None, list dropped=None):
     ``(name, exception)``; an attribute whose value OTLP cannot carry is left
     out and appended to ``dropped`` as ``(key, reason)``.
     """
-    global _spare, _spare_cap, _spare_busy
+    global _last_size
     cdef Writer w
-    cdef bint own_spare = False
+    cdef bytes out
     if failed is None:
         failed = []
     if dropped is None:
         dropped = []
-    if _spare != NULL and not _spare_busy:
-        _spare_busy = own_spare = True
-        w.buf, w.cap = _spare, _spare_cap
-    else:
-        w.cap = 1 << 16
-        w.buf = <uint8_t*>PyMem_Malloc(w.cap)
+    w.cap = max(_last_size + (_last_size >> 3), MIN_BODY)
+    w.body = NULL
     w.pos = 0
     w.caphdr = 64
     w.nhdr = 0
     w.inserted = 0
     w.hdr = <Deferred*>PyMem_Malloc(sizeof(Deferred) * w.caphdr)
     try:
-        if w.buf == NULL or w.hdr == NULL:
+        if w.hdr == NULL:
             raise MemoryError()
+        out = PyBytes_FromStringAndSize(NULL, w.cap)
+        Py_INCREF(out)
+        w.body = <PyObject*>out
+        out = None
+        w.buf = <uint8_t*>PyBytes_AS_STRING(<object>w.body)
         for rm in metrics_data.resource_metrics:
             _resource_metrics(&w, rm, failed, dropped)
-        return _finish(&w)
+        out = _finish(&w)
+        _last_size = len(out)
+        return out
     finally:
         PyMem_Free(w.hdr)
-        if w.cap <= RETAIN_MAX and (own_spare or _spare == NULL):
-            _spare, _spare_cap = w.buf, w.cap
-        else:
-            PyMem_Free(w.buf)
-            if own_spare:
-                _spare, _spare_cap = NULL, 0
-        if own_spare:
-            _spare_busy = False
+        Py_XDECREF(w.body)
 
 
 # ---------------------------------------------------------------- reading
