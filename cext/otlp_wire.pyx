@@ -4,15 +4,19 @@
 ``encode_request(metrics_data)`` returns the bytes of an ``ExportMetricsServiceRequest``
 (opentelemetry-proto's collector/metrics/v1/metrics_service.proto) without any protobuf
 runtime. It reads the data model by attribute, so opentelemetry-sdk's ``MetricsData``
-encodes the same way as ours; our compiled point types take a faster typed path.
+encodes the same way as ours; our compiled point types take a faster typed path, and a
+metric whose points were never built (its data still holds the collection's snapshot,
+table.pxd) is written straight from the copied cells, with no Python object per point.
 
 Length prefixes are never computed by encoding twice:
 - small messages (points, attributes, exemplars) get a one-byte placeholder that is
   patched when the message closes; the rare body of 128 bytes or more is shifted right
   by the extra length bytes;
 - the four outer levels (resource, scope, metric, data container) can span the whole
-  payload, so their tag and length are kept aside and spliced in by the final copy,
-  which makes every byte move once.
+  payload, so their tag and length are kept aside and spliced in at the end, in place,
+  by one backward pass that moves every byte once.
+The body is written into the bytes object that is returned, so no second copy of it is
+ever in memory.
 
 ``decode_fields(data)`` is the small reader the exporter needs for response bodies
 (``ExportMetricsServiceResponse``, ``google.rpc.Status``).
@@ -851,8 +855,8 @@ cdef bint _snapshot_points(Writer* w, object data, int kind, list dropped) excep
         return False
     snap = <Snapshot>raw
     stream = snap.stream
-    if snap.buf == NULL:
-        return False
+    if snap.buf == NULL or snap.built is not None:
+        return False    # the points exist (with exemplars, if any were taken): they are the data
     if (kind == KIND_GAUGE or kind == KIND_SUM) and isinstance(stream, NumberStream):
         for i in range(snap.count):
             rec = snap.buf + i * snap.rec

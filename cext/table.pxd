@@ -11,7 +11,9 @@
 #   recording (add_i, add_d, each starting with touch), collection
 #   (snapshot_cell: Python-free copy, make_point: the point object), and
 #   bucket_of for bucket-aligned exemplar reservoirs;
-# - the readers call collect(now).
+# - the pipeline calls collect_snapshot(now) (a Snapshot, below: the copied
+#   cells, points built on demand); collect(now) is its points at once;
+#   Snapshot records are read by otlp_wire.pyx with aggregations.pxd's layouts.
 # find_cell and touch are inline, so the recording path (instruments.pyx,
 # aggregations.pyx) reaches a known series' cell without a call into this module.
 # Inline code here compiles under the directives of the module that cimports it.

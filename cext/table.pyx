@@ -13,8 +13,9 @@ Concurrency: every operation runs with the GIL held and calls no Python code
 while the table or a cell is half-updated (attribute sets on the fast path hold
 only builtin str/int/float/bool, whose hash and equality are C). A collection
 first copies and resets the cells it exports into a private buffer in one
-Python-free pass, then builds point objects from that copy, so a measurement
-racing a collection lands in exactly one interval.
+Python-free pass, so a measurement racing a collection lands in exactly one
+interval. That copy is a Snapshot: point objects are built from it only when
+someone reads them, and an encoder that writes bytes reads the copy instead.
 
 ``time_ns()`` is the clock every timestamp of a stream uses (clock.pxd).
 """
@@ -404,14 +405,15 @@ cdef class Stream:
         self.reclaim_tried = False
         if ex is not None or not self.stable_snapshot():
             snap.points()
+            snap._release()     # nobody else has the snapshot yet
         return snap
 
 
 cdef class Snapshot:
     """One collection of one stream (made by ``Stream.collect_snapshot``): the
     copied records, and the points built from them on the first ``points()``.
-    Its buffer goes back to the stream for the next collection once the points
-    are built or the snapshot is dropped (the stream keeps one spare)."""
+    Its buffer goes back to the stream for the next collection when the snapshot
+    is dropped (the stream keeps one spare)."""
 
     def __dealloc__(self):
         self._release()
@@ -425,7 +427,8 @@ cdef class Snapshot:
         return self.built is not None
 
     cpdef list points(self):
-        """The points, built once from the records (which are released then)."""
+        """The points, built once from the records. The records stay until the
+        snapshot goes (another thread may be reading them)."""
         cdef Py_ssize_t i, rec = self.rec
         cdef char *buf = self.buf
         cdef list points
@@ -440,8 +443,6 @@ cdef class Snapshot:
                                                ex.build(i, self.attrs[i]) if ex is not None else [])
         self.built = points
         self.ex = None
-        self.attrs = None
-        self._release()
         return points
 
     cdef void _release(self) noexcept:
