@@ -877,6 +877,8 @@ cdef int _flat_attributes(Writer* w, uint32_t field, tuple flat, list dropped) e
     """``_attributes`` for a stream's stored set (k0, v0, k1, v1, ...), in its order."""
     cdef Py_ssize_t j, start
     for j in range(0, len(flat), 2):
+        if _plain_key_value(w, field, flat[j], flat[j + 1]):
+            continue
         start = w.pos
         try:
             _key_value(w, field, flat[j], flat[j + 1])
@@ -884,6 +886,85 @@ cdef int _flat_attributes(Writer* w, uint32_t field, tuple flat, list dropped) e
             w.pos = start
             dropped.append((flat[j], str(e)))
     return 0
+
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_COMPACT_ASCII(object s)
+    void* PyUnicode_DATA(object s)
+    Py_ssize_t PyUnicode_GET_LENGTH(object s)
+    int64_t PyLong_AsLongLongAndOverflow(object v, int* overflow) except? -1
+
+
+cdef inline bint _plain_key_value(Writer* w, uint32_t field, object key, object value) except -1:
+    """``_key_value`` for the common case, its sizes known before it is written: an ASCII
+    str key and an ASCII str, bool, int64 or float value. False (nothing written) for
+    anything else, which takes the general path."""
+    cdef Py_ssize_t kn, vn = 0, body, kv, total
+    cdef int64_t iv = 0
+    cdef double dv = 0.0
+    cdef int overflow = 0, vt
+    cdef uint8_t* p
+    cdef const char* vdata = NULL
+    if type(key) is not str or not PyUnicode_IS_COMPACT_ASCII(key):
+        return False
+    t = type(value)
+    if t is str:
+        if not PyUnicode_IS_COMPACT_ASCII(value):
+            return False
+        vn = PyUnicode_GET_LENGTH(value)
+        vdata = <const char*>PyUnicode_DATA(value)
+        vt = AV_STRING
+        body = 1 + _varint_size(<uint64_t>vn) + vn
+    elif t is bool:
+        vt = AV_BOOL
+        iv = 1 if value is True else 0
+        body = 2
+    elif t is int:
+        iv = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow:
+            return False
+        vt = AV_INT
+        body = 1 + _varint_size(<uint64_t>iv)
+    elif t is float:
+        vt = AV_DOUBLE
+        dv = <double>value
+        body = 9
+    else:
+        return False
+    kn = PyUnicode_GET_LENGTH(key)
+    kv = (1 + _varint_size(<uint64_t>kn) + kn if kn else 0) + 1 + _varint_size(<uint64_t>body) + body
+    total = _varint_size((field << 3) | LEN) + _varint_size(<uint64_t>kv) + kv
+    _reserve(w, total)
+    p = w.buf + w.pos
+    _put_varint(p, (field << 3) | LEN)
+    p += _varint_size((field << 3) | LEN)
+    _put_varint(p, <uint64_t>kv)
+    p += _varint_size(<uint64_t>kv)
+    if kn:                                   # proto3: an empty key is left out
+        p[0] = (KV_KEY << 3) | LEN
+        _put_varint(p + 1, <uint64_t>kn)
+        p += 1 + _varint_size(<uint64_t>kn)
+        memcpy(p, PyUnicode_DATA(key), kn)
+        p += kn
+    p[0] = (KV_VALUE << 3) | LEN
+    _put_varint(p + 1, <uint64_t>body)
+    p += 1 + _varint_size(<uint64_t>body)
+    if vt == AV_STRING:
+        p[0] = (AV_STRING << 3) | LEN
+        _put_varint(p + 1, <uint64_t>vn)
+        p += 1 + _varint_size(<uint64_t>vn)
+        memcpy(p, vdata, vn)
+        p += vn
+    elif vt == AV_DOUBLE:
+        p[0] = (AV_DOUBLE << 3) | I64
+        _put_le64(p + 1, _double_bits(dv))
+        p += 9
+    else:
+        p[0] = (vt << 3) | VARINT
+        _put_varint(p + 1, <uint64_t>iv)
+        p += 1 + _varint_size(<uint64_t>iv)
+    w.pos = p - w.buf
+    return True
 
 
 cdef inline int _u64_nonzero(Writer* w, uint32_t field, uint64_t v) except -1:

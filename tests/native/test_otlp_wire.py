@@ -330,7 +330,8 @@ def _record_everything(mp, round_):
     mp._round = round_
     i = mp._everything
     for d in range(6):
-        a = {"device": "d%d" % d, "n": d, "f": d / 4, "ok": d % 2 == 0, "tags": ("x", "y"), "s": "välue"}
+        a = {"device": "d%d" % d, "n": d - 3, "f": d / 4, "ok": d % 2 == 0, "tags": ("x", "y"), "s": "välue",
+             "": "", "long": "z" * (100 + 10 * d), "i64": -(2 ** 63)}
         i["ints"].add(d + round_, a)
         i["floats"].add(d * 0.5 + 0.25, a)
         i["big"].add(2 ** 62, a)
