@@ -428,9 +428,10 @@ def export_times(column, repeat) -> dict:
     return out
 
 
-def run_memory(column: str, series: int, encoded: bool) -> int:
+def run_memory(column: str, series: int, mode: str) -> int:
     """Child process: a counter and a histogram with ``series`` series each, one
-    collection (and its OTLP encoding when ``encoded``); prints the peak RSS in KiB."""
+    collection, its points read (``mode`` with "p") and its OTLP encoding ("e");
+    prints the peak RSS in KiB."""
     attrs = series_attrs()
     provider, reader = ours() if column == "ours" else reference()
     encode = otlp_encoder(column)
@@ -441,27 +442,31 @@ def run_memory(column: str, series: int, encoded: bool) -> int:
         counter.add(1, a)
         hist.record(3.0, a)
     data = reader.get_metrics_data()
-    if data is not None and encoded:
+    if data is not None and "p" in mode:
+        build_points(data)
+    if data is not None and "e" in mode:
         encode(data)
     del data
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     return 0
 
 
-def rss_per_series(column: str, encoded: bool, runs: int = 3) -> float:
+def rss_per_series(column: str, mode: str, runs: int = 3) -> float:
     """Bytes of peak RSS per (sum + histogram) series after a collection (and its OTLP
     encoding), from fresh processes with 2000 series and with none (best of ``runs`` each)."""
     def peak(series):
         return min(int(subprocess.run([sys.executable, os.path.abspath(__file__), "--run-memory", column,
-                                       str(series), str(int(encoded))], check=True, stdout=subprocess.PIPE,
+                                       str(series), mode], check=True, stdout=subprocess.PIPE,
                                       text=True).stdout)
                    for _ in range(runs))
     return (peak(SERIES) - peak(0)) * 1024 / SERIES
 
 
 def memory() -> int:
-    for encoded, label in ((False, "peak RSS per series, collected"), (True, "  collected and OTLP-encoded")):
-        mine, ref = rss_per_series("ours", encoded), rss_per_series("reference", encoded)
+    # The reference builds its points in every collection: "p" changes nothing for it.
+    for mode, label in (("c", "peak RSS per series, collected"), ("e", "  collected and OTLP-encoded"),
+                        ("p", "  collected, points read"), ("pe", "  points read, then OTLP-encoded")):
+        mine, ref = rss_per_series("ours", mode), rss_per_series("reference", mode.replace("p", "") or "c")
         print("%-40s %9.0f B  %9.0f B  %9.1fx smaller" % (label, mine, ref, ref / mine))
     return 0
 
@@ -518,10 +523,10 @@ def main(argv=None) -> int:
     ap.add_argument("--memory", action="store_true",
                     help="only the peak RSS per series after a collection (fresh processes)")
     ap.add_argument("--run-case", nargs=3, metavar=("COLUMN", "CASE", "N"), help=argparse.SUPPRESS)
-    ap.add_argument("--run-memory", nargs=3, metavar=("COLUMN", "SERIES", "ENCODED"), help=argparse.SUPPRESS)
+    ap.add_argument("--run-memory", nargs=3, metavar=("COLUMN", "SERIES", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.run_memory:
-        return run_memory(args.run_memory[0], int(args.run_memory[1]), args.run_memory[2] == "1")
+        return run_memory(args.run_memory[0], int(args.run_memory[1]), args.run_memory[2])
     if args.memory:
         return memory()
     if args.run_case:
