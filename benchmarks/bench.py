@@ -31,6 +31,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -451,11 +452,12 @@ def run_memory(column: str, series: int, mode: str) -> int:
     return 0
 
 
-def rss_per_series(column: str, mode: str, runs: int = 3) -> float:
+def rss_per_series(column: str, mode: str, runs: int = 5) -> float:
     """Bytes of peak RSS per (sum + histogram) series after a collection (and its OTLP
-    encoding), from fresh processes with 2000 series and with none (best of ``runs`` each)."""
+    encoding), from fresh processes with 2000 series and with none (the median of ``runs``
+    each: a fresh process's peak varies by a few hundred KiB with its memory layout)."""
     def peak(series):
-        return min(int(subprocess.run([sys.executable, os.path.abspath(__file__), "--run-memory", column,
+        return statistics.median(int(subprocess.run([sys.executable, os.path.abspath(__file__), "--run-memory", column,
                                        str(series), mode], check=True, stdout=subprocess.PIPE,
                                       text=True).stdout)
                    for _ in range(runs))
@@ -467,7 +469,8 @@ def memory() -> int:
     for mode, label in (("c", "peak RSS per series, collected"), ("e", "  collected and OTLP-encoded"),
                         ("p", "  collected, points read"), ("pe", "  points read, then OTLP-encoded")):
         mine, ref = rss_per_series("ours", mode), rss_per_series("reference", mode.replace("p", "") or "c")
-        print("%-40s %9.0f B  %9.0f B  %9.1fx smaller" % (label, mine, ref, ref / mine))
+        print("%-40s %9.0f B  %9.0f B  %9s smaller" % (label, mine, ref,
+                                                        "%.1fx" % (ref / mine) if mine > 0 else "?"))
     return 0
 
 
