@@ -888,6 +888,17 @@ cdef int _flat_attributes(Writer* w, uint32_t field, tuple flat, list dropped) e
     return 0
 
 
+cdef extern from *:
+    """
+    #if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    #define OM_LITTLE_ENDIAN 1
+    #else
+    #define OM_LITTLE_ENDIAN 0
+    #endif
+    """
+    bint OM_LITTLE_ENDIAN      # uint64 and double arrays are already in the wire's byte order
+
+
 cdef extern from "Python.h":
     bint PyUnicode_IS_COMPACT_ASCII(object s)
     void* PyUnicode_DATA(object s)
@@ -1000,15 +1011,21 @@ cdef int _snapshot_histogram(Writer* w, HistogramStream h, HistSnap* s, int64_t 
     _tag(w, HDP_BUCKET_COUNTS, LEN)
     _varint(w, <uint64_t>(8 * (nb + 1)))
     _reserve(w, 8 * (nb + 1))
-    for j in range(nb + 1):
-        _put_le64(w.buf + w.pos + 8 * j, counts[j])
+    if OM_LITTLE_ENDIAN:
+        memcpy(w.buf + w.pos, counts, 8 * (nb + 1))      # the wire's byte order
+    else:
+        for j in range(nb + 1):
+            _put_le64(w.buf + w.pos + 8 * j, counts[j])
     w.pos += 8 * (nb + 1)
     if nb:
         _tag(w, HDP_EXPLICIT_BOUNDS, LEN)
         _varint(w, <uint64_t>(8 * nb))
         _reserve(w, 8 * nb)
-        for j in range(nb):
-            _put_le64(w.buf + w.pos + 8 * j, _double_bits(h.bounds[j]))
+        if OM_LITTLE_ENDIAN:
+            memcpy(w.buf + w.pos, h.bounds, 8 * nb)
+        else:
+            for j in range(nb):
+                _put_le64(w.buf + w.pos + 8 * j, _double_bits(h.bounds[j]))
         w.pos += 8 * nb
     _flat_attributes(w, HDP_ATTRIBUTES, attrs, dropped)
     _double(w, HDP_MIN, <double><int64_t>s.vmin if int_minmax else s.vmin)
