@@ -3,6 +3,7 @@
     python benchmarks/bench.py                  # timing run (~1 min)
     python benchmarks/bench.py --quick          # fewer iterations
     python benchmarks/bench.py --instructions   # instructions per call under callgrind (~3 min)
+    python benchmarks/bench.py --memory         # peak RSS per series after a collection, fresh processes
 
 Timing: absolute times depend on the machine and its load; the ratios, measured
 in the same process a few milliseconds apart, are what to compare between runs.
@@ -14,7 +15,13 @@ process under ``valgrind --tool=callgrind``, once looping N times and once N +
 the loop included, free of noise (setup, imports and warm-up cancel out). Every
 case is set against its floor: a C method call of the same shape in the same
 loop (``d.get(1, attrs)`` on an empty dict), plus hashing a 6-tuple (the three
-pairs) for the attribute cases.
+pairs) for the attribute cases. A collection with its OTLP encoding of 2000
+series is one "call" there, counted over 10 more collections instead of 10000.
+
+Memory (``--memory``): each SDK in fresh processes, one with a counter and a
+histogram of 2000 series each and one without (the same imports and attribute
+dicts), both after one collection and its OTLP encoding; the difference of their
+peak RSS / 2000 is one (sum + histogram) series.
 """
 from __future__ import annotations
 
@@ -22,7 +29,9 @@ import argparse
 import gc
 import os
 import platform
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,7 +49,10 @@ ADD_PLAIN = "counter.add(1)"
 BOUND_ADD = "bound handle add(1)"
 HIST = "histogram.record(v, 3 attrs)"
 EXPO = "exponential histogram record (3 attrs)"
-CASES = (ADD_ATTRS, ADD_PLAIN, BOUND_ADD, HIST, EXPO)
+COLLECT_ENCODE = "collect + OTLP encode, 2000 series"
+COLLECT_POINTS = "  the same, points built first"     # ours only: the path before bytes came from snapshots
+CASES = (ADD_ATTRS, ADD_PLAIN, BOUND_ADD, HIST, EXPO, COLLECT_ENCODE, COLLECT_POINTS)
+EXPORT_CASES = (COLLECT_ENCODE, COLLECT_POINTS)
 
 
 def best_ns(fn, n: int, repeat: int) -> float:
@@ -150,6 +162,46 @@ def prometheus_loops():
     return {ADD_ATTRS: add_attrs, ADD_PLAIN: add_plain, HIST: record, BOUND_ADD: bound_add}
 
 
+def otlp_encoder(column):
+    """The SDK's own OTLP protobuf encoding: MetricsData -> bytes."""
+    if column == "ours":
+        from otelmetrics._native import encode_request
+        return encode_request
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+    return lambda data: encode_metrics(data).SerializeToString()
+
+
+def build_points(data):
+    """Read every metric's points (ours build them from the collection's snapshot then)."""
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                m.data.data_points
+    return data
+
+
+def export_loops(column):
+    """The provider and, per export case, ``loop(n)``: n collections of a counter with
+    2000 series (cumulative: every series in every collection) and their OTLP encoding."""
+    provider, reader = ours() if column == "ours" else reference()
+    counter = provider.get_meter("export").create_counter("c")
+    for a in series_attrs():
+        counter.add(1, a)
+    encode = otlp_encoder(column)
+
+    def collect_encode(n, collect=reader.get_metrics_data):
+        for _ in range(n):
+            encode(collect())
+
+    def collect_points_encode(n, collect=reader.get_metrics_data):
+        for _ in range(n):
+            encode(build_points(collect()))
+    loops = {COLLECT_ENCODE: collect_encode}
+    if column == "ours":
+        loops[COLLECT_POINTS] = collect_points_encode
+    return provider, loops
+
+
 def floor_loops():
     """What any compiled SDK pays before doing work: a C method call of the same
     shape in the same loop (``d.get`` on an empty dict), plus hashing a 6-tuple
@@ -183,9 +235,12 @@ COLUMNS = (("floor", "floor"), ("ours", "otelmetrics"), ("reference", "otel-sdk"
 WARMUP = 1000          # calls before the measured loop (series created, bytecode specialised)
 BASE_N = 1000
 EXTRA_N = 10_000
+EXPORT_N = (2, 2, 10)  # warm-up, base and extra collections for the export cases
 
 
-def _loops_of(column):
+def _loops_of(column, case=None):
+    if case in EXPORT_CASES:
+        return export_loops(column)
     if column == "floor":
         return None, floor_loops()
     if column == "prometheus":
@@ -206,9 +261,9 @@ def _same_floor():
 
 def run_case(column: str, case: str, n: int) -> int:
     """Child process: set up, warm up, then loop ``n`` times (the part callgrind's totals differ by)."""
-    provider, loops = _loops_of(column)
+    provider, loops = _loops_of(column, case)
     loop = loops[case]
-    loop(WARMUP)
+    loop(EXPORT_N[0] if case in EXPORT_CASES else WARMUP)
     gc.collect()
     loop(n)
     if provider is not None:
@@ -233,8 +288,9 @@ def _callgrind_total(column: str, case: str, n: int) -> int:
 
 
 def instructions_per_call(column: str, case: str) -> float:
-    """(total at N + 10000 - total at N) / 10000."""
-    return (_callgrind_total(column, case, BASE_N + EXTRA_N) - _callgrind_total(column, case, BASE_N)) / EXTRA_N
+    """(total at N + 10000 - total at N) / 10000 (collections: N + 10 and N)."""
+    base, extra = EXPORT_N[1:] if case in EXPORT_CASES else (BASE_N, EXTRA_N)
+    return (_callgrind_total(column, case, base + extra) - _callgrind_total(column, case, base)) / extra
 
 
 def instruction_table(columns, jobs: int) -> int:
@@ -253,9 +309,10 @@ def instruction_table(columns, jobs: int) -> int:
     if "prometheus" in columns and not available["prometheus"]:
         notes.append("prometheus_client is not installed: its column is empty")
     if "ours" in columns:
-        available["ours"] = set(sdk_loops(ours)[1])
+        available["ours"] = set(sdk_loops(ours)[1]) | set(EXPORT_CASES)
     if "reference" in columns and available["reference"] is None:
-        available["reference"] = set(CASES) - {BOUND_ADD}   # no bound handles in opentelemetry-sdk
+        # No bound handles in opentelemetry-sdk; its collection always builds points.
+        available["reference"] = set(CASES) - {BOUND_ADD, COLLECT_POINTS}
     work = [(c, case) for case in CASES for c in columns if case in available[c]]
     same = {("floor", case): ("floor", first) for case, first in _same_floor().items()}
     measured = [w for w in work if w not in same]
@@ -349,7 +406,8 @@ def memory_per_series(make) -> float:
 
 
 def collect_time(make, repeat) -> float:
-    """ms to collect one counter with 2000 series into MetricsData."""
+    """ms to collect one counter with 2000 series into MetricsData (ours build the
+    points only when they are read; export_times times a collection with its encoding)."""
     provider, reader = make()
     counter = provider.get_meter("col").create_counter("c")
     for a in series_attrs():
@@ -362,6 +420,59 @@ def collect_time(make, repeat) -> float:
     assert len(data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points) >= SERIES - 1
     provider.shutdown()
     return best
+
+
+def export_times(column, repeat) -> dict:
+    """ms per collection + OTLP encoding of 2000 series, per export case."""
+    provider, loops = export_loops(column)
+    out = {case: best_ns(loop, 1, repeat) / 1e6 for case, loop in loops.items()}
+    provider.shutdown()
+    return out
+
+
+def run_memory(column: str, series: int, mode: str) -> int:
+    """Child process: a counter and a histogram with ``series`` series each, one
+    collection, its points read (``mode`` with "p") and its OTLP encoding ("e");
+    prints the peak RSS in KiB."""
+    attrs = series_attrs()
+    provider, reader = ours() if column == "ours" else reference()
+    encode = otlp_encoder(column)
+    meter = provider.get_meter("mem")
+    counter = meter.create_counter("c")
+    hist = meter.create_histogram("h")
+    for a in attrs[:series]:
+        counter.add(1, a)
+        hist.record(3.0, a)
+    data = reader.get_metrics_data()
+    if data is not None and "p" in mode:
+        build_points(data)
+    if data is not None and "e" in mode:
+        encode(data)
+    del data
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return 0
+
+
+def rss_per_series(column: str, mode: str, runs: int = 5) -> float:
+    """Bytes of peak RSS per (sum + histogram) series after a collection (and its OTLP
+    encoding), from fresh processes with 2000 series and with none (the median of ``runs``
+    each: a fresh process's peak varies by a few hundred KiB with its memory layout)."""
+    def peak(series):
+        return statistics.median(int(subprocess.run([sys.executable, os.path.abspath(__file__), "--run-memory", column,
+                                       str(series), mode], check=True, stdout=subprocess.PIPE,
+                                      text=True).stdout)
+                   for _ in range(runs))
+    return (peak(SERIES) - peak(0)) * 1024 / SERIES
+
+
+def memory() -> int:
+    # The reference builds its points in every collection: "p" changes nothing for it.
+    for mode, label in (("c", "peak RSS per series, collected"), ("e", "  collected and OTLP-encoded"),
+                        ("p", "  collected, points read"), ("pe", "  points read, then OTLP-encoded")):
+        mine, ref = rss_per_series("ours", mode), rss_per_series("reference", mode.replace("p", "") or "c")
+        print("%-40s %9.0f B  %9.0f B  %9s smaller" % (label, mine, ref,
+                                                        "%.1fx" % (ref / mine) if mine > 0 else "?"))
+    return 0
 
 
 def timing(quick: bool) -> int:
@@ -397,7 +508,11 @@ def timing(quick: bool) -> int:
                                                       mem_mine, mem_ref, mem_ref / mem_mine))
     print("%-40s %9.3f ms %9.3f ms %9.1fx" % ("collect 2000 series", col_mine, col_ref,
                                               col_ref / col_mine))
-    return 0
+    exp_mine, exp_ref = export_times("ours", repeat * 4), export_times("reference", repeat)
+    for case in EXPORT_CASES:
+        ref_ms = exp_ref.get(case, exp_ref[COLLECT_ENCODE])
+        print("%-40s %9.3f ms %9.3f ms %9.1fx" % (case, exp_mine[case], ref_ms, ref_ms / exp_mine[case]))
+    return memory()
 
 
 def main(argv=None) -> int:
@@ -409,8 +524,15 @@ def main(argv=None) -> int:
                     help="with --instructions: which of floor,ours,reference,prometheus to measure")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                     help="with --instructions: callgrind runs at once")
+    ap.add_argument("--memory", action="store_true",
+                    help="only the peak RSS per series after a collection (fresh processes)")
     ap.add_argument("--run-case", nargs=3, metavar=("COLUMN", "CASE", "N"), help=argparse.SUPPRESS)
+    ap.add_argument("--run-memory", nargs=3, metavar=("COLUMN", "SERIES", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.run_memory:
+        return run_memory(args.run_memory[0], int(args.run_memory[1]), args.run_memory[2])
+    if args.memory:
+        return memory()
     if args.run_case:
         column, case, n = args.run_case
         return run_case(column, case, int(n))

@@ -9,6 +9,22 @@
 from libc.stdint cimport int64_t, uint64_t, uint8_t
 
 
+# Snapshot records (table.pxd's Snapshot), which an encoder may read before points exist.
+ctypedef struct NumSnap:                    # a number cell
+    int64_t i
+    double d
+    uint8_t isfloat
+
+ctypedef struct HistSnap:                   # an explicit-bucket histogram cell
+    uint64_t count
+    int64_t isum
+    double dsum
+    double vmin
+    double vmax
+    uint8_t isfloat
+    uint8_t minmax_float
+    # followed by nb + 1 bucket counts (uint64)
+
 
 cdef class NumberStream(Stream):
     cdef int64_t *ival

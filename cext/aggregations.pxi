@@ -59,13 +59,6 @@ cdef inline object _number(bint isfloat, int64_t i, double d):
     return d if isfloat else i
 
 
-# Snapshot record of a number cell.
-ctypedef struct NumSnap:
-    int64_t i
-    double d
-    uint8_t isfloat
-
-
 cdef class NumberStream(Stream):
     """A number per series: int64 while every measurement is an int (exported
     as an int, as_int over OTLP), double from the first float on."""
@@ -187,17 +180,6 @@ cdef class LastValueStream(NumberStream):
         touch(self, c)
         self.dval[c] = v
         self.isfloat[c] = 1
-
-
-ctypedef struct HistSnap:
-    uint64_t count
-    int64_t isum
-    double dsum
-    double vmin
-    double vmax
-    uint8_t isfloat
-    uint8_t minmax_float
-    # followed by nb + 1 bucket counts
 
 
 cdef class HistogramStream(Stream):
@@ -393,3 +375,8 @@ cdef class ExpoHistogramStream(Stream):
         if self.delta:
             cell.reset()          # it becomes the spare for the next interval
         return point
+
+    cdef bint stable_snapshot(self) noexcept:
+        # A record refers to a cell the stream goes on using (delta: the next
+        # interval's spare; cumulative: the running total): build the points at once.
+        return False

@@ -4,15 +4,19 @@
 ``encode_request(metrics_data)`` returns the bytes of an ``ExportMetricsServiceRequest``
 (opentelemetry-proto's collector/metrics/v1/metrics_service.proto) without any protobuf
 runtime. It reads the data model by attribute, so opentelemetry-sdk's ``MetricsData``
-encodes the same way as ours; our compiled point types take a faster typed path.
+encodes the same way as ours; our compiled point types take a faster typed path, and a
+metric whose points were never built (its data still holds the collection's snapshot,
+table.pxd) is written straight from the copied cells, with no Python object per point.
 
 Length prefixes are never computed by encoding twice:
 - small messages (points, attributes, exemplars) get a one-byte placeholder that is
   patched when the message closes; the rare body of 128 bytes or more is shifted right
   by the extra length bytes;
 - the four outer levels (resource, scope, metric, data container) can span the whole
-  payload, so their tag and length are kept aside and spliced in by the final copy,
-  which makes every byte move once.
+  payload, so their tag and length are kept aside and spliced in at the end, in place,
+  by one backward pass that moves every byte once.
+The body is written into the bytes object that is returned, so no second copy of it is
+ever in memory.
 
 ``decode_fields(data)`` is the small reader the exporter needs for response bodies
 (``ExportMetricsServiceResponse``, ``google.rpc.Status``).
@@ -22,6 +26,7 @@ from cpython.dict cimport PyDict_Next
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memmove
 
@@ -110,7 +115,7 @@ cdef enum:
     KIND_HISTOGRAM = 3
     KIND_EXP_HISTOGRAM = 4
 
-    RETAIN_MAX = 1 << 20       # bytes of body buffer kept between exports
+    MIN_BODY = 1 << 16         # bytes a body starts with (the last body's size when larger)
 
 cdef dict _KIND_BY_NAME = {
     "Gauge": KIND_GAUGE,
@@ -131,7 +136,12 @@ cdef struct Deferred:
     uint32_t tag
 
 
+cdef extern from "Python.h":
+    int _PyBytes_Resize(PyObject** bytes, Py_ssize_t newsize) except -1
+
+
 cdef struct Writer:
+    PyObject* body          # the bytes object being written (buf is its data)
     uint8_t* buf
     Py_ssize_t pos
     Py_ssize_t cap
@@ -147,10 +157,8 @@ cdef int _grow(Writer* w, Py_ssize_t need) except -1:
     cdef Py_ssize_t cap = w.cap * 2
     while cap < w.pos + need:
         cap *= 2
-    cdef uint8_t* nb = <uint8_t*>PyMem_Realloc(w.buf, cap)
-    if nb == NULL:
-        raise MemoryError()
-    w.buf = nb
+    _PyBytes_Resize(&w.body, cap)
+    w.buf = <uint8_t*>PyBytes_AS_STRING(<object>w.body)
     w.cap = cap
     return 0
 
@@ -301,23 +309,30 @@ cdef inline void _rollback(Writer* w, Py_ssize_t pos, Py_ssize_t nhdr, Py_ssize_
 
 
 cdef bytes _finish(Writer* w):
-    """Body plus the deferred headers, spliced in by offset (outer before inner)."""
+    """The body with the deferred headers spliced in by offset, in place: the segments
+    move right, last first, each header written in front of its segment (an outer
+    header before an inner one at the same offset). Takes the writer's body."""
     cdef Py_ssize_t total = w.pos + w.inserted
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
-    cdef uint8_t* dst = <uint8_t*>PyBytes_AS_STRING(out)
-    cdef Py_ssize_t src = 0, i, n
+    cdef Py_ssize_t src_end = w.pos, dst_end = total, i, n, k
     cdef Deferred* h
-    for i in range(w.nhdr):
+    cdef bytes out
+    _reserve(w, w.inserted)
+    for i in range(w.nhdr - 1, -1, -1):
         h = &w.hdr[i]
-        n = h.offset - src
-        memcpy(dst, w.buf + src, n)
-        dst += n
-        src = h.offset
-        _put_varint(dst, h.tag)
-        dst += _varint_size(h.tag)
-        _put_varint(dst, h.length)
-        dst += _varint_size(h.length)
-    memcpy(dst, w.buf + src, w.pos - src)
+        n = src_end - h.offset
+        memmove(w.buf + dst_end - n, w.buf + h.offset, n)
+        dst_end -= n
+        k = _varint_size(h.length)
+        dst_end -= k
+        _put_varint(w.buf + dst_end, h.length)
+        k = _varint_size(h.tag)
+        dst_end -= k
+        _put_varint(w.buf + dst_end, h.tag)
+        src_end = h.offset
+    _PyBytes_Resize(&w.body, total)
+    out = <bytes>w.body
+    Py_XDECREF(w.body)      # `out` holds it now
+    w.body = NULL
     return out
 
 
@@ -666,7 +681,7 @@ cdef int _metric(Writer* w, object metric, list dropped) except -1:
     if kind == KIND_SUM and data.is_monotonic:
         _tag(w, SUM_IS_MONOTONIC, VARINT)
         _varint(w, 1)
-    points = data.data_points
+    points = () if _snapshot_points(w, data, kind, dropped) else data.data_points
     if kind == KIND_GAUGE or kind == KIND_SUM:
         for p in points:
             _number_point(w, p, kind == KIND_SUM, dropped)
@@ -725,12 +740,9 @@ cdef int _resource_metrics(Writer* w, object rm, list failed, list dropped) exce
     return 0
 
 
-# One body buffer is kept between exports: a fresh multi-hundred-KB block costs more
-# in page faults than the encoding itself. Capped, so a one-off huge export does not
-# pin its memory; "busy" gives a concurrent (re-entered) call a buffer of its own.
-cdef uint8_t* _spare = NULL
-cdef Py_ssize_t _spare_cap = 0
-cdef bint _spare_busy = False
+# A body is written into the bytes object that is returned (no second copy of it in
+# memory), sized from the start like the last one so that it is rarely regrown.
+cdef Py_ssize_t _last_size = MIN_BODY
 
 
 def encode_request(metrics_data, list failed=None, list dropped=None):
@@ -740,40 +752,36 @@ def encode_request(metrics_data, list failed=None, list dropped=None):
     ``(name, exception)``; an attribute whose value OTLP cannot carry is left
     out and appended to ``dropped`` as ``(key, reason)``.
     """
-    global _spare, _spare_cap, _spare_busy
+    global _last_size
     cdef Writer w
-    cdef bint own_spare = False
+    cdef bytes out
     if failed is None:
         failed = []
     if dropped is None:
         dropped = []
-    if _spare != NULL and not _spare_busy:
-        _spare_busy = own_spare = True
-        w.buf, w.cap = _spare, _spare_cap
-    else:
-        w.cap = 1 << 16
-        w.buf = <uint8_t*>PyMem_Malloc(w.cap)
+    w.cap = max(_last_size + (_last_size >> 3), MIN_BODY)
+    w.body = NULL
     w.pos = 0
     w.caphdr = 64
     w.nhdr = 0
     w.inserted = 0
     w.hdr = <Deferred*>PyMem_Malloc(sizeof(Deferred) * w.caphdr)
     try:
-        if w.buf == NULL or w.hdr == NULL:
+        if w.hdr == NULL:
             raise MemoryError()
+        out = PyBytes_FromStringAndSize(NULL, w.cap)
+        Py_INCREF(out)
+        w.body = <PyObject*>out
+        out = None
+        w.buf = <uint8_t*>PyBytes_AS_STRING(<object>w.body)
         for rm in metrics_data.resource_metrics:
             _resource_metrics(&w, rm, failed, dropped)
-        return _finish(&w)
+        out = _finish(&w)
+        _last_size = len(out)
+        return out
     finally:
         PyMem_Free(w.hdr)
-        if w.cap <= RETAIN_MAX and (own_spare or _spare == NULL):
-            _spare, _spare_cap = w.buf, w.cap
-        else:
-            PyMem_Free(w.buf)
-            if own_spare:
-                _spare, _spare_cap = NULL, 0
-        if own_spare:
-            _spare_busy = False
+        Py_XDECREF(w.body)
 
 
 # ---------------------------------------------------------------- reading
@@ -826,3 +834,197 @@ def decode_fields(data):
         else:
             raise ValueError("unsupported wire type %d" % wt)
     return out
+
+
+# ---------------------------------------------------------------- points from a snapshot
+
+cdef bint _snapshot_points(Writer* w, object data, int kind, list dropped) except -1:
+    """Write the points of ``data`` straight from its stream's snapshot (table.pxd's
+    Snapshot, in ``data._data_points`` until someone reads ``data_points``): the same
+    bytes as the points would give, with no Python object per point. False when the
+    data holds points (or a snapshot whose points are built): encode those."""
+    cdef Snapshot snap
+    cdef Py_ssize_t i
+    cdef char* rec
+    cdef object stream
+    raw = getattr(data, "_data_points", None)
+    if type(raw) is not Snapshot:
+        return False
+    snap = <Snapshot>raw
+    stream = snap.stream
+    if snap.buf == NULL or snap.built is not None:
+        return False    # the points exist (with exemplars, if any were taken): they are the data
+    if (kind == KIND_GAUGE or kind == KIND_SUM) and isinstance(stream, NumberStream):
+        for i in range(snap.count):
+            rec = snap.buf + i * snap.rec
+            _snapshot_number(w, <NumSnap*>(rec + sizeof(int64_t)),
+                             (<int64_t*>rec)[0] if kind == KIND_SUM and not (<NumberStream>stream).gauge_points else 0,
+                             snap.now, <tuple>snap.attrs[i], dropped)
+        return True
+    if kind == KIND_HISTOGRAM and isinstance(stream, HistogramStream):
+        for i in range(snap.count):
+            rec = snap.buf + i * snap.rec
+            _snapshot_histogram(w, <HistogramStream>stream, <HistSnap*>(rec + sizeof(int64_t)),
+                                (<int64_t*>rec)[0], snap.now, <tuple>snap.attrs[i], dropped)
+        return True
+    return False
+
+
+cdef int _flat_attributes(Writer* w, uint32_t field, tuple flat, list dropped) except -1:
+    """``_attributes`` for a stream's stored set (k0, v0, k1, v1, ...), in its order."""
+    cdef Py_ssize_t j, start
+    for j in range(0, len(flat), 2):
+        if _plain_key_value(w, field, flat[j], flat[j + 1]):
+            continue
+        start = w.pos
+        try:
+            _key_value(w, field, flat[j], flat[j + 1])
+        except _Invalid as e:
+            w.pos = start
+            dropped.append((flat[j], str(e)))
+    return 0
+
+
+cdef extern from *:
+    """
+    #if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    #define OM_LITTLE_ENDIAN 1
+    #else
+    #define OM_LITTLE_ENDIAN 0
+    #endif
+    """
+    bint OM_LITTLE_ENDIAN      # uint64 and double arrays are already in the wire's byte order
+
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_COMPACT_ASCII(object s)
+    void* PyUnicode_DATA(object s)
+    Py_ssize_t PyUnicode_GET_LENGTH(object s)
+    int64_t PyLong_AsLongLongAndOverflow(object v, int* overflow) except? -1
+
+
+cdef inline bint _plain_key_value(Writer* w, uint32_t field, object key, object value) except -1:
+    """``_key_value`` for the common case, its sizes known before it is written: an ASCII
+    str key and an ASCII str, bool, int64 or float value. False (nothing written) for
+    anything else, which takes the general path."""
+    cdef Py_ssize_t kn, vn = 0, body, kv, total
+    cdef int64_t iv = 0
+    cdef double dv = 0.0
+    cdef int overflow = 0, vt
+    cdef uint8_t* p
+    cdef const char* vdata = NULL
+    if type(key) is not str or not PyUnicode_IS_COMPACT_ASCII(key):
+        return False
+    t = type(value)
+    if t is str:
+        if not PyUnicode_IS_COMPACT_ASCII(value):
+            return False
+        vn = PyUnicode_GET_LENGTH(value)
+        vdata = <const char*>PyUnicode_DATA(value)
+        vt = AV_STRING
+        body = 1 + _varint_size(<uint64_t>vn) + vn
+    elif t is bool:
+        vt = AV_BOOL
+        iv = 1 if value is True else 0
+        body = 2
+    elif t is int:
+        iv = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow:
+            return False
+        vt = AV_INT
+        body = 1 + _varint_size(<uint64_t>iv)
+    elif t is float:
+        vt = AV_DOUBLE
+        dv = <double>value
+        body = 9
+    else:
+        return False
+    kn = PyUnicode_GET_LENGTH(key)
+    kv = (1 + _varint_size(<uint64_t>kn) + kn if kn else 0) + 1 + _varint_size(<uint64_t>body) + body
+    total = _varint_size((field << 3) | LEN) + _varint_size(<uint64_t>kv) + kv
+    _reserve(w, total)
+    p = w.buf + w.pos
+    _put_varint(p, (field << 3) | LEN)
+    p += _varint_size((field << 3) | LEN)
+    _put_varint(p, <uint64_t>kv)
+    p += _varint_size(<uint64_t>kv)
+    if kn:                                   # proto3: an empty key is left out
+        p[0] = (KV_KEY << 3) | LEN
+        _put_varint(p + 1, <uint64_t>kn)
+        p += 1 + _varint_size(<uint64_t>kn)
+        memcpy(p, PyUnicode_DATA(key), kn)
+        p += kn
+    p[0] = (KV_VALUE << 3) | LEN
+    _put_varint(p + 1, <uint64_t>body)
+    p += 1 + _varint_size(<uint64_t>body)
+    if vt == AV_STRING:
+        p[0] = (AV_STRING << 3) | LEN
+        _put_varint(p + 1, <uint64_t>vn)
+        p += 1 + _varint_size(<uint64_t>vn)
+        memcpy(p, vdata, vn)
+        p += vn
+    elif vt == AV_DOUBLE:
+        p[0] = (AV_DOUBLE << 3) | I64
+        _put_le64(p + 1, _double_bits(dv))
+        p += 9
+    else:
+        p[0] = (vt << 3) | VARINT
+        _put_varint(p + 1, <uint64_t>iv)
+        p += 1 + _varint_size(<uint64_t>iv)
+    w.pos = p - w.buf
+    return True
+
+
+cdef inline int _u64_nonzero(Writer* w, uint32_t field, uint64_t v) except -1:
+    if v:
+        _fixed64(w, field, v)
+    return 0
+
+
+cdef int _snapshot_number(Writer* w, NumSnap* s, int64_t start, int64_t now, tuple attrs,
+                          list dropped) except -1:
+    """``_number_point`` of the point make_point would build (``start`` 0: none)."""
+    cdef Py_ssize_t at = _open(w, DATA_POINTS)
+    _u64_nonzero(w, NDP_START, <uint64_t>start)
+    _u64_nonzero(w, NDP_TIME, <uint64_t>now)
+    if s.isfloat:
+        _double(w, NDP_AS_DOUBLE, s.d)
+    else:
+        _fixed64(w, NDP_AS_INT, <uint64_t>s.i)
+    _flat_attributes(w, NDP_ATTRIBUTES, attrs, dropped)
+    return _close(w, at)
+
+
+cdef int _snapshot_histogram(Writer* w, HistogramStream h, HistSnap* s, int64_t start, int64_t now,
+                             tuple attrs, list dropped) except -1:
+    """``_histogram_point`` of the point make_point would build."""
+    cdef Py_ssize_t at = _open(w, DATA_POINTS), j, nb = h.nb
+    cdef uint64_t* counts = <uint64_t*>(<char*>s + sizeof(HistSnap))
+    cdef bint int_minmax = h.record_min_max and s.count and not s.minmax_float
+    _u64_nonzero(w, HDP_START, <uint64_t>start)
+    _u64_nonzero(w, HDP_TIME, <uint64_t>now)
+    _u64_nonzero(w, HDP_COUNT, s.count)
+    _double(w, HDP_SUM, s.dsum if s.isfloat else <double>s.isum)
+    _tag(w, HDP_BUCKET_COUNTS, LEN)
+    _varint(w, <uint64_t>(8 * (nb + 1)))
+    _reserve(w, 8 * (nb + 1))
+    if OM_LITTLE_ENDIAN:
+        memcpy(w.buf + w.pos, counts, 8 * (nb + 1))      # the wire's byte order
+    else:
+        for j in range(nb + 1):
+            _put_le64(w.buf + w.pos + 8 * j, counts[j])
+    w.pos += 8 * (nb + 1)
+    if nb:
+        _tag(w, HDP_EXPLICIT_BOUNDS, LEN)
+        _varint(w, <uint64_t>(8 * nb))
+        _reserve(w, 8 * nb)
+        if OM_LITTLE_ENDIAN:
+            memcpy(w.buf + w.pos, h.bounds, 8 * nb)
+        else:
+            for j in range(nb):
+                _put_le64(w.buf + w.pos + 8 * j, _double_bits(h.bounds[j]))
+        w.pos += 8 * nb
+    _flat_attributes(w, HDP_ATTRIBUTES, attrs, dropped)
+    _double(w, HDP_MIN, <double><int64_t>s.vmin if int_minmax else s.vmin)
+    _double(w, HDP_MAX, <double><int64_t>s.vmax if int_minmax else s.vmax)
+    return _close(w, at)

@@ -11,7 +11,9 @@
 #   recording (add_i, add_d, each starting with touch), collection
 #   (snapshot_cell: Python-free copy, make_point: the point object), and
 #   bucket_of for bucket-aligned exemplar reservoirs;
-# - the readers call collect(now).
+# - the pipeline calls collect_snapshot(now) (a Snapshot, below: the copied
+#   cells, points built on demand); collect(now) is its points at once;
+#   Snapshot records are read by otlp_wire.pyx with aggregations.pxd's layouts.
 # find_cell and touch are inline, so the recording path (instruments.pyx,
 # aggregations.pyx) reaches a known series' cell without a call into this module.
 # Inline code here compiles under the directives of the module that cimports it.
@@ -41,6 +43,9 @@ cdef inline void *grow_array(void *p, Py_ssize_t n, size_t item) except NULL:
     if q == NULL:
         raise MemoryError()
     return q
+
+
+cdef class Snapshot
 
 
 cdef class Stream:
@@ -89,6 +94,30 @@ cdef class Stream:
     cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars)
     cdef Py_ssize_t bucket_of(self, double v) noexcept
     cpdef list collect(self, int64_t now)
+    # Collection without points (see Snapshot below).
+    cdef char *spare                        # a released snapshot buffer, reused by the next collection
+    cdef Py_ssize_t spare_cap
+    cpdef Snapshot collect_snapshot(self, int64_t now)
+    cdef bint stable_snapshot(self) noexcept
+
+
+cdef class Snapshot:
+    # One collection of one stream, as copied in its Python-free phase: ``count``
+    # records of ``rec`` bytes in ``buf`` (int64 start, then the stream's snapshot
+    # record), ``attrs[i]`` the flat attribute tuple of record i, ``now`` the end.
+    # Points are built from it on demand (points()); until then an encoder may read
+    # the records (buf != NULL) with the stream's layout (aggregations.pxd).
+    cdef readonly Stream stream
+    cdef char *buf                          # NULL once the points are built
+    cdef Py_ssize_t cap
+    cdef readonly Py_ssize_t count
+    cdef Py_ssize_t rec
+    cdef readonly int64_t now
+    cdef list attrs
+    cdef TakenExemplars ex
+    cdef list built                         # the points, once built
+    cpdef list points(self)
+    cdef void _release(self) noexcept
 
 
 cdef inline Py_ssize_t find_cell(Stream s, Py_hash_t h, dict d, Py_ssize_t n, PyObject **noted) noexcept:

@@ -13,8 +13,9 @@ Concurrency: every operation runs with the GIL held and calls no Python code
 while the table or a cell is half-updated (attribute sets on the fast path hold
 only builtin str/int/float/bool, whose hash and equality are C). A collection
 first copies and resets the cells it exports into a private buffer in one
-Python-free pass, then builds point objects from that copy, so a measurement
-racing a collection lands in exactly one interval.
+Python-free pass, so a measurement racing a collection lands in exactly one
+interval. That copy is a Snapshot: point objects are built from it only when
+someone reads them, and an encoder that writes bytes reads the copy instead.
 
 ``time_ns()`` is the clock every timestamp of a stream uses (clock.pxd).
 """
@@ -65,6 +66,7 @@ cdef class Stream:
         PyMem_Free(self.starts)
         PyMem_Free(self.index)
         PyMem_Free(self.free_cells)
+        PyMem_Free(self.spare)
 
     def _init_storage(self):
         """Called by subclasses once their own fields are set."""
@@ -327,50 +329,7 @@ cdef class Stream:
 
     cpdef list collect(self, int64_t now):
         """Points for this collection interval, ending at ``now`` (ns)."""
-        cdef Py_ssize_t n_cells = self.n_used, c, k = 0, i
-        cdef Py_ssize_t rec = sizeof(int64_t) + self.snap_size
-        cdef bint reset = self.delta or self.is_async
-        cdef bint evicted = False
-        cdef int64_t interval_start = self.last_collect_ns
-        cdef char *buf
-        cdef list attrs = [None] * n_cells
-        cdef list points
-        cdef TakenExemplars ex = self.ex.begin_collect(n_cells) if self.ex is not None else None
-        buf = <char *>PyMem_Malloc(<size_t>(n_cells * rec) if n_cells else 1)
-        if buf == NULL:
-            raise MemoryError()
-        try:
-            # Phase 1, no Python code: copy (and for delta reset) what is exported.
-            for i in range(1, n_cells + 1):
-                c = i if i < n_cells else OVERFLOW_CELL   # the overflow series last
-                if not (self.flags[c] & CELL_LIVE):
-                    continue
-                if self.exportable(c):
-                    (<int64_t *>(buf + k * rec))[0] = interval_start if self.delta else self.starts[c]
-                    self.snapshot_cell(c, buf + k * rec + sizeof(int64_t), reset)
-                    if ex is not None:
-                        ex.take(k, c)
-                    attrs[k] = self.keys[c]
-                    k += 1
-                    self.flags[c] &= ~CELL_TOUCHED
-                elif self.delta and not self.is_async and c != OVERFLOW_CELL and self.pins[c] == 0:
-                    # Quiet for a whole delta interval: free the slot for new series.
-                    self._free_cell(c)
-                    evicted = True
-            if evicted:
-                self._rebuild_index(self.index_size)
-            self.last_collect_ns = now
-            self.reclaim_tried = False
-            # Phase 2: points from the private copy.
-            points = [None] * k
-            py_now = now
-            for i in range(k):
-                points[i] = self.make_point(buf + i * rec + sizeof(int64_t), attrs[i],
-                                            (<int64_t *>(buf + i * rec))[0], py_now,
-                                            ex.build(i, attrs[i]) if ex is not None else [])
-            return points
-        finally:
-            PyMem_Free(buf)
+        return self.collect_snapshot(now).points()
 
     @property
     def series(self):
@@ -380,3 +339,116 @@ cdef class Stream:
     @property
     def capacity(self):
         return self.cap
+
+    # -- collection without points -------------------------------------------
+
+    cdef bint stable_snapshot(self) noexcept:
+        """Whether a snapshot's records stay valid after the next collection (a
+        subclass whose records refer to cells it goes on using says no: its points
+        are built at once)."""
+        return True
+
+    cpdef Snapshot collect_snapshot(self, int64_t now):
+        """This collection interval, ending at ``now`` (ns), as a Snapshot: the
+        exported cells copied (and for delta reset) in one Python-free pass into a
+        buffer the snapshot owns, so it stays valid whatever later collections do.
+        Points are built from it when asked (at once when exemplars were taken or
+        the stream's records are not stable)."""
+        cdef Py_ssize_t n_cells = self.n_used, c, k = 0, i
+        cdef Py_ssize_t rec = sizeof(int64_t) + self.snap_size
+        cdef Py_ssize_t need = n_cells * rec if n_cells else 1
+        cdef bint reset = self.delta or self.is_async
+        cdef bint evicted = False
+        cdef int64_t interval_start = self.last_collect_ns
+        cdef char *buf
+        cdef list attrs = [None] * n_cells
+        cdef Snapshot snap = Snapshot.__new__(Snapshot)
+        cdef TakenExemplars ex = self.ex.begin_collect(n_cells) if self.ex is not None else None
+        snap.stream = self
+        snap.rec = rec
+        snap.now = now
+        snap.attrs = attrs
+        snap.ex = ex
+        if self.spare != NULL and self.spare_cap >= need:
+            snap.buf, snap.cap = self.spare, self.spare_cap      # reuse: no page faults
+            self.spare, self.spare_cap = NULL, 0
+        else:
+            snap.buf = <char *>PyMem_Malloc(<size_t>need)
+            if snap.buf == NULL:
+                raise MemoryError()
+            snap.cap = need
+        buf = snap.buf
+        # No Python code from here: copy (and for delta reset) what is exported.
+        for i in range(1, n_cells + 1):
+            c = i if i < n_cells else OVERFLOW_CELL   # the overflow series last
+            if not (self.flags[c] & CELL_LIVE):
+                continue
+            if self.exportable(c):
+                (<int64_t *>(buf + k * rec))[0] = interval_start if self.delta else self.starts[c]
+                self.snapshot_cell(c, buf + k * rec + sizeof(int64_t), reset)
+                if ex is not None:
+                    ex.take(k, c)
+                attrs[k] = self.keys[c]
+                k += 1
+                self.flags[c] &= ~CELL_TOUCHED
+            elif self.delta and not self.is_async and c != OVERFLOW_CELL and self.pins[c] == 0:
+                # Quiet for a whole delta interval: free the slot for new series.
+                self._free_cell(c)
+                evicted = True
+        snap.count = k
+        if evicted:
+            self._rebuild_index(self.index_size)
+        self.last_collect_ns = now
+        self.reclaim_tried = False
+        if ex is not None or not self.stable_snapshot():
+            snap.points()
+            snap._release()     # nobody else has the snapshot yet
+        return snap
+
+
+cdef class Snapshot:
+    """One collection of one stream (made by ``Stream.collect_snapshot``): the
+    copied records, and the points built from them on the first ``points()``.
+    Its buffer goes back to the stream for the next collection when the snapshot
+    is dropped (the stream keeps one spare)."""
+
+    def __dealloc__(self):
+        self._release()
+
+    def __len__(self):
+        return self.count
+
+    @property
+    def points_built(self):
+        """Whether the points exist (then an encoder reads them, not the records)."""
+        return self.built is not None
+
+    cpdef list points(self):
+        """The points, built once from the records. The records stay until the
+        snapshot goes (another thread may be reading them)."""
+        cdef Py_ssize_t i, rec = self.rec
+        cdef char *buf = self.buf
+        cdef list points
+        cdef TakenExemplars ex = self.ex
+        if self.built is not None:
+            return self.built
+        points = [None] * self.count
+        py_now = self.now
+        for i in range(self.count):
+            points[i] = self.stream.make_point(buf + i * rec + sizeof(int64_t), self.attrs[i],
+                                               (<int64_t *>(buf + i * rec))[0], py_now,
+                                               ex.build(i, self.attrs[i]) if ex is not None else [])
+        self.built = points
+        self.ex = None
+        return points
+
+    cdef void _release(self) noexcept:
+        cdef Stream s = self.stream
+        if self.buf == NULL:
+            return
+        if s is not None and self.cap > s.spare_cap:
+            PyMem_Free(s.spare)
+            s.spare, s.spare_cap = self.buf, self.cap
+        else:
+            PyMem_Free(self.buf)
+        self.buf = NULL

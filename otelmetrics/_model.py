@@ -3,7 +3,9 @@
 Same classes and field names as opentelemetry-sdk's ``metrics.export`` data
 model, so code that walks a reference ``MetricsData`` walks ours unchanged.
 The point classes are compiled (``otelmetrics._native``, cext/points.pxi) so that a
-collection builds them from C; the containers here are immutable records. The
+collection builds them from C, and only when ``data_points`` is first read (an
+OTLP encoder writes bytes from the collection's snapshot instead); the
+containers here are immutable records. The
 pipeline builds this model, readers and exporters consume it, and
 ``otelmetrics.export`` re-exports it under the reference's names.
 """
@@ -19,6 +21,7 @@ from otelmetrics._native import (
     ExponentialHistogramDataPoint,
     HistogramDataPoint,
     NumberDataPoint,
+    Snapshot,
     dataclass_fields,
     fields_equal,
     fields_repr,
@@ -93,11 +96,34 @@ class _Record:
         return to_json(self, indent)
 
 
+class _Data(_Record):
+    """A metric's data (Sum, Gauge, Histogram, ExponentialHistogram), whose
+    ``data_points`` may be a collection's ``Snapshot`` until first read: the points
+    are built then, once, so an encoder that writes bytes from the snapshot never
+    builds them and everyone else sees the points as ever."""
+
+    __slots__ = ()
+
+    @property
+    def data_points(self):
+        points = self._data_points
+        if type(points) is Snapshot:
+            points = points.points()
+            object.__setattr__(self, "_data_points", points)
+        return points
+
+    @data_points.setter
+    def data_points(self, points):   # for __init__ only: _Record.__setattr__ refuses the rest
+        object.__setattr__(self, "_data_points", points)
+
+
 def _record(name: str, fields: str, doc: str, **defaults) -> type:
     names = tuple(fields.split())
-    return type(name, (_Record,), {"__slots__": names, "_fields": names, "_defaults": defaults,
-                                   "__dataclass_fields__": dataclass_fields(names),
-                                   "__doc__": doc, "__module__": __name__})
+    base = _Data if "data_points" in names else _Record
+    slots = tuple("_data_points" if n == "data_points" else n for n in names)
+    return type(name, (base,), {"__slots__": slots, "_fields": names, "_defaults": defaults,
+                                "__dataclass_fields__": dataclass_fields(names),
+                                "__doc__": doc, "__module__": __name__})
 
 
 InstrumentationScope = _record("InstrumentationScope", "name version schema_url attributes",

@@ -362,14 +362,16 @@ class Pipeline:
             if not outs:
                 continue
             for out in outs:
-                points = out.stream.collect(now)   # even when filtered: the interval moves on
+                # Even when filtered: the interval moves on. Points are built only
+                # when someone reads them (an OTLP encoder writes from the snapshot).
+                points = out.stream.collect_snapshot(now)
                 verdict = verdicts.get(id(out))
                 if verdict is MetricFilterResult.DROP:
                     continue
                 if verdict is MetricFilterResult.ACCEPT_PARTIAL:
                     points = keep_points(reader._metric_filter, instrument._scope, out.name, out.data_type,
-                                         out.unit, points)
-                if points:
+                                         out.unit, points.points())
+                if len(points):
                     scope = instrument._scope
                     scopes[id(scope)] = scope
                     by_scope.setdefault(id(scope), []).append(out.metric(points))

@@ -87,3 +87,32 @@ def test_asdict_keeps_values(data):
     (point,) = sums[0]["data"]["data_points"]
     assert point["value"] == 3 and point["attributes"] == {"k": "v"}
     assert sums[0]["data"]["aggregation_temporality"] is AggregationTemporality.CUMULATIVE
+
+
+def _lazy_sum():
+    """A Sum whose points are still its collection's snapshot (the default exemplar filter
+    takes no exemplar without a span, so nothing makes the points early)."""
+    reader = InMemoryMetricReader()
+    provider = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    provider.get_meter("m").create_counter("c").add(3, {"k": "v"})
+    data = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics[0].data
+    assert not data._data_points.points_built
+    return data
+
+
+@pytest.mark.parametrize("touch", [
+    lambda d: d.data_points, lambda d: dataclasses.asdict(d)["data_points"], lambda d: d.to_dict()["data_points"],
+    lambda d: dataclasses.replace(d).data_points, lambda d: pickle.loads(pickle.dumps(d)).data_points,
+    lambda d: copy.deepcopy(d).data_points, lambda d: json.loads(d.to_json())["data_points"],
+])
+def test_points_from_a_snapshot_are_built_on_first_read_whatever_reads_them(touch):
+    data = _lazy_sum()
+    points = touch(data)
+    assert type(data._data_points) is list      # built once, kept
+    (p,) = data.data_points
+    assert data.data_points is data.data_points
+    assert (p.attributes, p.value) == ({"k": "v"}, 3)
+    assert [x if isinstance(x, dict) else x.to_dict() for x in points] == [p.to_dict()]
+    assert data == dataclasses.replace(data, data_points=[p]) and "value=3" in repr(data)
+    with pytest.raises(AttributeError):
+        data.data_points = []
