@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
+# cython: freethreading_compatible=True
 """The aggregations computed in a stream's cells: sum, last value,
 explicit-bucket histogram and base-2 exponential histogram.
 

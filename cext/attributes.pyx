@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
+# cython: freethreading_compatible=True
 """Attribute sanitising: the slow path for attribute sets the hot path cannot take as-is.
 
 Produces a dict whose keys are exact non-empty ``str`` and whose values are

@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
+# cython: freethreading_compatible=True
 """Base-2 exponential bucket histogram: exact index mapping and the per-series cell.
 
 Bucket ``i`` at scale ``s`` holds the values ``(base**i, base**(i+1)]`` with

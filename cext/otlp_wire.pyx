@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
+# cython: freethreading_compatible=True
 """Protobuf wire format for OTLP metrics, written straight from the collected data.
 
 ``encode_request(metrics_data)`` returns the bytes of an ``ExportMetricsServiceRequest``
@@ -17,6 +18,7 @@ Length prefixes are never computed by encoding twice:
 ``decode_fields(data)`` is the small reader the exporter needs for response bodies
 (``ExportMetricsServiceResponse``, ``google.rpc.Status``).
 """
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_Next
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
@@ -732,6 +734,7 @@ cdef int _resource_metrics(Writer* w, object rm, list failed, list dropped) exce
 cdef uint8_t* _spare = NULL
 cdef Py_ssize_t _spare_cap = 0
 cdef bint _spare_busy = False
+cdef object _spare_guard = object()      # its critical section guards the three above
 
 
 def encode_request(metrics_data, list failed=None, list dropped=None):
@@ -744,14 +747,16 @@ def encode_request(metrics_data, list failed=None, list dropped=None):
     global _spare, _spare_cap, _spare_busy
     cdef Writer w
     cdef bint own_spare = False
+    cdef bint kept = False
     if failed is None:
         failed = []
     if dropped is None:
         dropped = []
-    if _spare != NULL and not _spare_busy:
-        _spare_busy = own_spare = True
-        w.buf, w.cap = _spare, _spare_cap
-    else:
+    with cython.critical_section(_spare_guard):
+        if _spare != NULL and not _spare_busy:
+            _spare_busy = own_spare = True
+            w.buf, w.cap = _spare, _spare_cap
+    if not own_spare:
         w.cap = 1 << 16
         w.buf = <uint8_t*>PyMem_Malloc(w.cap)
     w.pos = 0
@@ -767,14 +772,16 @@ def encode_request(metrics_data, list failed=None, list dropped=None):
         return _finish(&w)
     finally:
         PyMem_Free(w.hdr)
-        if w.cap <= RETAIN_MAX and (own_spare or _spare == NULL):
-            _spare, _spare_cap = w.buf, w.cap
-        else:
-            PyMem_Free(w.buf)
-            if own_spare:
+        with cython.critical_section(_spare_guard):
+            kept = w.cap <= RETAIN_MAX and (own_spare or _spare == NULL)
+            if kept:
+                _spare, _spare_cap = w.buf, w.cap
+            elif own_spare:
                 _spare, _spare_cap = NULL, 0
-        if own_spare:
-            _spare_busy = False
+            if own_spare:
+                _spare_busy = False
+        if not kept:
+            PyMem_Free(w.buf)
 
 
 # ---------------------------------------------------------------- reading

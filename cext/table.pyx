@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, embedsignature=True, binding=False
+# cython: freethreading_compatible=True
 """The attribute table of a metric stream: attribute set -> cell, bounded.
 
 One Stream exists per (instrument, view, reader); its subclasses in
@@ -9,16 +10,21 @@ series ``{"otel.metric.overflow": True}``, so a stream exports at most
 stream reuses the cells of series that were quiet for a whole interval, unless
 a bound handle pins them.
 
-Concurrency: every operation runs with the GIL held and calls no Python code
-while the table or a cell is half-updated (attribute sets on the fast path hold
-only builtin str/int/float/bool, whose hash and equality are C). A collection
-first copies and resets the cells it exports into a private buffer in one
-Python-free pass, then builds point objects from that copy, so a measurement
-racing a collection lands in exactly one interval.
+Concurrency: every access to a stream's table and cells runs inside the
+critical section of its guard (table.pxd's guard(): the instrument core that
+records into it, else the stream itself) and calls no Python code while the
+table or a cell is half-updated (attribute sets on the fast path hold only
+builtin str/int/float/bool, whose hash and equality are C). On free-threaded
+CPython that section is the lock; with the GIL it compiles to nothing and the
+GIL plays its part. A collection first copies and resets the cells it exports
+into a private buffer in one Python-free pass, inside the section, then builds
+point objects from that copy outside it, so a measurement racing a collection
+lands in exactly one interval.
 
 ``time_ns()`` is the clock every timestamp of a stream uses (clock.pxd).
 """
 
+cimport cython
 from cpython.dict cimport PyDict_Next
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
@@ -265,13 +271,15 @@ cdef class Stream:
 
     def pin(self, object attributes):
         """Cell for ``attributes`` (sanitised dict or None), kept for a bound handle."""
-        cdef Py_ssize_t c = self.cell_for(attributes, True)
-        if c >= 0:
-            self.pins[c] += 1
+        cdef Py_ssize_t c
+        with cython.critical_section(guard(self)):
+            c = self.cell_for(attributes, True)
+            if c >= 0:
+                self.pins[c] += 1
         return c
 
     cdef void unpin(self, Py_ssize_t c) noexcept:
-        """A bound handle let go of cell ``c``."""
+        """A bound handle let go of cell ``c`` (the caller holds the guard's critical section)."""
         if 0 <= c < self.n_used and self.pins[c] > 0:
             self.pins[c] -= 1
 
@@ -280,13 +288,23 @@ cdef class Stream:
     def record(self, object value, object attributes=None):
         """Record one measurement: an int that fits int64 or a float, with a
         sanitised attribute dict (for tests; instruments use the C entry)."""
-        cdef Py_ssize_t c = self.cell_for(attributes, True)
+        cdef Py_ssize_t c
+        cdef int64_t iv = 0
+        cdef double dv = 0.0
+        cdef bint isint = type(value) is int
+        if isint:
+            iv = value
+        else:
+            dv = value
+        with cython.critical_section(guard(self)):
+            c = self.cell_for(attributes, True)
+            if c != NEEDS_SANITIZE:
+                if isint:
+                    self.add_i(c, iv)
+                else:
+                    self.add_d(c, dv)
         if c == NEEDS_SANITIZE:
             raise TypeError("attributes must be sanitised first")
-        if type(value) is int:
-            self.add_i(c, value)
-        else:
-            self.add_d(c, value)
 
     # -- aggregation hooks ----------------------------------------------------
 
@@ -330,20 +348,29 @@ cdef class Stream:
 
     cpdef list collect(self, int64_t now):
         """Points for this collection interval, ending at ``now`` (ns)."""
-        cdef Py_ssize_t n_cells = self.n_used, c, k = 0, i
+        cdef Py_ssize_t n_cells, c, k = 0, i
         cdef Py_ssize_t rec = sizeof(int64_t) + self.snap_size
         cdef bint reset = self.delta or self.is_async
         cdef bint evicted = False
-        cdef int64_t interval_start = self.last_collect_ns
-        cdef char *buf
-        cdef list attrs = [None] * n_cells
+        cdef int64_t interval_start
+        cdef char *buf = NULL
+        cdef list attrs
         cdef list points
-        cdef TakenExemplars ex = self.ex.begin_collect(n_cells) if self.ex is not None else None
-        buf = <char *>PyMem_Malloc(<size_t>(n_cells * rec) if n_cells else 1)
-        if buf == NULL:
-            raise MemoryError()
+        cdef TakenExemplars ex = None
+        cdef object lock = guard(self)
+        cdef om_section section
+        cdef bint locked = True
+        om_section_begin(&section, lock)     # ended before phase 2, or in `finally`
         try:
-            # Phase 1, no Python code: copy (and for delta reset) what is exported.
+            n_cells = self.n_used
+            interval_start = self.last_collect_ns
+            attrs = [None] * n_cells
+            ex = self.ex.begin_collect(n_cells) if self.ex is not None else None
+            buf = <char *>PyMem_Malloc(<size_t>(n_cells * rec) if n_cells else 1)
+            if buf == NULL:
+                raise MemoryError()
+            # Phase 1, no Python code, in the guard's critical section: copy (and for
+            # delta reset) what is exported.
             for i in range(1, n_cells + 1):
                 c = i if i < n_cells else OVERFLOW_CELL   # the overflow series last
                 if not (self.flags[c] & CELL_LIVE):
@@ -364,6 +391,8 @@ cdef class Stream:
                 self._rebuild_index(self.index_size)
             self.last_collect_ns = now
             self.reclaim_tried = False
+            locked = False
+            om_section_end(&section)
             # Phase 2: points from the private copy.
             points = [None] * k
             py_now = now
@@ -373,6 +402,8 @@ cdef class Stream:
                                             ex.build(i, attrs[i]) if ex is not None else [])
             return points
         finally:
+            if locked:
+                om_section_end(&section)
             PyMem_Free(buf)
 
     @property
