@@ -280,6 +280,7 @@ cdef class GaugeCore(SyncCore):
         return BoundHandle(self, attributes)
 
 
+@cython.no_gc_clear     # __dealloc__ unpins through _core and _streams: the collector must not clear them first
 cdef class BoundHandle:
     """One series of one instrument, looked up once. ``add``, ``record`` and
     ``set`` are the same operation under the instrument's verb."""
