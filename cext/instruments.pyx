@@ -196,7 +196,10 @@ cdef class SyncCore:
             self._streams = streams
             self._n = len(streams)
             self._monotonic = monotonic
-            self._report = report
+            if self._report is None:
+                # Each wiring brings an equal reporter: the first stays, so a thread that
+                # is calling it never sees it freed.
+                self._report = report
             # A view's key filter changes the hash of a set, computed once by the fast path.
             self._fast = self._active and fast
 
@@ -311,7 +314,8 @@ cdef class BoundHandle:
             raise MemoryError()
         for i in range(self._n):
             self._cells[i] = pinned[i][1]
-        self.attributes = clean
+        if self.attributes is None:       # a re-pin sanitises an equal dict: keep the first
+            self.attributes = clean
         return 0
 
     cdef void _unpin(self):

@@ -234,6 +234,11 @@ cdef class Stream:
         self.n_free += 1
         self.n_live -= 1
 
+    def set_owner(self, object owner):
+        """The instrument core that will record into this stream: its critical section
+        guards the stream from now on (before the stream is collected or recorded into)."""
+        self.owner = owner
+
     def set_start(self, int64_t start_ns):
         """The instrument's creation time: the first delta interval's start."""
         self.created_ns = start_ns

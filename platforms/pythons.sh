@@ -258,6 +258,7 @@ case "${1:-}" in
     list)
         for e in $NATIVE_ENTRIES $EMULATED_ENTRIES; do
             v="${e##*-}"
+            case "$v" in *t) printf '%-14s CPython %s --disable-gil, built from source (freethreaded.sh)\n' "$e" "${v%t}"; continue ;; esac
             printf '%-14s Debian %-9s python%s\n' "$e" "$(debian_suite "$v")" "$v"
         done
         exit 0 ;;
