@@ -20,7 +20,7 @@ import pytest
 
 import otelmetrics
 from otelmetrics.export import InMemoryMetricReader, MetricReader
-from otelmetrics.view import DEFAULT_BOUNDARIES, View
+from otelmetrics.view import DEFAULT_BOUNDARIES, ExponentialBucketHistogramAggregation, View
 
 from _util import ALL_DELTA, by_attrs, points
 from _util import NEUTRAL_CWD
@@ -477,3 +477,62 @@ def test_threads_record_exactly_with_the_gil_off():
     out = subprocess.run([sys.executable, "-c", _NO_GIL_SCRIPT], capture_output=True, text=True,
                          cwd=NEUTRAL_CWD, env=env, timeout=600)
     assert out.returncode == 0 and out.stdout.split() == ["exact"], (out.stdout, out.stderr[-3000:])
+
+
+def test_recording_while_readers_come_and_go_is_exact():
+    """Readers added and removed while threads record (bound handles re-pin, handles come and
+    go, an exponential histogram swaps cells) and another thread collects: the reader that
+    stays counts every measurement exactly once."""
+    keep = InMemoryMetricReader(preferred_temporality=ALL_DELTA)
+    mp = otelmetrics.MeterProvider(metric_readers=[keep], shutdown_on_exit=False, views=[
+        View(instrument_name="e", aggregation=ExponentialBucketHistogramAggregation())])
+    m = mp.get_meter("rewire")
+    c, e = m.create_counter("c"), m.create_histogram("e")
+    bound = c.bind({"b": 1})
+    threads_n, adds = 4, 20_000
+    totals = Tally()          # (name, attributes) -> sum (counter) or count (histogram)
+    stop = threading.Event()
+
+    def drain():
+        for name, ps in points(keep).items():
+            for p in ps:
+                totals[(name, frozenset(p.attributes.items()))] += p.count if name == "e" else p.value
+
+    def rewire():
+        while not stop.is_set():
+            r = InMemoryMetricReader()
+            mp.add_metric_reader(r)
+            r.get_metrics_data()
+            mp.remove_metric_reader(r)
+
+    def collector():
+        while not stop.is_set():
+            drain()
+
+    def recorder(t):
+        def run():
+            for i in range(adds):
+                bound.add(1)
+                c.add(1, {"t": t % 2})
+                e.record(i * 0.37, {"t": t % 2})
+                if i % 1000 == 0:
+                    c.bind({"tmp": i % 7}).add(1)
+        return run
+
+    with fast_switching():
+        helpers, herr = run_threads([rewire, collector])
+        recorders, rerr = run_threads([recorder(t) for t in range(threads_n)])
+        for t in recorders:
+            t.join()
+        stop.set()
+        for t in helpers:
+            t.join()
+    assert not herr and not rerr, (herr, rerr)
+    drain()
+    n = threads_n * adds
+    key = lambda name, **a: (name, frozenset(a.items()))
+    assert totals[key("c", b=1)] == n
+    assert totals[key("c", t=0)] == totals[key("c", t=1)] == n // 2
+    assert totals[key("e", t=0)] == totals[key("e", t=1)] == n // 2
+    assert sum(v for k, v in totals.items() if k[0] == "c" and dict(k[1]).keys() == {"tmp"}) == \
+        threads_n * (adds // 1000)
