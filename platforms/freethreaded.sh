@@ -48,8 +48,12 @@ freethreaded_python() {
         mv "$tarball.part" "$tarball"
     fi
     [ "$(sha256sum "$tarball" | cut -d' ' -f1)" = "$sha" ] || die "$tarball: sha256 is not $sha"
-    if [ ! -f /usr/include/ffi.h ] && [ ! -f /usr/include/x86_64-linux-gnu/ffi.h ] ||
-       [ ! -f /usr/include/openssl/ssl.h ] || [ ! -f /usr/include/sqlite3.h ]; then
+    local h missing=""
+    for h in ffi.h openssl/ssl.h sqlite3.h bzlib.h lzma.h zlib.h readline/readline.h uuid/uuid.h; do
+        [ -f "/usr/include/$h" ] || [ -f "/usr/include/x86_64-linux-gnu/$h" ] || missing="$missing $h"
+    done
+    if [ -n "$missing" ]; then
+        echo "CPython's build dependencies are missing (no$missing): apt-get install"
         [ "$(id -u)" = 0 ] || die "CPython's build dependencies are missing: apt-get install $FT_BUILD_DEPS"
         # shellcheck disable=SC2086
         { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $FT_BUILD_DEPS; } >/dev/null ||
