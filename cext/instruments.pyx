@@ -41,6 +41,7 @@ from otelmetrics._native.attributes cimport hash_attributes, EMPTY_SET_HASH, NOT
 from otelmetrics._native.clock cimport now_ns
 from otelmetrics._native.exemplars cimport ExemplarSampler, EX_OFF, unsampled
 from otelmetrics._native.table cimport Stream, NEEDS_SANITIZE, find_cell, OM_FREE_THREADED
+from otelmetrics._native.table cimport om_section, om_section_begin, om_section_end
 from otelmetrics._native.values cimport parse_value, parse_exact, V_DROP, V_INT, V_FLOAT
 
 # Drop reasons, as reported to the Python layer.
@@ -117,6 +118,7 @@ cdef inline bint _record_known(SyncCore core, PyObject *amount, PyObject *attrib
     cdef double dv = 0.0
     cdef int k
     cdef bint done
+    cdef om_section section
     cdef Py_hash_t h
     cdef Py_ssize_t n
     cdef PyObject *noted[2 * NOTED_PAIRS]
@@ -135,8 +137,11 @@ cdef inline bint _record_known(SyncCore core, PyObject *amount, PyObject *attrib
             return False
     else:
         return False
-    with cython.critical_section(core):
-        done = _add_known(core, k, iv, dv, h, attributes, n, noted)
+    # The core's critical section, on the borrowed core (`with cython.critical_section`
+    # would take and drop a reference: atomic operations on a shared object without the GIL).
+    om_section_begin(&section, core)
+    done = _add_known(core, k, iv, dv, h, attributes, n, noted)
+    om_section_end(&section)
     return done
 
 
@@ -380,6 +385,7 @@ cdef class BoundHandle:
         cdef double dv = 0.0
         cdef int k
         cdef bint done
+        cdef om_section section
         cdef PyObject *core = <PyObject *>self._core      # borrowed: self holds it
         cdef PyObject *sampler = <PyObject *>(<SyncCore>core)._sampler
         if not (<SyncCore>core)._active:
@@ -388,8 +394,9 @@ cdef class BoundHandle:
             return False
         if sampler != <PyObject *>None and not unsampled(<ExemplarSampler>sampler, <object>context):
             return False
-        with cython.critical_section(<SyncCore>core):
-            done = self._add_known(<SyncCore>core, k, iv, dv)
+        om_section_begin(&section, <SyncCore>core)        # as in _record_known
+        done = self._add_known(<SyncCore>core, k, iv, dv)
+        om_section_end(&section)
         return done
 
     cdef inline bint _add_known(self, SyncCore core, int k, int64_t iv, double dv) noexcept:
