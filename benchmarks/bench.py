@@ -4,6 +4,7 @@
     python benchmarks/bench.py --quick          # fewer iterations
     python benchmarks/bench.py --instructions   # instructions per call under callgrind (~3 min)
     python benchmarks/bench.py --memory         # peak RSS per series after a collection, fresh processes
+    python benchmarks/bench.py --threads        # threads recording at once: scaling (~20 s)
 
 Timing: absolute times depend on the machine and its load; the ratios, measured
 in the same process a few milliseconds apart, are what to compare between runs.
@@ -22,6 +23,15 @@ Memory (``--memory``): each SDK in fresh processes, one with a counter and a
 histogram of 2000 series each and one without (the same imports and attribute
 dicts), both after one collection and its OTLP encoding; the difference of their
 peak RSS / 2000 is one (sum + histogram) series.
+
+Threads (``--threads``): 1, 2 and 4 threads each make the same number of
+``counter.add(1, 3 attrs)`` calls at once, into one series of one counter, into a
+series of their own of one counter, and into a counter of their own; printed is
+the wall time per call of all threads together (lower than the one-thread time
+only when they run in parallel, as on free-threaded CPython with the GIL off), and
+the CPU time per call summed over the threads (what contention costs: waiting for
+a lock, or cache lines moving between cores; it does not depend on how many cores
+are free, the wall time does).
 """
 from __future__ import annotations
 
@@ -515,6 +525,62 @@ def timing(quick: bool) -> int:
     return memory()
 
 
+def threads_table(adds: int = 200_000, repeat: int = 3) -> int:
+    """Wall time per call, all threads together, for 1/2/4 threads (see the docstring)."""
+    import threading
+    import otelmetrics
+    from otelmetrics.export import InMemoryMetricReader
+
+    provider = otelmetrics.MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
+    meter = provider.get_meter("bench")
+    shared = meter.create_counter("shared")
+
+    def plan(kind, t):
+        if kind == "one series":
+            return shared.add, dict(ATTRS)
+        if kind == "own series":
+            return shared.add, dict(ATTRS, thread=t)
+        return meter.create_counter("own%d" % t).add, dict(ATTRS)
+
+    def run(n_threads, kind):
+        work = [plan(kind, t) for t in range(n_threads)]
+        for add, a in work:
+            add(1, a)                   # series created before the clock starts
+        start = threading.Barrier(n_threads + 1)
+
+        cpu = []
+
+        def body(add, a):
+            start.wait()
+            c0 = time.thread_time_ns()
+            for _ in range(adds):
+                add(1, a)
+            cpu.append(time.thread_time_ns() - c0)
+        best = best_cpu = float("inf")
+        for _ in range(repeat):
+            del cpu[:]
+            threads = [threading.Thread(target=body, args=w) for w in work]
+            for t in threads:
+                t.start()
+            start.wait()
+            t0 = time.perf_counter_ns()
+            for t in threads:
+                t.join()
+            best = min(best, (time.perf_counter_ns() - t0) / (adds * n_threads))
+            best_cpu = min(best_cpu, sum(cpu) / (adds * n_threads))
+        return "%4.0f / %-4.0f" % (best, best_cpu)
+
+    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+    print("counter.add(1, 3 attrs) from N threads at once: ns per call, all threads together "
+          "(Python %s, GIL %s, %d cores)" % (platform.python_version(), "on" if gil else "off", os.cpu_count()))
+    print("%-22s %12s %12s %12s   (wall / CPU ns per call)" % ("threads record into", "1 thread",
+                                                                  "2 threads", "4 threads"))
+    for kind in ("one series", "own series", "own counter"):
+        print("%-22s %12s %12s %12s" % ((kind,) + tuple(run(n, kind) for n in (1, 2, 4))))
+    provider.shutdown()
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer iterations (timing)")
@@ -526,6 +592,8 @@ def main(argv=None) -> int:
                     help="with --instructions: callgrind runs at once")
     ap.add_argument("--memory", action="store_true",
                     help="only the peak RSS per series after a collection (fresh processes)")
+    ap.add_argument("--threads", action="store_true",
+                    help="threads recording at once (scaling) instead of one-thread times")
     ap.add_argument("--run-case", nargs=3, metavar=("COLUMN", "CASE", "N"), help=argparse.SUPPRESS)
     ap.add_argument("--run-memory", nargs=3, metavar=("COLUMN", "SERIES", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -536,6 +604,8 @@ def main(argv=None) -> int:
     if args.run_case:
         column, case, n = args.run_case
         return run_case(column, case, int(n))
+    if args.threads:
+        return threads_table()
     if args.instructions:
         columns = [c for c, _ in COLUMNS if c in args.columns.split(",")]
         return instruction_table(columns, max(args.jobs, 1))

@@ -5,7 +5,9 @@
 # collection's samples). See exemplars.pyx.
 #
 # Contract with the callers:
-# - instruments.pyx asks ExemplarSampler.sample(context) once per measurement
+# - instruments.pyx asks ExemplarSampler.sample(context, ids) once per measurement
+#   (the span's trace id high and low halves and span id land in the caller's ids[3]:
+#   one sampler serves every thread)
 #   (mode EX_OFF never reaches it: the instrument then holds no sampler),
 #   unless the inline unsampled(sampler, context) already says no: with the
 #   trace-based filter and no span in the context (the usual case) that
@@ -41,8 +43,7 @@ cdef class ExemplarSampler:
     cdef object ctxvar          # opentelemetry's current-context ContextVar, or None
     cdef object span_key        # the context key of the current span
     cdef object get_current     # fallback: opentelemetry.context.get_current
-    cdef uint64_t thi, tlo, span_id
-    cdef int sample(self, object context) except -1
+    cdef int sample(self, object context, uint64_t *ids) except -1
 
 
 ctypedef struct ExSlot:

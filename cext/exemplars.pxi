@@ -55,11 +55,12 @@ cdef class ExemplarSampler:
         self.span_key = span_key
         self.get_current = get_current
 
-    cdef int sample(self, object context) except -1:
-        """1 when the measurement is eligible; span ids left in thi/tlo/span_id."""
+    cdef int sample(self, object context, uint64_t *ids) except -1:
+        """1 when the measurement is eligible; the trace id's high and low halves and
+        the span id in ids[0..2] (the caller's: a sampler is shared by every thread)."""
         cdef PyObject *raw = NULL
         cdef PyObject *span
-        self.thi = self.tlo = self.span_id = 0
+        ids[0] = ids[1] = ids[2] = 0
         if self.mode == EX_OFF:
             return 0
         if context is None:
@@ -84,9 +85,9 @@ cdef class ExemplarSampler:
             if not sc.is_valid:
                 return self.mode == EX_ON
             sampled = sc.trace_flags.sampled
-            self.thi = (sc.trace_id >> 64) & 0xFFFFFFFFFFFFFFFF
-            self.tlo = sc.trace_id & 0xFFFFFFFFFFFFFFFF
-            self.span_id = sc.span_id
+            ids[0] = (sc.trace_id >> 64) & 0xFFFFFFFFFFFFFFFF
+            ids[1] = sc.trace_id & 0xFFFFFFFFFFFFFFFF
+            ids[2] = sc.span_id
         except Exception:
             return self.mode == EX_ON
         return 1 if (self.mode == EX_ON or sampled) else 0

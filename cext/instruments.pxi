@@ -16,14 +16,24 @@ unsampled), and a series every stream already holds (table.pxd's find_cell),
 then one add per stream. It changes nothing until it records, so when any
 condition fails the full path (_measure, _apply) runs from the start: value
 checks and drop reports, sanitising, new series, exemplars, errors.
+
+Threads: a core's streams (and its bound handles' pinned cells) are read and
+updated only inside the core's critical section (cython.critical_section: a
+per-object lock on free-threaded CPython, nothing with the GIL), which the
+streams' collections take too (table.pxd's guard()). The known-series path
+takes it once for all its streams, so a measurement lands in every stream of a
+collection interval or in none, and after _deactivate() returns none lands.
+Sampling, value parsing and hashing happen before it; the span ids a sampler
+finds go to the caller's locals.
 """
 
+cimport cython
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.dict cimport PyDict_CheckExact
 from cpython.object cimport PyObject
 from libc.math cimport isfinite
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 
 # Drop reasons, as reported to the Python layer.
@@ -46,31 +56,38 @@ cdef object _clean_attributes(object attributes, object report):
 
 
 cdef inline int _record(tuple streams, int k, int64_t iv, double dv, object attributes,
-                        object context, object report, ExemplarSampler sampler) except -1:
+                        object context, object report, ExemplarSampler sampler,
+                        SyncCore core=None) except -1:
     """Add a parsed value to its series in every stream (sanitising the
     attributes once, only if the fast path refuses them) and offer it as an
-    exemplar if the sampler says so."""
+    exemplar if the sampler says so. Each stream in its guard's critical section
+    (``core``'s for a synchronous instrument, which must still be active there)."""
     cdef Py_ssize_t i, c
     cdef Stream s
     cdef bint clean = False
     cdef int sampled = 0
     cdef int64_t t = 0
-    if sampler is not None and sampler.sample(context):
+    cdef uint64_t ids[3]
+    if sampler is not None and sampler.sample(context, ids):
         sampled = 1
         t = now_ns()
     for i in range(PyTuple_GET_SIZE(streams)):
         s = <Stream>PyTuple_GET_ITEM(streams, i)
-        c = s.cell_for(attributes, clean)
-        if c == NEEDS_SANITIZE:
-            attributes = _clean_attributes(attributes, report)
-            clean = True
-            c = s.cell_for(attributes, True)
-        if k == V_INT:
-            s.add_i(c, iv)
-        else:
-            s.add_d(c, dv)
-        if sampled:
-            s.offer(c, k == V_INT, iv, dv, attributes, t, sampler.thi, sampler.tlo, sampler.span_id, context)
+        lock = core if core is not None else s
+        with cython.critical_section(lock):
+            if core is None or core._active:
+                c = s.cell_for(attributes, clean)
+                if c == NEEDS_SANITIZE:
+                    # Python code in the section: the table is not half-updated here.
+                    attributes = _clean_attributes(attributes, report)
+                    clean = True
+                    c = s.cell_for(attributes, True)
+                if k == V_INT:
+                    s.add_i(c, iv)
+                else:
+                    s.add_d(c, dv)
+                if sampled:
+                    s.offer(c, k == V_INT, iv, dv, attributes, t, ids[0], ids[1], ids[2], context)
     return 0
 
 
@@ -92,14 +109,14 @@ cdef inline bint _record_known(SyncCore core, PyObject *amount, PyObject *attrib
     cdef int64_t iv = 0
     cdef double dv = 0.0
     cdef int k
+    cdef bint done
+    cdef om_section section
     cdef Py_hash_t h
-    cdef Py_ssize_t n, i, ns = core._n
-    cdef Py_ssize_t cells[FAST_STREAMS]
+    cdef Py_ssize_t n
     cdef PyObject *noted[2 * NOTED_PAIRS]
-    cdef PyObject *s
     cdef PyObject *sampler = <PyObject *>core._sampler
     if not core._fast:
-        return not core._active or ns == 0       # ignored; else the full path
+        return not core._active or core._n == 0  # ignored; else the full path
     if not _fast_value(core, amount, &iv, &dv, &k):
         return False
     if sampler != <PyObject *>None and not unsampled(<ExemplarSampler>sampler, <object>context):
@@ -112,6 +129,23 @@ cdef inline bint _record_known(SyncCore core, PyObject *amount, PyObject *attrib
             return False
     else:
         return False
+    # The core's critical section, on the borrowed core (`with cython.critical_section`
+    # would take and drop a reference: atomic operations on a shared object without the GIL).
+    om_section_begin(&section, core)
+    done = _add_known(core, k, iv, dv, h, attributes, n, noted)
+    om_section_end(&section)
+    return done
+
+
+cdef inline bint _add_known(SyncCore core, int k, int64_t iv, double dv, Py_hash_t h,
+                            PyObject *attributes, Py_ssize_t n, PyObject **noted) noexcept:
+    """_record_known's part in the core's critical section: find the series in
+    every stream, then add to each; False (nothing recorded) if one lacks it."""
+    cdef Py_ssize_t i, ns = core._n
+    cdef Py_ssize_t cells[FAST_STREAMS]
+    cdef PyObject *s
+    if OM_FREE_THREADED and not core._fast:
+        return not core._active                  # deactivated or rewired meanwhile
     for i in range(ns):
         s = PyTuple_GET_ITEM(core._streams, i)
         cells[i] = find_cell(<Stream>s, h, <dict>attributes, n, noted)
@@ -151,21 +185,29 @@ cdef class SyncCore:
 
     def _bind_core(self, tuple streams, bint monotonic, object report):
         """Wire the instrument to its streams; ``report(reason)`` hears about drops."""
-        self._streams = streams
-        self._n = len(streams)
-        self._monotonic = monotonic
-        self._report = report
-        # A view's key filter changes the hash of a set, computed once by the fast path.
-        self._fast = self._active and 0 < self._n <= FAST_STREAMS and all(
+        for st in streams:
+            (<Stream>st).owner = self       # its guard: before anything records into it
+        fast = 0 < len(streams) <= FAST_STREAMS and all(
             (<Stream>st).allowed is None and (<Stream>st).excluded is None for st in streams)
+        with cython.critical_section(self):
+            self._streams = streams
+            self._n = len(streams)
+            self._monotonic = monotonic
+            if self._report is None:
+                # Each wiring brings an equal reporter: the first stays, so a thread that
+                # is calling it never sees it freed.
+                self._report = report
+            # A view's key filter changes the hash of a set, computed once by the fast path.
+            self._fast = self._active and fast
 
     def _set_sampler(self, ExemplarSampler sampler):
         self._sampler = sampler if (sampler is not None and sampler.mode != EX_OFF) else None
 
     def _deactivate(self):
-        """After shutdown: measurements are ignored."""
-        self._active = False
-        self._fast = False
+        """After shutdown: measurements are ignored (none lands once this returns)."""
+        with cython.critical_section(self):
+            self._active = False
+            self._fast = False
 
     cdef inline int _value(self, object amount, int64_t *iv, double *dv) except -1:
         cdef int k = parse_value(amount, iv, dv)
@@ -187,12 +229,15 @@ cdef class SyncCore:
         cdef int64_t iv = 0
         cdef double dv = 0.0
         cdef int k
+        cdef tuple streams
         if not self._active or self._n == 0:
             return 0
         try:
             k = self._value(amount, &iv, &dv)
             if k != V_DROP:
-                _record(self._streams, k, iv, dv, attributes, context, self._report, self._sampler)
+                with cython.critical_section(self):
+                    streams = self._streams
+                _record(streams, k, iv, dv, attributes, context, self._report, self._sampler, self)
         except Exception:
             try:
                 self._report(INTERNAL)
@@ -203,7 +248,9 @@ cdef class SyncCore:
     def _bind_cells(self, attributes):
         """Sanitised attributes, and their pinned cell in every stream (for a bound handle)."""
         clean = self._clean(attributes)
-        return clean, [(s, s.pin(clean)) for s in self._streams]
+        with cython.critical_section(self):
+            pinned = [(s, s.pin(clean)) for s in self._streams]
+        return clean, pinned
 
 
 cdef class CounterCore(SyncCore):
@@ -233,6 +280,7 @@ cdef class GaugeCore(SyncCore):
         return BoundHandle(self, attributes)
 
 
+@cython.no_gc_clear     # __dealloc__ unpins through _core and _streams: the collector must not clear them first
 cdef class BoundHandle:
     """One series of one instrument, looked up once. ``add``, ``record`` and
     ``set`` are the same operation under the instrument's verb."""
@@ -249,10 +297,12 @@ cdef class BoundHandle:
         self._pin(attributes)
 
     cdef int _pin(self, object attributes) except -1:
-        """Pin this series' cell in each of the core's streams."""
+        """Pin this series' cell in each of the core's streams (in the core's critical
+        section, as every read or change of the handle's cells)."""
         cdef Py_ssize_t i
-        self._bound_to = self._core._streams
-        clean, pinned = self._core._bind_cells(attributes)
+        with cython.critical_section(self._core):
+            self._bound_to = self._core._streams
+            clean, pinned = self._core._bind_cells(attributes)
         self._n = len(pinned)
         self._streams = tuple(s for s, _ in pinned)
         self._cells = <Py_ssize_t *>PyMem_Malloc((self._n or 1) * sizeof(Py_ssize_t))
@@ -261,7 +311,8 @@ cdef class BoundHandle:
             raise MemoryError()
         for i in range(self._n):
             self._cells[i] = pinned[i][1]
-        self.attributes = clean
+        if self.attributes is None:       # a re-pin sanitises an equal dict: keep the first
+            self.attributes = clean
         return 0
 
     cdef void _unpin(self):
@@ -274,58 +325,80 @@ cdef class BoundHandle:
         self._n = 0
 
     def __dealloc__(self):
-        self._unpin()
+        if self._cells != NULL:
+            with cython.critical_section(self._core):
+                self._unpin()
 
     cdef inline int _apply(self, object amount, object context) except -1:
-        cdef int64_t t
+        cdef int64_t t = 0
         cdef int64_t iv = 0
         cdef double dv = 0.0
         cdef Py_ssize_t i
         cdef Stream s
         cdef int k
-        if not self._core._active:
+        cdef int sampled = 0
+        cdef uint64_t ids[3]
+        cdef SyncCore core = self._core
+        if not core._active:
             return 0
         try:
-            if self._bound_to is not self._core._streams:
-                # A reader was added or removed since the cells were pinned: pin
-                # again, once, so the handle records into exactly the current streams.
-                self._unpin()
-                self._pin(self.attributes)
-            k = self._core._value(amount, &iv, &dv)
+            k = core._value(amount, &iv, &dv)
         except Exception:
             return 0
         if k == V_DROP:
             return 0
-        for i in range(self._n):
-            s = <Stream>PyTuple_GET_ITEM(self._streams, i)
-            if k == V_INT:
-                s.add_i(self._cells[i], iv)
-            else:
-                s.add_d(self._cells[i], dv)
-        if self._core._sampler is not None and self._core._sampler.sample(context):
+        if core._sampler is not None and core._sampler.sample(context, ids):
+            sampled = 1
             t = now_ns()
-            for i in range(self._n):
-                s = <Stream>PyTuple_GET_ITEM(self._streams, i)
-                s.offer(self._cells[i], k == V_INT, iv, dv, self.attributes, t, self._core._sampler.thi,
-                        self._core._sampler.tlo, self._core._sampler.span_id, context)
+        with cython.critical_section(core):
+            if core._active:
+                try:
+                    if self._bound_to is not core._streams:
+                        # A reader was added or removed since the cells were pinned: pin
+                        # again, once, so the handle records into exactly the current streams.
+                        self._unpin()
+                        self._pin(self.attributes)
+                except Exception:
+                    self._n = 0
+                for i in range(self._n):
+                    s = <Stream>PyTuple_GET_ITEM(self._streams, i)
+                    if k == V_INT:
+                        s.add_i(self._cells[i], iv)
+                    else:
+                        s.add_d(self._cells[i], dv)
+                    if sampled:
+                        s.offer(self._cells[i], k == V_INT, iv, dv, self.attributes, t, ids[0], ids[1], ids[2],
+                                context)
         return 0
 
     cdef inline bint _apply_known(self, PyObject *amount, PyObject *context) noexcept:
         """The fast path (see the module's docstring); False: nothing recorded, run _apply."""
         cdef int64_t iv = 0
         cdef double dv = 0.0
-        cdef Py_ssize_t i
         cdef int k
+        cdef bint done
+        cdef om_section section
         cdef PyObject *core = <PyObject *>self._core      # borrowed: self holds it
         cdef PyObject *sampler = <PyObject *>(<SyncCore>core)._sampler
-        cdef PyObject *s
         if not (<SyncCore>core)._active:
             return True
-        if (<PyObject *>self._bound_to != <PyObject *>(<SyncCore>core)._streams
-                or not _fast_value(<SyncCore>core, amount, &iv, &dv, &k)):
+        if not _fast_value(<SyncCore>core, amount, &iv, &dv, &k):
             return False
         if sampler != <PyObject *>None and not unsampled(<ExemplarSampler>sampler, <object>context):
             return False
+        om_section_begin(&section, <SyncCore>core)        # as in _record_known
+        done = self._add_known(<SyncCore>core, k, iv, dv)
+        om_section_end(&section)
+        return done
+
+    cdef inline bint _add_known(self, SyncCore core, int k, int64_t iv, double dv) noexcept:
+        """_apply_known's part in the core's critical section."""
+        cdef Py_ssize_t i
+        cdef PyObject *s
+        if <PyObject *>self._bound_to != <PyObject *>core._streams:
+            return False
+        if OM_FREE_THREADED and not core._active:
+            return True                               # deactivated meanwhile: ignored
         for i in range(self._n):
             s = PyTuple_GET_ITEM(self._streams, i)
             if k == V_INT:
@@ -366,7 +439,7 @@ def observe(tuple streams, object amount, object attributes, object report):
         if k == V_FLOAT and not isfinite(dv):
             report(NON_FINITE)
             return False
-        _record(streams, k, iv, dv, attributes, None, report, None)
+        _record(streams, k, iv, dv, attributes, None, report, None)   # each stream in its own section
         return True
     except Exception:
         report(INTERNAL)

@@ -21,6 +21,7 @@ ever in memory.
 ``decode_fields(data)`` is the small reader the exporter needs for response bodies
 (``ExportMetricsServiceResponse``, ``google.rpc.Status``).
 """
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_Next
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc

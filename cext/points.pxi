@@ -114,13 +114,15 @@ cdef class _SeriesPoint(_Point):
     def attributes(self):
         cdef Py_ssize_t j
         cdef tuple flat
-        if self._attributes is None and self._flat_attributes is not None:
-            flat = self._flat_attributes
-            d = {}
-            for j in range(0, len(flat), 2):
-                d[flat[j]] = flat[j + 1]
-            self._attributes = d
-        return self._attributes
+        with cython.critical_section(self):      # threads reading one point build it once
+            if self._attributes is None and self._flat_attributes is not None:
+                flat = self._flat_attributes
+                d = {}
+                for j in range(0, len(flat), 2):
+                    d[flat[j]] = flat[j + 1]
+                self._attributes = d
+            attributes = self._attributes
+        return attributes
 
 
 @cython.no_gc

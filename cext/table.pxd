@@ -69,6 +69,7 @@ cdef class Stream:
     cdef Py_ssize_t snap_size               # bytes of one cell's snapshot record
     cdef bint reclaim_tried                 # delta: table scanned for quiet cells this interval
     cdef StreamExemplars ex                 # None: no exemplars
+    cdef object owner                       # whose critical section guards the stream (None: its own)
 
     cdef Py_ssize_t cell_for(self, object attributes, bint clean) except -3
     cdef Py_ssize_t _insert(self, Py_hash_t h, dict d, Py_ssize_t n) except -3
@@ -98,6 +99,9 @@ cdef class Stream:
     cdef char *spare                        # a released snapshot buffer, reused by the next collection
     cdef Py_ssize_t spare_cap
     cpdef Snapshot collect_snapshot(self, int64_t now)
+    cdef int _snapshot_into(self, Snapshot snap, Py_ssize_t n_cells, Py_ssize_t rec, Py_ssize_t need,
+                            bint reset, int64_t interval_start, list attrs, TakenExemplars ex,
+                            int64_t now) except -1
     cdef bint stable_snapshot(self) noexcept
 
 
@@ -117,7 +121,38 @@ cdef class Snapshot:
     cdef TakenExemplars ex
     cdef list built                         # the points, once built
     cpdef list points(self)
+    cdef list _build(self)
     cdef void _release(self) noexcept
+
+
+cdef extern from *:
+    """
+    /* A critical section begun and ended at two points of a function (the `with
+       cython.critical_section` block cannot end mid-block): free-threaded CPython's
+       PyCriticalSection, nothing with the GIL. */
+    #ifdef Py_GIL_DISABLED
+    typedef PyCriticalSection om_section;
+    #define om_section_begin(s, o) PyCriticalSection_Begin((s), (o))
+    #define om_section_end(s) PyCriticalSection_End(s)
+    #define OM_FREE_THREADED 1
+    #else
+    typedef int om_section;
+    #define om_section_begin(s, o) ((void)(s), (void)(o))
+    #define om_section_end(s) ((void)(s))
+    #define OM_FREE_THREADED 0
+    #endif
+    """
+    ctypedef int om_section
+    void om_section_begin(om_section *s, object o) noexcept
+    void om_section_end(om_section *s) noexcept
+    bint OM_FREE_THREADED           # compiled on free-threaded CPython
+
+
+cdef inline object guard(Stream s):
+    """The object whose critical section (free-threaded CPython) every access to the
+    stream's table and cells holds: the instrument core recording into it (``owner``,
+    set when the core binds it), else the stream itself (asynchronous instruments)."""
+    return s.owner if s.owner is not None else s
 
 
 cdef inline Py_ssize_t find_cell(Stream s, Py_hash_t h, dict d, Py_ssize_t n, PyObject **noted) noexcept:

@@ -9,17 +9,24 @@ series ``{"otel.metric.overflow": True}``, so a stream exports at most
 stream reuses the cells of series that were quiet for a whole interval, unless
 a bound handle pins them.
 
-Concurrency: every operation runs with the GIL held and calls no Python code
-while the table or a cell is half-updated (attribute sets on the fast path hold
-only builtin str/int/float/bool, whose hash and equality are C). A collection
-first copies and resets the cells it exports into a private buffer in one
-Python-free pass, so a measurement racing a collection lands in exactly one
-interval. That copy is a Snapshot: point objects are built from it only when
-someone reads them, and an encoder that writes bytes reads the copy instead.
+Concurrency: every access to a stream's table and cells runs inside the
+critical section of its guard (table.pxd's guard(): the instrument core that
+records into it, else the stream itself) and calls no Python code while the
+table or a cell is half-updated (attribute sets on the fast path hold only
+builtin str/int/float/bool, whose hash and equality are C). On free-threaded
+CPython that section is the lock; with the GIL it compiles to nothing and the
+GIL plays its part. A collection first copies and resets the cells it exports
+into a private buffer in one Python-free pass, inside the section, so a
+measurement racing a collection lands in exactly one interval. That copy is a
+Snapshot: point objects are built from it (outside the section) only when
+someone reads them, and an encoder that writes bytes reads the copy instead;
+the stream's spare buffer, which snapshots give back, is read and written
+inside the same section.
 
 ``time_ns()`` is the clock every timestamp of a stream uses (clock.pxd).
 """
 
+cimport cython
 from cpython.dict cimport PyDict_Next
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
@@ -227,6 +234,11 @@ cdef class Stream:
         self.n_free += 1
         self.n_live -= 1
 
+    def set_owner(self, object owner):
+        """The instrument core that will record into this stream: its critical section
+        guards the stream from now on (before the stream is collected or recorded into)."""
+        self.owner = owner
+
     def set_start(self, int64_t start_ns):
         """The instrument's creation time: the first delta interval's start."""
         self.created_ns = start_ns
@@ -264,13 +276,15 @@ cdef class Stream:
 
     def pin(self, object attributes):
         """Cell for ``attributes`` (sanitised dict or None), kept for a bound handle."""
-        cdef Py_ssize_t c = self.cell_for(attributes, True)
-        if c >= 0:
-            self.pins[c] += 1
+        cdef Py_ssize_t c
+        with cython.critical_section(guard(self)):
+            c = self.cell_for(attributes, True)
+            if c >= 0:
+                self.pins[c] += 1
         return c
 
     cdef void unpin(self, Py_ssize_t c) noexcept:
-        """A bound handle let go of cell ``c``."""
+        """A bound handle let go of cell ``c`` (the caller holds the guard's critical section)."""
         if 0 <= c < self.n_used and self.pins[c] > 0:
             self.pins[c] -= 1
 
@@ -279,13 +293,23 @@ cdef class Stream:
     def record(self, object value, object attributes=None):
         """Record one measurement: an int that fits int64 or a float, with a
         sanitised attribute dict (for tests; instruments use the C entry)."""
-        cdef Py_ssize_t c = self.cell_for(attributes, True)
+        cdef Py_ssize_t c
+        cdef int64_t iv = 0
+        cdef double dv = 0.0
+        cdef bint isint = type(value) is int
+        if isint:
+            iv = value
+        else:
+            dv = value
+        with cython.critical_section(guard(self)):
+            c = self.cell_for(attributes, True)
+            if c != NEEDS_SANITIZE:
+                if isint:
+                    self.add_i(c, iv)
+                else:
+                    self.add_d(c, dv)
         if c == NEEDS_SANITIZE:
             raise TypeError("attributes must be sanitised first")
-        if type(value) is int:
-            self.add_i(c, value)
-        else:
-            self.add_d(c, value)
 
     # -- aggregation hooks ----------------------------------------------------
 
@@ -354,16 +378,39 @@ cdef class Stream:
         buffer the snapshot owns, so it stays valid whatever later collections do.
         Points are built from it when asked (at once when exemplars were taken or
         the stream's records are not stable)."""
-        cdef Py_ssize_t n_cells = self.n_used, c, k = 0, i
+        cdef Py_ssize_t n_cells, c, k = 0, i
         cdef Py_ssize_t rec = sizeof(int64_t) + self.snap_size
-        cdef Py_ssize_t need = n_cells * rec if n_cells else 1
+        cdef Py_ssize_t need
         cdef bint reset = self.delta or self.is_async
         cdef bint evicted = False
-        cdef int64_t interval_start = self.last_collect_ns
+        cdef int64_t interval_start
         cdef char *buf
-        cdef list attrs = [None] * n_cells
+        cdef list attrs
         cdef Snapshot snap = Snapshot.__new__(Snapshot)
-        cdef TakenExemplars ex = self.ex.begin_collect(n_cells) if self.ex is not None else None
+        cdef TakenExemplars ex = None
+        cdef om_section section
+        om_section_begin(&section, guard(self))     # the whole copy and reset, and the spare
+        try:
+            n_cells = self.n_used
+            need = n_cells * rec if n_cells else 1
+            interval_start = self.last_collect_ns
+            attrs = [None] * n_cells
+            ex = self.ex.begin_collect(n_cells) if self.ex is not None else None
+            self._snapshot_into(snap, n_cells, rec, need, reset, interval_start, attrs, ex, now)
+        finally:
+            om_section_end(&section)
+        if ex is not None or not self.stable_snapshot():
+            snap.points()
+            snap._release()     # nobody else has the snapshot yet
+        return snap
+
+    cdef int _snapshot_into(self, Snapshot snap, Py_ssize_t n_cells, Py_ssize_t rec, Py_ssize_t need,
+                            bint reset, int64_t interval_start, list attrs, TakenExemplars ex,
+                            int64_t now) except -1:
+        """collect_snapshot's copy and reset, inside the guard's critical section."""
+        cdef Py_ssize_t c, k = 0, i
+        cdef bint evicted = False
+        cdef char *buf
         snap.stream = self
         snap.rec = rec
         snap.now = now
@@ -400,10 +447,7 @@ cdef class Stream:
             self._rebuild_index(self.index_size)
         self.last_collect_ns = now
         self.reclaim_tried = False
-        if ex is not None or not self.stable_snapshot():
-            snap.points()
-            snap._release()     # nobody else has the snapshot yet
-        return snap
+        return 0
 
 
 cdef class Snapshot:
@@ -425,7 +469,12 @@ cdef class Snapshot:
 
     cpdef list points(self):
         """The points, built once from the records. The records stay until the
-        snapshot goes (another thread may be reading them)."""
+        snapshot goes (another thread may be reading them); two threads asking at
+        once get the same list (the snapshot's critical section)."""
+        with cython.critical_section(self):
+            return self._build()
+
+    cdef list _build(self):
         cdef Py_ssize_t i, rec = self.rec
         cdef char *buf = self.buf
         cdef list points
@@ -443,12 +492,21 @@ cdef class Snapshot:
         return points
 
     cdef void _release(self) noexcept:
+        """The buffer back to the stream as its spare (in the stream's critical
+        section: a dropped snapshot may go in any thread), or freed."""
         cdef Stream s = self.stream
+        cdef om_section section
         if self.buf == NULL:
             return
-        if s is not None and self.cap > s.spare_cap:
+        if s is None:
+            PyMem_Free(self.buf)
+            self.buf = NULL
+            return
+        om_section_begin(&section, guard(s))
+        if self.cap > s.spare_cap:
             PyMem_Free(s.spare)
             s.spare, s.spare_cap = self.buf, self.cap
         else:
             PyMem_Free(self.buf)
         self.buf = NULL
+        om_section_end(&section)

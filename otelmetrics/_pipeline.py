@@ -212,6 +212,8 @@ class Pipeline:
             if stream is None:
                 continue
             stream.set_start(start_ns)   # every stream of an instrument starts at its creation
+            if not kind._async:
+                stream.set_owner(instrument)   # guarded by the core's critical section (cext/README.md)
             if not kind._async and self._provider._sampler is not None:
                 configure_exemplars(instrument.name, stream, agg, factory)
             outs.append(_StreamOut(name, description, instrument.unit, stream, temporality,

@@ -18,6 +18,13 @@
 #       the [build-system] requirements and the test extra from PyPI, otelmetrics built
 #       from a snapshot of the tree against the sysroot's headers, and `pytest` from the
 #       snapshot's root (the tests import the installed package).
+#   x86_64-3.14t
+#       free-threaded CPython 3.14 (no GIL), which no Debian or Ubuntu package carries: built
+#       from the pinned upstream source once (platforms/freethreaded.sh; `--disable-gil`,
+#       make -j2, about 7 minutes on the 2-core machine) and installed into the cache, then
+#       steps 2-5 as above; the suite runs with PYTHON_GIL=0. grpcio has no free-threaded
+#       wheel (a source build takes far longer than the rest), so it and the reference's
+#       OTLP/gRPC exporter are left out there and the OTLP/gRPC tests skip, saying so.
 #   aarch64-3.11 aarch64-3.13 armv7l-3.11 armv6l-3.11
 #       platforms/build.sh TARGET with OTELMETRICS_PYTHON=VERSION: cross-built wheel, the
 #       suite under qemu-user with the target's interpreter.
@@ -41,8 +48,10 @@ REPO="$(cd "$HERE/.." && pwd)"
 . "$HERE/snapshot.sh"
 # shellcheck source=common.sh
 . "$HERE/common.sh"
+# shellcheck source=freethreaded.sh
+. "$HERE/freethreaded.sh"
 
-NATIVE_ENTRIES="x86_64-3.9 x86_64-3.11 x86_64-3.13 x86_64-3.14"
+NATIVE_ENTRIES="x86_64-3.9 x86_64-3.11 x86_64-3.13 x86_64-3.14 x86_64-3.14t"
 EMULATED_ENTRIES="aarch64-3.11 aarch64-3.13 armv7l-3.11 armv6l-3.11"
 DEFAULT_ENTRIES="x86_64-3.9 x86_64-3.13 x86_64-3.14 aarch64-3.13"
 BEGIN_MARK='<!-- tested-pythons: begin (written by platforms/pythons.sh) -->'
@@ -75,6 +84,16 @@ patchelf_tool() {
 # run_native ARCH VERSION: the x86-64 path described at the top.
 run_native() {
     local pyver="$1" suite
+    # Free-threaded (3.14t): CPython built from source instead of Debian's sysroot (the
+    # lines down to ROW_PACKAGE are the Debian branch, left unindented).
+    if [ "${pyver%t}" != "$pyver" ]; then
+    local sysroot="$CACHE/sysroot-amd64-py$pyver" version
+    local py="$sysroot/usr/bin/python$pyver"
+    step "1/5 free-threaded CPython $pyver built from source (platforms/freethreaded.sh)"
+    freethreaded_python "$pyver" "$sysroot/usr"
+    version=$("$py" -c 'import platform; print(platform.python_version())') || die "python$pyver does not start"
+    ROW_PACKAGE="CPython $version --disable-gil, built from source; PYTHON_GIL=${PYTHON_GIL-0}"
+    else
     suite="$(debian_suite "$pyver")"
     [ -n "$suite" ] || die "no Debian suite carries python$pyver"
     local sysroot="$CACHE/sysroot-amd64-py$pyver"
@@ -106,11 +125,14 @@ run_native() {
     debver=$(sed -n "s/^python$pyver //p" "$sysroot/.packages")
     echo "python $version (Debian $suite python$pyver $debver), run by $(cat "$sysroot/.patched")"
     ROW_PACKAGE="Debian $suite python$pyver $debver"
+    fi
 
     step "2/5 venv: pip, build and test requirements"
     local reqs cython
     cython="${OTELMETRICS_CYTHON:-}"
     reqs=$(pyproject_reqs "$REPO/pyproject.toml" build; pyproject_reqs "$REPO/pyproject.toml" test)
+    # No free-threaded grpcio wheel (see the top): its tests skip there.
+    [ "${pyver%t}" = "$pyver" ] || reqs=$(printf '%s\n' "$reqs" | grep -v '^grpcio\|^opentelemetry-exporter-otlp-proto-grpc')
     local key venv
     key=$(printf '%s\n%s\n' "$version" "$reqs" | sha256sum | cut -c1-16)
     venv="$CACHE/venv-x86_64-py$pyver"
@@ -120,7 +142,7 @@ run_native() {
         local pipdir="$CACHE/pip-py$pyver"
         rm -rf "$pipdir"
         python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
-            --python-version "$pyver" -d "$pipdir" pip
+            --python-version "${pyver%t}" -d "$pipdir" pip
         # pip runs from its own wheel to install itself into the venv.
         "$venv/bin/python" "$(ls "$pipdir"/pip-*.whl)/pip" install -q --disable-pip-version-check pip
         rm -rf "$pipdir"
@@ -170,7 +192,10 @@ PY
     # From the root as the README says: `pytest` (not `python -m pytest`) does not put the
     # root on sys.path, so the tests import the installed package.
     set +e
-    (cd "$work/src" && PATH="$venv/bin:$PATH" timeout 3600 "$venv/bin/pytest" -p no:cacheprovider) 2>&1 |
+    # A free-threaded entry runs with the GIL off (PYTHON_GIL=0, unless the caller set it).
+    local gil=()
+    [ "${pyver%t}" = "$pyver" ] || gil=(PYTHON_GIL="${PYTHON_GIL-0}")
+    (cd "$work/src" && env "${gil[@]}" PATH="$venv/bin:$PATH" timeout 3600 "$venv/bin/pytest" -p no:cacheprovider) 2>&1 |
         tee "$work/pytest.log"
     local rc=${PIPESTATUS[0]}
     set -e
@@ -220,7 +245,7 @@ for line in block.splitlines():
 arch, version = entry.rsplit("-", 1)
 rows[(arch, version)] = "| %s | %s | %s | %s | %s | %d min %02d s | %s |" % (
     version, arch, package, cython, summary, int(secs) // 60, int(secs) % 60, date)
-order = lambda k: (k[0] != "x86_64", k[0], tuple(int(p) for p in k[1].split(".")))
+order = lambda k: (k[0] != "x86_64", k[0], tuple(int(p.rstrip("t")) for p in k[1].split(".")), k[1])
 body = "\n".join(header + [rows[k] for k in sorted(rows, key=order)])
 with open(path, "w") as f:
     f.write(head + begin + "\n" + body + "\n" + end + tail)
@@ -233,6 +258,7 @@ case "${1:-}" in
     list)
         for e in $NATIVE_ENTRIES $EMULATED_ENTRIES; do
             v="${e##*-}"
+            case "$v" in *t) printf '%-14s CPython %s --disable-gil, built from source (freethreaded.sh)\n' "$e" "${v%t}"; continue ;; esac
             printf '%-14s Debian %-9s python%s\n' "$e" "$(debian_suite "$v")" "$v"
         done
         exit 0 ;;

@@ -20,7 +20,7 @@ import pytest
 
 import otelmetrics
 from otelmetrics.export import InMemoryMetricReader, MetricReader
-from otelmetrics.view import DEFAULT_BOUNDARIES, View
+from otelmetrics.view import DEFAULT_BOUNDARIES, ExponentialBucketHistogramAggregation, View
 
 from _util import ALL_DELTA, by_attrs, points
 from _util import NEUTRAL_CWD
@@ -379,6 +379,7 @@ def test_insert_racing_a_finalizer_at_the_limit_stays_bounded():
             gc.set_threshold(1)
             add(1, attrs)
             gc.set_threshold(700)
+            gc.collect()      # free-threaded CPython collects at its next safe point, not inside an allocation
             c.add(1, {"i": 1000})
             pts = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
             own = [p for p in pts if "otel.metric.overflow" not in p.attributes]
@@ -391,16 +392,147 @@ def test_insert_racing_a_finalizer_at_the_limit_stays_bounded():
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-2000:])
 
 
-@pytest.mark.skipif(not sysconfig.get_config_var("Py_GIL_DISABLED"),
-                    reason="not a free-threaded CPython build: the GIL is always on here")
-def test_a_free_threaded_interpreter_runs_otelmetrics_with_the_gil():
-    """The compiled modules do not declare free-threading compatibility (the cores rely on
-    the GIL for exact counts under threads): importing otelmetrics re-enables the GIL, and
-    CPython says so with a RuntimeWarning."""
+FREE_THREADED = pytest.mark.skipif(not sysconfig.get_config_var("Py_GIL_DISABLED"),
+                                   reason="not a free-threaded CPython build: the GIL is always on here")
+NATIVE_MODULES = ("aggregations", "attributes", "exemplars", "expo_histogram", "instruments",
+                  "otlp_wire", "points", "table")
+
+
+@FREE_THREADED
+def test_a_free_threaded_interpreter_keeps_the_gil_off_with_otelmetrics():
+    """Every compiled module declares itself free-threading compatible (its tables and cells
+    are guarded by critical sections): importing them all leaves the GIL off, and CPython
+    warns of nothing."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHON_GIL"}
-    out = subprocess.run([sys.executable, "-W", "always", "-c",
-                          "import sys, otelmetrics; print(sys._is_gil_enabled())"],
+    code = ("import sys, importlib, otelmetrics, otelmetrics.export\n"
+            "for m in %r: importlib.import_module('otelmetrics._native.' + m)\n"
+            "print(sys._is_gil_enabled())" % (NATIVE_MODULES,))
+    out = subprocess.run([sys.executable, "-W", "always", "-c", code],
                          capture_output=True, text=True, cwd=NEUTRAL_CWD, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["True"]
-    assert "RuntimeWarning" in out.stderr and "GIL" in out.stderr
+    assert out.stdout.split() == ["False"], (out.stdout, out.stderr)
+    assert "GIL" not in out.stderr, out.stderr
+
+
+_NO_GIL_SCRIPT = textwrap.dedent("""
+    import sys, threading
+    import otelmetrics
+    from otelmetrics import _instruments as inst
+    from otelmetrics.export import AggregationTemporality, InMemoryMetricReader
+    assert not sys._is_gil_enabled(), "the GIL is on"
+    THREADS, ADDS = 4, 20000
+    delta = InMemoryMetricReader(
+        preferred_temporality={k: AggregationTemporality.DELTA for k in inst.ALL_KINDS})
+    mp = otelmetrics.MeterProvider(metric_readers=[delta], shutdown_on_exit=False)
+    m = mp.get_meter("nogil")
+    c, h = m.create_counter("c"), m.create_histogram("h")
+    bound = c.bind({"bound": 1})
+    totals, done = {}, threading.Event()
+    def drain():
+        data = delta.get_metrics_data()
+        for metric in (data.resource_metrics[0].scope_metrics[0].metrics if data else ()):
+            for p in metric.data.data_points:
+                key = (metric.name, tuple(sorted(p.attributes.items())))
+                totals[key] = totals.get(key, 0) + (p.count if metric.name == "h" else p.value)
+    def collector():
+        while not done.is_set():
+            drain()
+    def recorder(t):
+        mine = {"t": t}
+        start.wait()
+        for i in range(ADDS):
+            c.add(1, {"s": "shared"})        # one series, every thread
+            c.add(1, mine)                   # a series per thread
+            c.add(1, {"n": i % 500})         # new series appearing under contention
+            bound.add(1)
+            h.record(i % 100, {"s": "shared"})
+    start = threading.Barrier(THREADS + 1)
+    threads = [threading.Thread(target=recorder, args=(t,)) for t in range(THREADS)]
+    for t in threads:
+        t.start()
+    col = threading.Thread(target=collector)
+    col.start()
+    start.wait()
+    for t in threads:
+        t.join()
+    done.set()
+    col.join()
+    drain()
+    n = THREADS * ADDS
+    want = {("c", (("s", "shared"),)): n, ("c", (("bound", 1),)): n, ("h", (("s", "shared"),)): n}
+    want.update({("c", (("t", t),)): ADDS for t in range(THREADS)})
+    want.update({("c", (("n", k),)): n // 500 for k in range(500)})
+    assert totals == want, sorted(set(totals.items()) ^ set(want.items()))[:10]
+    assert not sys._is_gil_enabled(), "the GIL was turned on"
+    print("exact")
+""")
+
+
+@FREE_THREADED
+def test_threads_record_exactly_with_the_gil_off():
+    """PYTHON_GIL=0: threads recording into one series, their own series, new series, a
+    shared bound handle and a histogram while another collects (delta): every measurement
+    lands in exactly one collection."""
+    env = dict(os.environ, PYTHON_GIL="0")
+    out = subprocess.run([sys.executable, "-c", _NO_GIL_SCRIPT], capture_output=True, text=True,
+                         cwd=NEUTRAL_CWD, env=env, timeout=600)
+    assert out.returncode == 0 and out.stdout.split() == ["exact"], (out.stdout, out.stderr[-3000:])
+
+
+def test_recording_while_readers_come_and_go_is_exact():
+    """Readers added and removed while threads record (bound handles re-pin, handles come and
+    go, an exponential histogram swaps cells) and another thread collects: the reader that
+    stays counts every measurement exactly once."""
+    keep = InMemoryMetricReader(preferred_temporality=ALL_DELTA)
+    mp = otelmetrics.MeterProvider(metric_readers=[keep], shutdown_on_exit=False, views=[
+        View(instrument_name="e", aggregation=ExponentialBucketHistogramAggregation())])
+    m = mp.get_meter("rewire")
+    c, e = m.create_counter("c"), m.create_histogram("e")
+    bound = c.bind({"b": 1})
+    threads_n, adds = 4, 20_000
+    totals = Tally()          # (name, attributes) -> sum (counter) or count (histogram)
+    stop = threading.Event()
+
+    def drain():
+        for name, ps in points(keep).items():
+            for p in ps:
+                totals[(name, frozenset(p.attributes.items()))] += p.count if name == "e" else p.value
+
+    def rewire():
+        while not stop.is_set():
+            r = InMemoryMetricReader()
+            mp.add_metric_reader(r)
+            r.get_metrics_data()
+            mp.remove_metric_reader(r)
+
+    def collector():
+        while not stop.is_set():
+            drain()
+
+    def recorder(t):
+        def run():
+            for i in range(adds):
+                bound.add(1)
+                c.add(1, {"t": t % 2})
+                e.record(i * 0.37, {"t": t % 2})
+                if i % 1000 == 0:
+                    c.bind({"tmp": i % 7}).add(1)
+        return run
+
+    with fast_switching():
+        helpers, herr = run_threads([rewire, collector])
+        recorders, rerr = run_threads([recorder(t) for t in range(threads_n)])
+        for t in recorders:
+            t.join()
+        stop.set()
+        for t in helpers:
+            t.join()
+    assert not herr and not rerr, (herr, rerr)
+    drain()
+    n = threads_n * adds
+    key = lambda name, **a: (name, frozenset(a.items()))
+    assert totals[key("c", b=1)] == n
+    assert totals[key("c", t=0)] == totals[key("c", t=1)] == n // 2
+    assert totals[key("e", t=0)] == totals[key("e", t=1)] == n // 2
+    assert sum(v for k, v in totals.items() if k[0] == "c" and dict(k[1]).keys() == {"tmp"}) == \
+        threads_n * (adds // 1000)

@@ -50,10 +50,10 @@ from native.test_otlp_wire import sdk_data
 try:
     import grpc
     from otelmetrics.export.grpc import OTLPMetricExporter
-except ImportError:   # the "grpc" extra is not installed (no armv7l wheel): the tests needing it skip
+except ImportError:   # the "grpc" extra is not installed (no wheel for armv7l or free-threaded CPython): the tests needing it skip
     grpc = OTLPMetricExporter = None
 
-needs_grpc = pytest.mark.skipif(grpc is None, reason="grpcio is not installed (the 'grpc' extra; no armv7l wheel)")
+needs_grpc = pytest.mark.skipif(grpc is None, reason="grpcio is not installed (the 'grpc' extra; no wheel for armv7l or free-threaded CPython)")
 SUCCESS, FAILURE = MetricExportResult.SUCCESS, MetricExportResult.FAILURE
 SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 METHOD = "/%s/Export" % SERVICE
@@ -125,7 +125,7 @@ class GrpcServer:
 
 def grpc_exporter_for(url, **kw):
     if grpc is None:
-        pytest.skip("grpcio is not installed (the 'grpc' extra; no armv7l wheel)")
+        pytest.skip("grpcio is not installed (the 'grpc' extra; no wheel for armv7l or free-threaded CPython)")
     kw.setdefault("timeout", 2)
     return OTLPMetricExporter(url, preferred_temporality=DELTA, **kw)
 
@@ -144,7 +144,7 @@ def over_grpc(monkeypatch, clean_env):
 @pytest.fixture
 def server():
     if grpc is None:
-        pytest.skip("grpcio is not installed (the 'grpc' extra; no armv7l wheel)")
+        pytest.skip("grpcio is not installed (the 'grpc' extra; no wheel for armv7l or free-threaded CPython)")
     with GrpcServer() as s:
         yield s
 
@@ -400,7 +400,7 @@ def ca(tmp_path_factory):
     from export.test_otlp import _tls_available
 
     if grpc is None:
-        pytest.skip("grpcio is not installed (the 'grpc' extra; no armv7l wheel)")
+        pytest.skip("grpcio is not installed (the 'grpc' extra; no wheel for armv7l or free-threaded CPython)")
     if not _tls_available():
         pytest.skip("neither the cryptography package nor openssl is available to make certificates")
     return TinyCA(str(tmp_path_factory.mktemp("tls")))

@@ -625,7 +625,7 @@ provider.shutdown(timeout_millis=3000)
 
 def test_architecture_multi_reader_example_runs():
     pytest.importorskip("grpc", reason="the example's OTLP/gRPC exporter needs grpcio, which has no "
-                                       "wheel for this platform (armv7l)")
+                                       "wheel for this platform (armv7l, free-threaded CPython)")
     code = SEED_EXAMPLE.replace("8000", str(_free_port()))     # a free port, not a fixed one
     proc = subprocess.run([sys.executable, "-c", code], cwd=NEUTRAL_CWD, capture_output=True, text=True,
                           timeout=120)
