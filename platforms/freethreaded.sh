@@ -1,12 +1,12 @@
 # shellcheck shell=bash
 # Sourced by pythons.sh: a free-threaded CPython (PEP 703, `--disable-gil`) built from the
-# upstream source that Ubuntu's archive carries as python3.14's .orig tarball, since neither
-# Debian nor Ubuntu ships a free-threaded interpreter package and the Debian mirror serves no
-# source packages. The tarball is pinned by its sha256 (the one listed in the signed Sources
-# index of Ubuntu's python3.14 source package).
+# upstream source that Ubuntu's archive carries as python3.13's and python3.14's .orig
+# tarballs, since neither Debian nor Ubuntu ships a free-threaded interpreter package and the
+# Debian mirror serves no source packages. Each tarball is pinned by its sha256 (the one listed in the signed Sources
+# index of Ubuntu's python3.13 / python3.14 source package).
 #
 # freethreaded_python PYVER PREFIX
-#     PYVER is e.g. 3.14t. Downloads (or reuses) the pinned tarball in the cache, checks its
+#     PYVER is 3.13t or 3.14t. Downloads (or reuses) the pinned tarball in the cache, checks its
 #     sha256, builds it with `./configure --disable-gil --prefix=PREFIX` (no PGO, no LTO),
 #     `make -j2` and installs it into PREFIX; reused while PREFIX/.complete names the same
 #     tarball. PREFIX/.complete's last line says how long the build took.
@@ -17,11 +17,12 @@ libsqlite3-dev libreadline-dev libncurses-dev libgdbm-dev uuid-dev libexpat1-dev
 # which are installed with apt-get when one of their headers is missing and we are root.
 #
 # Environment:
-#   OTELMETRICS_CPYTHON_MIRROR   where pool/main/p/python3.14/ is (default: Ubuntu's archive)
+#   OTELMETRICS_CPYTHON_MIRROR   where pool/main/p/python3.X/ is (default: Ubuntu's archive)
 # The caller defines die(), step() and CACHE.
 
 freethreaded_source() {
     case "$1" in
+        3.13t) echo "python3.13 3.13.7 5462f9099dfd30e238def83c71d91897d8caa5ff6ebc7a50f14d4802cdaaa79a" ;;
         3.14t) echo "python3.14 3.14.4 d923c51303e38e249136fc1bdf3568d56ecb03214efdef48516176d3d7faaef8" ;;
         *) echo "" ;;
     esac

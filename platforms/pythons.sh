@@ -18,8 +18,8 @@
 #       the [build-system] requirements and the test extra from PyPI, otelmetrics built
 #       from a snapshot of the tree against the sysroot's headers, and `pytest` from the
 #       snapshot's root (the tests import the installed package).
-#   x86_64-3.14t
-#       free-threaded CPython 3.14 (no GIL), which no Debian or Ubuntu package carries: built
+#   x86_64-3.13t x86_64-3.14t
+#       free-threaded CPython 3.13 and 3.14 (no GIL), which no Debian or Ubuntu package carries: built
 #       from the pinned upstream source once (platforms/freethreaded.sh; `--disable-gil`,
 #       make -j2, about 7 minutes on the 2-core machine) and installed into the cache, then
 #       steps 2-5 as above; the suite runs with PYTHON_GIL=0. grpcio has no free-threaded
@@ -51,7 +51,7 @@ REPO="$(cd "$HERE/.." && pwd)"
 # shellcheck source=freethreaded.sh
 . "$HERE/freethreaded.sh"
 
-NATIVE_ENTRIES="x86_64-3.9 x86_64-3.11 x86_64-3.13 x86_64-3.14 x86_64-3.14t"
+NATIVE_ENTRIES="x86_64-3.9 x86_64-3.11 x86_64-3.13 x86_64-3.14 x86_64-3.13t x86_64-3.14t"
 EMULATED_ENTRIES="aarch64-3.11 aarch64-3.13 armv7l-3.11 armv6l-3.11"
 DEFAULT_ENTRIES="x86_64-3.9 x86_64-3.13 x86_64-3.14 aarch64-3.13"
 BEGIN_MARK='<!-- tested-pythons: begin (written by platforms/pythons.sh) -->'
@@ -84,7 +84,7 @@ patchelf_tool() {
 # run_native ARCH VERSION: the x86-64 path described at the top.
 run_native() {
     local pyver="$1" suite
-    # Free-threaded (3.14t): CPython built from source instead of Debian's sysroot (the
+    # Free-threaded (3.13t, 3.14t): CPython built from source instead of Debian's sysroot (the
     # lines down to ROW_PACKAGE are the Debian branch, left unindented).
     if [ "${pyver%t}" != "$pyver" ]; then
     local sysroot="$CACHE/sysroot-amd64-py$pyver" version

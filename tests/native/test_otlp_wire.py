@@ -4,6 +4,7 @@ import base64
 import json
 import logging
 import math
+import sysconfig
 
 import pytest
 from hypothesis import given
@@ -462,5 +463,9 @@ def test_collect_and_encode_allocate_nothing_per_series(delta):
     collection to the next (each stream keeps one buffer for its next snapshot)."""
     small, small_grown = _collect_encode_blocks(200, delta)
     large, large_grown = _collect_encode_blocks(2000, delta)
-    assert large == small < 100
+    # Free-threaded CPython frees some blocks (list and dict storage) only at its next
+    # quiescent point, so a count there may lag by a few blocks either way; one
+    # allocation per series would be 1800 more for the larger collection.
+    slack = 4 if sysconfig.get_config_var("Py_GIL_DISABLED") else 0
+    assert abs(large - small) <= slack and small < 100
     assert small_grown < 4096 and large_grown < 4096
