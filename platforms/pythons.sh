@@ -188,7 +188,7 @@ assert "site-packages" in otelmetrics.__file__, otelmetrics.__file__
 PY
     ) || die "otelmetrics does not import"
 
-    step "5/5 the whole suite: pytest from the snapshot's root"
+    step "5/5 the whole suite: pytest from the source's root (snapshot or sdist)"
     # From the root as the README says: `pytest` (not `python -m pytest`) does not put the
     # root on sys.path, so the tests import the installed package.
     set +e
