@@ -5,8 +5,8 @@
 #   bash platforms/check_cython.sh            x86_64-3.11 (Debian bookworm's interpreter)
 #   bash platforms/check_cython.sh ENTRY      another platforms/pythons.sh entry (native ones)
 #
-# "Lowest" is the newest patch release of the floor's minor version: for Cython>=3.0 that is
-# Cython>=3.0,<3.1 (pip picks the newest 3.0.x, which is what a user pinning the floor gets).
+# "Lowest" is the newest patch release of the floor's minor version: for Cython>=3.1 that is
+# Cython>=3.1,<3.2 (pip picks the newest 3.1.x, which is what a user pinning the floor gets).
 # "Newest" is the newest release on the package index (pip index versions), pinned exactly.
 # Each build is platforms/pythons.sh ENTRY with OTELMETRICS_CYTHON set: a fresh snapshot of
 # the tree, Cython translating cext/*.pyx, the C compiled, the suite run from the snapshot.
