@@ -280,14 +280,21 @@ if [ ! -f "$DEPS/.complete" ]; then
     rm -rf "$DEPS"
     mapfile -t reqs < <(printf '%s\n' "$TEST_REQS" | sed '/^\s*$/d')
     if ! pip_target --target "$DEPS" "${reqs[@]}"; then
-        # One at a time, so that a requirement with no wheel for this target costs only
-        # the tests that need it (they skip or fail visibly), not the whole run.
-        echo "WARNING: not every test dependency has a $WHEEL_ARCH wheel; installing one by one"
+        # Find the requirements with no wheel for this target, one at a time (each into a
+        # scratch directory), then install all the others together: a requirement with no
+        # wheel costs only the tests that need it (they skip, saying why), not the whole run.
+        # (Not one at a time into $DEPS: pip --target --upgrade replaces a whole top-level
+        # directory, and the opentelemetry namespace package is shared by several of them.)
+        echo "WARNING: not every test dependency has a $WHEEL_ARCH wheel; probing one by one"
         rm -rf "$DEPS"
-        missing=()
+        missing=() available=()
         for r in "${reqs[@]}"; do
-            pip_target --target "$DEPS" --upgrade "$r" >/dev/null 2>&1 || missing+=("$r")
+            if pip_target --target "$DEPS.probe" "$r" >/dev/null 2>&1; then available+=("$r"); else missing+=("$r"); fi
+            rm -rf "$DEPS.probe"
         done
+        [ ${#available[@]} -eq 0 ] || pip_target --target "$DEPS" "${available[@]}" ||
+            die "the test dependencies that have $WHEEL_ARCH wheels do not install together"
+        mkdir -p "$DEPS"
         [ ${#missing[@]} -eq 0 ] || echo "WARNING: no $WHEEL_ARCH wheel for: ${missing[*]}" | tee "$DEPS/MISSING"
     fi
     date -u +%Y-%m-%dT%H:%MZ > "$DEPS/.complete"
