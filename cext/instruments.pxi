@@ -246,11 +246,24 @@ cdef class SyncCore:
         return 0
 
     def _bind_cells(self, attributes):
-        """Sanitised attributes, and their pinned cell in every stream (for a bound handle)."""
+        """Sanitised attributes, the streams they were pinned in (the core's streams then),
+        and their pinned cell in each (for a bound handle). Each ``pin`` takes the core's
+        critical section itself: none is begun while it is held (3.13's are not re-entrant)."""
         clean = self._clean(attributes)
         with cython.critical_section(self):
-            pinned = [(s, s.pin(clean)) for s in self._streams]
-        return clean, pinned
+            streams = self._streams
+        return clean, streams, [(<Stream>s).pin(clean) for s in streams]
+
+
+cdef Py_ssize_t *_cell_array(list cells) except NULL:
+    """A bound handle's pinned cells as a C array (PyMem_Malloc'd; the handle frees it)."""
+    cdef Py_ssize_t i, n = len(cells)
+    cdef Py_ssize_t *out = <Py_ssize_t *>PyMem_Malloc((n or 1) * sizeof(Py_ssize_t))
+    if out == NULL:
+        raise MemoryError()
+    for i in range(n):
+        out[i] = cells[i]
+    return out
 
 
 cdef class CounterCore(SyncCore):
@@ -297,22 +310,38 @@ cdef class BoundHandle:
         self._pin(attributes)
 
     cdef int _pin(self, object attributes) except -1:
-        """Pin this series' cell in each of the core's streams (in the core's critical
-        section, as every read or change of the handle's cells)."""
-        cdef Py_ssize_t i
-        with cython.critical_section(self._core):
-            self._bound_to = self._core._streams
-            clean, pinned = self._core._bind_cells(attributes)
+        """Pin this series' cell in each of the core's streams: the handle is new, no
+        other thread sees it yet."""
+        cdef Py_ssize_t *cells
+        clean, streams, pinned = self._core._bind_cells(attributes)
+        cells = _cell_array(pinned)
+        self._bound_to = self._streams = streams
         self._n = len(pinned)
-        self._streams = tuple(s for s, _ in pinned)
-        self._cells = <Py_ssize_t *>PyMem_Malloc((self._n or 1) * sizeof(Py_ssize_t))
-        if self._cells == NULL:
-            self._n = 0
-            raise MemoryError()
-        for i in range(self._n):
-            self._cells[i] = pinned[i][1]
-        if self.attributes is None:       # a re-pin sanitises an equal dict: keep the first
-            self.attributes = clean
+        self._cells = cells
+        self.attributes = clean
+        return 0
+
+    cdef int _repin(self) except -1:
+        """A reader was added or removed since the cells were pinned: pin in the core's
+        current streams, outside its critical section (pinning begins it), then swap the
+        new cells in inside it, unless another thread re-pinned first or the streams
+        changed again (then the new pins are given back; the caller looks again)."""
+        cdef Py_ssize_t i
+        cdef Py_ssize_t *cells
+        cdef SyncCore core = self._core
+        _, streams, pinned = core._bind_cells(self.attributes)
+        cells = _cell_array(pinned)
+        with cython.critical_section(core):
+            if streams is core._streams and self._bound_to is not streams:
+                self._unpin()
+                self._bound_to = self._streams = streams
+                self._n = len(pinned)
+                self._cells = cells
+                cells = NULL
+            else:
+                for i in range(len(pinned)):
+                    (<Stream>PyTuple_GET_ITEM(streams, i)).unpin(cells[i])
+        PyMem_Free(cells)
         return 0
 
     cdef void _unpin(self):
@@ -333,11 +362,10 @@ cdef class BoundHandle:
         cdef int64_t t = 0
         cdef int64_t iv = 0
         cdef double dv = 0.0
-        cdef Py_ssize_t i
-        cdef Stream s
         cdef int k
         cdef int sampled = 0
         cdef uint64_t ids[3]
+        cdef bint stale = True
         cdef SyncCore core = self._core
         if not core._active:
             return 0
@@ -350,25 +378,34 @@ cdef class BoundHandle:
         if core._sampler is not None and core._sampler.sample(context, ids):
             sampled = 1
             t = now_ns()
-        with cython.critical_section(core):
-            if core._active:
+        while stale:
+            with cython.critical_section(core):
+                stale = core._active and self._bound_to is not core._streams
+                if core._active and not stale:
+                    self._add_pinned(k, iv, dv, sampled, t, ids, context)
+            if stale:
+                # A reader was added or removed since the cells were pinned: pin again so
+                # the handle records into exactly the current streams, then record.
                 try:
-                    if self._bound_to is not core._streams:
-                        # A reader was added or removed since the cells were pinned: pin
-                        # again, once, so the handle records into exactly the current streams.
-                        self._unpin()
-                        self._pin(self.attributes)
+                    self._repin()
                 except Exception:
-                    self._n = 0
-                for i in range(self._n):
-                    s = <Stream>PyTuple_GET_ITEM(self._streams, i)
-                    if k == V_INT:
-                        s.add_i(self._cells[i], iv)
-                    else:
-                        s.add_d(self._cells[i], dv)
-                    if sampled:
-                        s.offer(self._cells[i], k == V_INT, iv, dv, self.attributes, t, ids[0], ids[1], ids[2],
-                                context)
+                    return 0
+        return 0
+
+    cdef inline int _add_pinned(self, int k, int64_t iv, double dv, int sampled, int64_t t,
+                                uint64_t *ids, object context) except -1:
+        """_apply's recording into the pinned cells (in the core's critical section)."""
+        cdef Py_ssize_t i
+        cdef Stream s
+        for i in range(self._n):
+            s = <Stream>PyTuple_GET_ITEM(self._streams, i)
+            if k == V_INT:
+                s.add_i(self._cells[i], iv)
+            else:
+                s.add_d(self._cells[i], dv)
+            if sampled:
+                s.offer(self._cells[i], k == V_INT, iv, dv, self.attributes, t, ids[0], ids[1], ids[2],
+                        context)
         return 0
 
     cdef inline bint _apply_known(self, PyObject *amount, PyObject *context) noexcept:

@@ -38,6 +38,9 @@ def test_concurrency__meterprovider_get_meter_forceflush_shutdown():
                                    shutdown_on_exit=False)
     meters = []
     results = []
+    # One measurement before the race, so that whichever of flush and shutdown runs first
+    # has something to export (max_active == 1: exports happened, never two at once).
+    mp.get_meter("m0").create_counter("c").add(1)
 
     def get():
         for i in range(50):
