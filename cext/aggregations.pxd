@@ -1,6 +1,6 @@
 # The aggregations a stream's cells compute: sum, last value, explicit-bucket
 # histogram and base-2 exponential histogram, each a Stream subclass
-# (table.pxd) implementing its aggregation hooks. See aggregations.pyx.
+# (table.pxd) implementing its aggregation hooks. See aggregations.pxi.
 #
 # Contract: the Python layer (view.py) constructs them as
 # Kind(limit, delta, is_async, allowed_keys, excluded_keys, *aggregation options);

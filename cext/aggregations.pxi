@@ -2,7 +2,7 @@
 """The aggregations computed in a stream's cells: sum, last value,
 explicit-bucket histogram and base-2 exponential histogram.
 
-Each is a Stream (table.pyx) that adds per-cell storage, grown with the table,
+Each is a Stream (table.pxi) that adds per-cell storage, grown with the table,
 and implements the hooks: add_i/add_d record an int64 or a double into a cell
 without allocating or calling Python code; snapshot_cell copies (and, for
 delta or asynchronous streams, resets) a cell in a collection's Python-free
@@ -303,7 +303,7 @@ ctypedef struct ExpoSnap:
 
 cdef class ExpoHistogramStream(Stream):
     """Base-2 exponential histogram. Each series owns two ExpoHistogramCell
-    objects (expo_histogram.pyx), created when the series appears: ``act``
+    objects (expo_histogram.pxi), created when the series appears: ``act``
     receives measurements; ``aux`` is the running cumulative histogram
     (cumulative temporality: each collection merges ``act`` into it and resets
     ``act``, which reproduces the reference SDK's numbers exactly, float sums

@@ -7,7 +7,7 @@
 # are exact str and whose values are exact str/int/float/bool: for those,
 # hashing and comparing cannot run Python code, cannot raise and allocate
 # nothing, so a known series costs a few dict probes. Anything else is
-# sanitised first (attributes.pyx) into such a dict, with tuple values for
+# sanitised first (attributes.pxi) into such a dict, with tuple values for
 # sequences.
 #
 # A caller usually passes the same keys in the same order for a series, so

@@ -1,6 +1,6 @@
 # The clock of every timestamp the compiled core takes: wall-clock nanoseconds
 # (CLOCK_REALTIME, as OTLP's time_unix_nano wants). Inline, so reading it from
-# any module is a clock_gettime call and no cross-module call.
+# any source is a clock_gettime call and no function call of ours.
 # Python reads the same clock as otelmetrics._native.time_ns().
 
 from libc.stdint cimport int64_t

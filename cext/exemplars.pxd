@@ -2,17 +2,17 @@
 # where the samples are kept (Reservoirs: preallocated slots per cell), and the
 # per-stream glue (StreamExemplars: the reservoir policy of one stream, a
 # user's reservoirs, the attributes a view dropped; TakenExemplars: one
-# collection's samples). See exemplars.pyx.
+# collection's samples). See exemplars.pxi.
 #
 # Contract with the callers:
-# - instruments.pyx asks ExemplarSampler.sample(context, ids) once per measurement
+# - instruments.pxi asks ExemplarSampler.sample(context, ids) once per measurement
 #   (the span's trace id high and low halves and span id land in the caller's ids[3]:
 #   one sampler serves every thread)
 #   (mode EX_OFF never reaches it: the instrument then holds no sampler),
 #   unless the inline unsampled(sampler, context) already says no: with the
 #   trace-based filter and no span in the context (the usual case) that
-#   answer costs one context read and no call into this module;
-# - table.pyx's Stream owns one StreamExemplars (None: exemplars off), calls
+#   answer costs one context read and no function call;
+# - table.pxi's Stream owns one StreamExemplars (None: exemplars off), calls
 #   offer() for a sampled measurement, grow()/clear_cell() as its table changes,
 #   and take() in a collection's Python-free phase, build() after it.
 # Nothing here calls back into the table.

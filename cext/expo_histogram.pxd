@@ -1,4 +1,4 @@
-# Base-2 exponential histogram: one cell per series (see expo_histogram.pyx).
+# Base-2 exponential histogram: one cell per series (see expo_histogram.pxi).
 
 from libc.stdint cimport uint64_t, int64_t
 

@@ -2,9 +2,9 @@
 """The instrument cores, the recording entry points: one C call per measurement.
 
 An instrument core turns the amount into an int64 or a double (values.pxd),
-finds the series' cell in each of its streams (table.pyx), updates it, and
+finds the series' cell in each of its streams (table.pxi), updates it, and
 offers the measurement as an exemplar when its sampler says so
-(exemplars.pyx). What is dropped (and why) is reported to a Python callable
+(exemplars.pxi). What is dropped (and why) is reported to a Python callable
 supplied by the Python layer, which counts and rate-limits the warnings;
 nothing here raises into the caller. A well-formed measurement of a known
 series runs no Python code; see cext/README.md ("The seam") for the few

@@ -1,21 +1,21 @@
 # The attribute table of a metric stream: attribute set -> cell, bounded by the
-# cardinality limit (cell 0 is the overflow series). See table.pyx.
+# cardinality limit (cell 0 is the overflow series). See table.pxi.
 #
 # Contract:
-# - instruments.pyx finds a cell with cell_for() (NEEDS_SANITIZE: sanitise the
+# - instruments.pxi finds a cell with cell_for() (NEEDS_SANITIZE: sanitise the
 #   attributes and ask again), records with add_i()/add_d(), offers a sampled
 #   measurement with offer(), and pins/releases cells for bound handles with
 #   pin()/unpin();
-# - aggregations.pyx subclasses Stream and implements the aggregation hooks:
+# - aggregations.pxi subclasses Stream and implements the aggregation hooks:
 #   storage per cell (grow_cells, init_cell, new_cell_objects, adopt_cell),
 #   recording (add_i, add_d, each starting with touch), collection
 #   (snapshot_cell: Python-free copy, make_point: the point object), and
 #   bucket_of for bucket-aligned exemplar reservoirs;
 # - the pipeline calls collect_snapshot(now) (a Snapshot, below: the copied
 #   cells, points built on demand); collect(now) is its points at once;
-#   Snapshot records are read by otlp_wire.pyx with aggregations.pxd's layouts.
-# find_cell and touch are inline, so the recording path (instruments.pyx,
-# aggregations.pyx) reaches a known series' cell without a call into this module.
+#   Snapshot records are read by otlp_wire.pxi with aggregations.pxd's layouts.
+# find_cell and touch are inline, so the recording path (instruments.pxi,
+# aggregations.pxi) reaches a known series' cell without a function call.
 # Inline code here compiles under the directives of the module that cimports it.
 
 from cpython.list cimport PyList_GET_ITEM

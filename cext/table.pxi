@@ -2,7 +2,7 @@
 """The attribute table of a metric stream: attribute set -> cell, bounded.
 
 One Stream exists per (instrument, view, reader); its subclasses in
-aggregations.pyx add what a cell aggregates. The table grows by doubling as new
+aggregations.pxi add what a cell aggregates. The table grows by doubling as new
 series appear and never past the cardinality limit; cell 0 is the overflow
 series ``{"otel.metric.overflow": True}``, so a stream exports at most
 ``limit`` points. Recording into a known series allocates nothing. A delta
@@ -244,7 +244,7 @@ cdef class Stream:
         self.created_ns = start_ns
         self.last_collect_ns = start_ns
 
-    # -- exemplars (kept by exemplars.pyx) -----------------------------------
+    # -- exemplars (kept by exemplars.pxi) -----------------------------------
 
     def enable_exemplars(self, Py_ssize_t slots, bint aligned=False):
         """Keep up to ``slots`` exemplars per series (``aligned``: one per

@@ -4,7 +4,7 @@
 # (parse_exact), other exact ints through PyLong_AsLongLongAndOverflow; any other number (subclasses, bool, numpy
 # scalars, Decimal, Fraction...) takes the slow path and is converted if it
 # says how. Nothing here raises: a value that is not a number is V_DROP, and
-# the caller reports it. Used by instruments.pyx.
+# the caller reports it. Used by instruments.pxi.
 # Inline code here compiles under the directives of the module that cimports it.
 
 from cpython.long cimport PyLong_AsLongLongAndOverflow
