@@ -108,8 +108,8 @@ def _millis(name: str, default: float, minimum: float) -> float:
 
 
 # One or more percent-escapes in a row: they decode together, as UTF-8 (a character
-# may take several escapes).
-_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+# may take several escapes). Compiled at first use (re's cache), not at import.
+_ESCAPES = r"(?:%[0-9A-Fa-f]{2})+"
 
 
 def _decode_escapes(match) -> str:
@@ -122,7 +122,7 @@ def unquote(text: str) -> str:
     ``OTEL_RESOURCE_ATTRIBUTES`` does not import urllib.parse (and ipaddress with it)."""
     if "%" not in text:
         return text
-    return _ESCAPES.sub(_decode_escapes, text)
+    return re.sub(_ESCAPES, _decode_escapes, text)
 
 
 def _key_values(raw: str):

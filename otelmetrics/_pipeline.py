@@ -18,9 +18,7 @@ from typing import Dict, List, Optional
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from otelmetrics._callbacks import CallbackRunner
 from otelmetrics._native import observe, time_ns
-from otelmetrics._filter import MetricFilterResult, decide, keep_points
 from otelmetrics._model import (
     AggregationTemporality,
     ExponentialHistogram,
@@ -120,7 +118,7 @@ class Pipeline:
         self._instruments: List = []                         # registration order
         self._outs: Dict[int, Dict[int, List[_StreamOut]]] = {}  # id(reader) -> id(instrument) -> outs
         self._callback_lock = threading.Lock()
-        self._runner = CallbackRunner()
+        self._runner = None   # a CallbackRunner, made at the first callback (after a fork: again)
         self._identities: Dict[tuple, object] = {}  # first instrument behind each metric name
         self._renamed_by: Dict[int, object] = {}    # renaming view -> first instrument it matched
         self._warned_views: set = set()
@@ -265,12 +263,14 @@ class Pipeline:
     # -- collection ------------------------------------------------------------
 
     @staticmethod
-    def _filter_verdicts(reader, instruments, per_reader) -> Dict[int, object]:
-        """The reader's MetricFilter answer per stream (empty without a filter)."""
+    def _filter_verdicts(reader, instruments, per_reader) -> Dict[int, str]:
+        """The reader's MetricFilter answer per stream, as MetricFilterResult's value
+        ("accept", "drop" or "accept_partial"); empty without a filter."""
         f = getattr(reader, "_metric_filter", None)
         if f is None:
             return {}
-        return {id(o): decide(f, i._scope, o.name, o.data_type, o.unit)
+        from otelmetrics._filter import decide
+        return {id(o): decide(f, i._scope, o.name, o.data_type, o.unit).value
                 for i in instruments for o in per_reader.get(id(i), ())}
 
     def _run_callbacks(self, jobs, deadline: float) -> None:
@@ -293,6 +293,9 @@ class Pipeline:
                 instrument_of[key] = (instrument, callback)
                 work.append((key, partial(self._run_one, instrument, streams, callback, deadline,
                                           cancelled, record_lock)))
+        if self._runner is None:
+            from otelmetrics._callbacks import CallbackRunner
+            self._runner = CallbackRunner()
         outcome = self._runner.run(work, deadline)
         cancelled.set()
         with record_lock:   # no recording is half done from here on
@@ -355,7 +358,7 @@ class Pipeline:
         verdicts = self._filter_verdicts(reader, instruments, per_reader)
         jobs = [(i, tuple(o.stream for o in per_reader[id(i)])) for i in instruments
                 if type(i)._async and per_reader.get(id(i)) and i._callbacks
-                and any(verdicts.get(id(o)) is not MetricFilterResult.DROP for o in per_reader[id(i)])]
+                and any(verdicts.get(id(o)) != "drop" for o in per_reader[id(i)])]
         if jobs:
             with self._callback_lock:
                 self._run_callbacks(jobs, deadline)
@@ -368,9 +371,10 @@ class Pipeline:
                 # when someone reads them (an OTLP encoder writes from the snapshot).
                 points = out.stream.collect_snapshot(now)
                 verdict = verdicts.get(id(out))
-                if verdict is MetricFilterResult.DROP:
+                if verdict == "drop":
                     continue
-                if verdict is MetricFilterResult.ACCEPT_PARTIAL:
+                if verdict == "accept_partial":
+                    from otelmetrics._filter import keep_points
                     points = keep_points(reader._metric_filter, instrument._scope, out.name, out.data_type,
                                          out.unit, points.points())
                 if len(points):

@@ -10,7 +10,6 @@ drives it through that SDK's reader protocol.
 from __future__ import annotations
 
 import atexit
-import fnmatch
 import logging
 import threading
 import time
@@ -19,8 +18,6 @@ from typing import Dict, Optional, Sequence
 
 from opentelemetry import metrics as api
 
-from otelmetrics import _self_metrics
-from otelmetrics._callbacks import CallbackRunner
 from otelmetrics._diagnostics import Diagnostics
 from otelmetrics._exemplars import filter_mode, make_sampler
 from otelmetrics._fork import call_in_child_after_fork
@@ -28,7 +25,6 @@ from otelmetrics._kinds import subclasses_reference
 from otelmetrics._meter import Meter
 from otelmetrics._model import InstrumentationScope
 from otelmetrics._pipeline import Pipeline
-from otelmetrics._reference_reader import ReferenceReader
 from otelmetrics.resources import Resource
 from otelmetrics.view import View
 
@@ -74,9 +70,11 @@ def _configurator(cfg):
                 raise TypeError("meter_configurator: a mapping must be {meter name pattern: bool}, got "
                                 "%r: %r" % (pattern, enabled))
 
+        from fnmatch import fnmatchcase
+
         def by_pattern(scope):
             for pattern, enabled in rules:
-                if fnmatch.fnmatchcase(scope.name, pattern):
+                if fnmatchcase(scope.name, pattern):
                     return enabled
             return True
         return by_pattern
@@ -97,6 +95,7 @@ def _adopt(reader, where: str):
     if _is_reader(reader):
         return reader
     if subclasses_reference(reader, "MetricReader"):
+        from otelmetrics._reference_reader import ReferenceReader
         return ReferenceReader(reader)
     raise TypeError("%s: expected an otelmetrics.export.MetricReader (or an opentelemetry-sdk "
                     "MetricReader), got %r" % (where, reader))
@@ -104,7 +103,7 @@ def _adopt(reader, where: str):
 
 def _holds(entry, reader) -> bool:
     """Whether the provider's ``entry`` is the user's ``reader``, or its adapter."""
-    return entry is reader or (isinstance(entry, ReferenceReader) and entry._reference is reader)
+    return entry is reader or getattr(entry, "_reference", None) is reader
 
 
 class MeterProvider(api.MeterProvider):
@@ -146,6 +145,7 @@ class MeterProvider(api.MeterProvider):
             reader._register(self)
         call_in_child_after_fork(self, "_reinit_locks_after_fork")
         if self_metrics:
+            from otelmetrics import _self_metrics
             _self_metrics.register(self)
         self._atexit = None
         if shutdown_on_exit:
@@ -203,7 +203,7 @@ class MeterProvider(api.MeterProvider):
         self._diagnostics._lock = threading.Lock()
         self._pipeline._lock = threading.RLock()
         self._pipeline._callback_lock = threading.Lock()
-        self._pipeline._runner = CallbackRunner()   # the parent's worker thread is gone
+        self._pipeline._runner = None   # the parent's worker threads are gone: a new runner at first use
         for meter in list(self._meters.values()):
             meter._lock = threading.Lock()
         for reader in self._readers:

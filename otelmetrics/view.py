@@ -6,7 +6,6 @@ allow-list) and ``aggregation_cardinality_limit``.
 """
 from __future__ import annotations
 
-import fnmatch
 import logging
 import re
 from typing import Callable, Iterable, Optional, Sequence
@@ -180,8 +179,10 @@ class View:
             raise TypeError("View: instrument_type must be an instrument class, got %r" % (instrument_type,))
         self._instrument_type = instrument_type
         self._instrument_name = instrument_name
-        self._name_re = (re.compile(fnmatch.translate(instrument_name.lower()))
-                         if instrument_name is not None else None)
+        self._name_re = None
+        if instrument_name is not None:
+            from fnmatch import translate
+            self._name_re = re.compile(translate(instrument_name.lower()))
         self._instrument_unit = instrument_unit
         self._meter_name = meter_name
         self._meter_version = meter_version

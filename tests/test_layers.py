@@ -46,6 +46,21 @@ DEFERRED = {
     # (its decoder compiles regular expressions when imported) and only to_json() needs
     # it; the compiled points' to_json (cext/points.pxi) imports it at first use too.
     ("otelmetrics.resources", "json"),
+    # Each module below costs `import otelmetrics` 0.3-1.5 M instructions (a module is 0.3 M
+    # before its first line runs) and only some programs use it; it loads at first use:
+    # - an opentelemetry-sdk reader given to the provider (the adapter and the conversion);
+    ("otelmetrics._provider", "otelmetrics._reference_reader"),
+    # - MeterProvider(self_metrics=True);
+    ("otelmetrics._provider", "otelmetrics._self_metrics"),
+    # - wildcards: a {pattern: bool} meter_configurator, a View that selects by name;
+    ("otelmetrics._provider", "fnmatch"),
+    ("otelmetrics.view", "fnmatch"),
+    # - a reader with a MetricFilter (whoever made the filter has loaded _filter already);
+    ("otelmetrics._pipeline", "otelmetrics._filter"),
+    # - the first collection that runs observable callbacks (the runner and its threads);
+    ("otelmetrics._pipeline", "otelmetrics._callbacks"),
+    # - an opentelemetry-sdk exporter given to PeriodicExportingMetricReader.
+    ("otelmetrics.export._readers", "otelmetrics.export._reference_exporter"),
     # opentelemetry-sdk is optional: its data classes are imported only when one of
     # its exporters or readers was given to us (so it is installed), never otherwise.
     ("otelmetrics._reference", "opentelemetry.sdk.metrics"),

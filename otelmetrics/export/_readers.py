@@ -18,8 +18,6 @@ from otelmetrics._filter import filter_metrics_data
 from otelmetrics._fork import call_in_child_after_fork
 from otelmetrics._kinds import by_kind, subclasses_reference
 from otelmetrics._model import AggregationTemporality, MetricsData, count_points
-from otelmetrics._reference import temporality_from_reference, to_reference
-from otelmetrics._reference_reader import aggregation_from_reference, by_our_kind
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
 from otelmetrics.view import Aggregation, DefaultAggregation
 
@@ -252,33 +250,6 @@ class _Backlog:
         _logger.error("%d collection(s) (%d data points) dropped unexported: %s", len(batches), points, why)
 
 
-class _ReferenceExporter(MetricExporter):
-    """An exporter written for opentelemetry-sdk (a subclass of its MetricExporter)
-    behind our interface: each collection reaches it as that SDK's data classes,
-    converted for it alone; its preferred temporality and aggregation become ours."""
-
-    def __init__(self, exporter) -> None:
-        what = type(exporter).__name__
-        super().__init__(
-            by_our_kind(getattr(exporter, "_preferred_temporality", None), what + " preferred_temporality",
-                        temporality_from_reference),
-            by_our_kind(getattr(exporter, "_preferred_aggregation", None), what + " preferred_aggregation",
-                        aggregation_from_reference))
-        self._reference = exporter
-
-    def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
-        result = self._reference.export(to_reference(metrics_data), timeout_millis=timeout_millis)
-        # The reference's own MetricExportResult: the same names.
-        ok = getattr(result, "name", None) == MetricExportResult.SUCCESS.name
-        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return self._reference.force_flush(timeout_millis=timeout_millis) is not False
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
-        self._reference.shutdown(timeout_millis=timeout_millis)
-
-
 class PeriodicExportingMetricReader(MetricReader):
     """Collects every ``export_interval_millis`` on a daemon thread and hands the
     result to the exporter; exports never overlap. Defaults from
@@ -293,7 +264,8 @@ class PeriodicExportingMetricReader(MetricReader):
                  export_timeout_millis: Optional[float] = None, metric_producers=(),
                  default_cardinality_limit=None, metric_filter=None, cardinality_limits=None) -> None:
         if subclasses_reference(exporter, "MetricExporter"):
-            exporter = _ReferenceExporter(exporter)
+            from otelmetrics.export._reference_exporter import ReferenceExporter
+            exporter = ReferenceExporter(exporter)
         elif not isinstance(exporter, MetricExporter):
             raise TypeError("PeriodicExportingMetricReader: exporter must be an otelmetrics.export."
                             "MetricExporter (or an opentelemetry-sdk MetricExporter), got %r" % (exporter,))
