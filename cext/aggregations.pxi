@@ -190,7 +190,7 @@ cdef class HistogramStream(Stream):
                  object allowed_keys=None, object excluded_keys=None,
                  boundaries=(), bint record_min_max=True):
         cdef Py_ssize_t j
-        self.boundaries = tuple(float(b) for b in boundaries)
+        self.boundaries = tuple([float(b) for b in boundaries])
         self.nb = len(self.boundaries)
         self.bounds = <double *>grow_array(NULL, self.nb, sizeof(double))
         for j in range(self.nb):

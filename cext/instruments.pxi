@@ -185,10 +185,12 @@ cdef class SyncCore:
 
     def _bind_core(self, tuple streams, bint monotonic, object report):
         """Wire the instrument to its streams; ``report(reason)`` hears about drops."""
+        cdef bint fast
         for st in streams:
             (<Stream>st).owner = self       # its guard: before anything records into it
-        fast = 0 < len(streams) <= FAST_STREAMS and all(
-            (<Stream>st).allowed is None and (<Stream>st).excluded is None for st in streams)
+        fast = 0 < len(streams) <= FAST_STREAMS
+        for st in streams:
+            fast = fast and (<Stream>st).allowed is None and (<Stream>st).excluded is None
         with cython.critical_section(self):
             self._streams = streams
             self._n = len(streams)

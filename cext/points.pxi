@@ -76,7 +76,7 @@ def fields_equal(a, b):
 
 def fields_repr(obj):
     return "%s(%s)" % (type(obj).__name__,
-                       ", ".join("%s=%r" % (f, getattr(obj, f)) for f in type(obj)._fields))
+                       ", ".join(["%s=%r" % (f, getattr(obj, f)) for f in type(obj)._fields]))
 
 
 def to_plain(obj):
@@ -138,6 +138,12 @@ cdef class _Point:
 
     def to_json(self, indent=4):
         return to_json(self, indent)
+
+    def __reduce__(self):
+        # Pickle and copy by the constructor, which takes every field in order (the
+        # module's auto_pickle is off: Cython's generated pickling for each class was
+        # 44 kB of the module, and nothing else in it is meant to be pickled).
+        return type(self), tuple([getattr(self, f) for f in type(self)._fields])
 
 
 @cython.no_gc
