@@ -179,3 +179,10 @@ cdef inline void touch(Stream s, Py_ssize_t c) noexcept:
     if not (s.flags[c] & CELL_HASDATA):
         s._first_data(c)        # once per series: out of line, so adds stay small
     s.flags[c] |= CELL_TOUCHED
+
+
+cdef inline bint records_readable(Snapshot snap) noexcept:
+    """Whether an encoder may write ``snap`` from its records (otlp_wire.pxi,
+    prometheus_text.pxi): they are there and no points were built (once built,
+    with the exemplars taken, if any, the points are the data)."""
+    return snap.buf != NULL and snap.built is None

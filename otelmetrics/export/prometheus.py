@@ -37,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import chain, count
 from typing import Callable, List, Optional, Tuple
 
+from otelmetrics._native import Snapshot, prometheus_samples
 from otelmetrics.export._readers import MetricReader
 
 __all__ = ["PrometheusMetricReader", "PrometheusServer", "start_http_server"]
@@ -195,7 +196,9 @@ def _render_labels(labels) -> str:
 class _Family:
     """One Prometheus metric family: OpenMetrics name (no ``_total``), type, help, unit, points.
     Points are (labels, value, exemplar) for counters, gauges and info, and
-    (labels, [le], [cumulative count], sum, count, [exemplar per bucket] or None) for histograms."""
+    (labels, [le], [cumulative count], sum, count, [exemplar per bucket] or None) for histograms;
+    or, in a translation for text, a str: one metric's sample lines, rendered from its
+    collection's snapshot (``_Translation._snapshot_samples``)."""
 
     __slots__ = ("name", "type", "help", "unit", "points")
 
@@ -312,11 +315,15 @@ class _Options:
 class _Translation:
     """Families of one scrape, built from one or more readers' collections."""
 
-    def __init__(self, warn: Callable[[str, str], None]) -> None:
+    def __init__(self, warn: Callable[[str, str], None], text: bool = True) -> None:
         self.families: dict = {}
         self._claims: dict = {}      # family and sample names in use -> their family
         self.target: dict = {}
         self._warn = warn
+        # For render() (text): a metric whose points were never built is rendered from
+        # its snapshot's records, in C; prometheus_client's collector needs the points.
+        self._text = text
+        self._label_names: dict = {}     # attribute key -> label name, for prometheus_samples
 
     def add(self, data, opts: _Options) -> None:
         if data is None:
@@ -395,6 +402,8 @@ class _Translation:
         if fam is None:
             return
         points = fam.points
+        if self._text and kind != "ExponentialHistogram" and self._snapshot_samples(data, fam, extra):
+            return
         if typ != "histogram":
             counter = typ == "counter"
             for p in data.data_points:
@@ -417,6 +426,27 @@ class _Translation:
                 del cum[len(bounds):]
             cum.append(p.count)
             points.append((labels, les, cum, p.sum, p.count, _bucket_exemplars(p.exemplars, bounds)))
+
+    def _snapshot_samples(self, data, fam: _Family, extra) -> bool:
+        """The metric's sample lines straight from its collection's snapshot (no point
+        objects), the same text as the points give; False when its points are (to be)
+        built instead: they exist already, or the records do not suit (see prometheus_samples)."""
+        snap = getattr(data, "_data_points", None)
+        if type(snap) is not Snapshot:
+            return False
+        les = None
+        if fam.type == "histogram":
+            boundaries = getattr(snap.stream, "boundaries", None)
+            if boundaries is None:
+                return False
+            les = tuple(_explicit_bounds(boundaries)[1])
+        sample = fam.name + "_total" if fam.type == "counter" else fam.name
+        text = prometheus_samples(snap, sample, tuple(chain.from_iterable(extra)), les, self._label_names,
+                                  label_name, label_value)
+        if text is None:
+            return False
+        fam.points.append(text)
+        return True
 
     def ordered(self) -> List[_Family]:
         fams = []
@@ -473,7 +503,11 @@ def render(families: List[_Family], openmetrics: bool) -> str:
                 w("# HELP %s %s\n" % (sample, _escape_help(f.help, False)))
             w("# TYPE %s %s\n" % (sample, "gauge" if typ == "info" else typ))
         if typ == "histogram":
-            for labels, les, cum, total, n, exemplars in f.points:
+            for p in f.points:
+                if type(p) is str:      # sample lines rendered from a snapshot
+                    w(p)
+                    continue
+                labels, les, cum, total, n, exemplars = p
                 ls = _render_labels(labels)
                 bucket = name + "_bucket{" + ls + ("," if ls else "") + 'le="'
                 for i, le in enumerate(les):
@@ -484,7 +518,11 @@ def render(families: List[_Family], openmetrics: bool) -> str:
                 if total is not None:
                     w("%s_sum%s %s\n" % (name, braces, _number(total)))
         else:
-            for labels, value, ex in f.points:
+            for p in f.points:
+                if type(p) is str:
+                    w(p)
+                    continue
+                labels, value, ex = p
                 ls = _render_labels(labels)
                 w("%s%s %s%s\n" % (sample, "{" + ls + "}" if ls else "", _number(value),
                                    _exemplar_text(ex) if openmetrics and ex is not None else ""))
@@ -636,8 +674,9 @@ class PrometheusMetricReader(MetricReader):
         translation.add(data, self._options)
         return True
 
-    def _families(self) -> Optional[List[_Family]]:
-        t = _Translation(self._warn_drop)
+    def _families(self, text: bool = True) -> Optional[List[_Family]]:
+        """This scrape's families; ``text``: for render() (else every point a tuple)."""
+        t = _Translation(self._warn_drop, text)
         return t.ordered() if self._translate_into(t) else None
 
     def exposition(self, openmetrics: bool = False) -> bytes:
@@ -699,7 +738,7 @@ class _ClientCollector:
         from prometheus_client.core import Metric
         from prometheus_client.samples import Exemplar
 
-        fams = self._reader._families() or []
+        fams = self._reader._families(text=False) or []
         out = []
         for f in fams:
             m = Metric(f.name, f.help, f.type, f.unit)
