@@ -25,7 +25,7 @@ Invariants:
 - A lone surrogate in a key or value reaches the returned str as it is (the caller's
   ``encode("utf-8", "replace")`` turns it into ``?``, as for the points path's str).
 """
-from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
@@ -40,12 +40,14 @@ cdef extern from "Python.h":
     char* PyOS_double_to_string(double val, char format_code, int precision, int flags,
                                 int* ptype) except NULL
     int Py_DTSF_ADD_DOT_0
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
 
 
 cdef struct Text:                   # a growing byte buffer (UTF-8; lone surrogates as 3 bytes)
     char* p
     Py_ssize_t n
     Py_ssize_t cap
+    bint nonascii                   # some byte >= 0x80 was written
 
 
 cdef struct Label:                  # one (name, value) pair of a series, in the scratch Text
@@ -101,6 +103,7 @@ cdef int _put_str(Text* t, str s) except -1:
     kind = PyUnicode_KIND(s)
     data = PyUnicode_DATA(s)
     _reserve_text(t, 4 * n)
+    t.nonascii = True
     q = <uint8_t*>(t.p + t.n)
     for i in range(n):
         c = PyUnicode_READ(kind, data, i)
@@ -126,16 +129,29 @@ cdef int _put_str(Text* t, str s) except -1:
     return 0
 
 
-cdef int _put_u64(Text* t, uint64_t u) except -1:
-    cdef char tmp[24]
-    cdef int k = 24
+cdef inline char* _u64_at(char* q, uint64_t u) noexcept:
+    """Write ``u`` in decimal at ``q`` (room for 20 bytes); returns the end."""
+    cdef uint64_t v = u
+    cdef char* end = q
     while True:
-        k -= 1
-        tmp[k] = <char>(48 + u % 10)
+        end += 1
+        v //= 10
+        if v == 0:
+            break
+    q = end
+    while True:
+        q -= 1
+        q[0] = <char>(48 + u % 10)
         u //= 10
         if u == 0:
             break
-    return _put(t, tmp + k, 24 - k)
+    return end
+
+
+cdef int _put_u64(Text* t, uint64_t u) except -1:
+    _reserve_text(t, 20)
+    t.n = _u64_at(t.p + t.n, u) - t.p
+    return 0
 
 
 cdef int _put_i64(Text* t, int64_t v) except -1:
@@ -356,13 +372,16 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
     cdef bint histogram = les is not None
     cdef Text out
     cdef Series s
-    cdef Py_ssize_t i, j, nb = 0, ls_start, ls_n, sample_n, bucket_n
+    cdef Py_ssize_t i, j, nb = 0, ls_start, ls_n, sample_n, bucket_n, pre_n, line
+    cdef Py_ssize_t* le_at = NULL           # bucket j's `<le>"} ` in ``out``: le_at[j]..le_at[j + 1]
     cdef char* rec
+    cdef char* q
     cdef NumSnap* ns
     cdef HistSnap* hs
     cdef uint64_t* counts
     cdef uint64_t run
     cdef const char* ls
+    cdef const char* pre
     if not records_readable(snap) or type(sample) is not str:
         return None
     if histogram:
@@ -377,16 +396,24 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
                 return None
     elif not isinstance(stream, NumberStream):
         return None
-    out.p, out.n, out.cap = NULL, 0, 0
-    s.scratch.p, s.scratch.n, s.scratch.cap = NULL, 0, 0
+    out.p, out.n, out.cap, out.nonascii = NULL, 0, 0, False
+    s.scratch.p, s.scratch.n, s.scratch.cap, s.scratch.nonascii = NULL, 0, 0, False
     s.labels, s.n, s.cap = NULL, 0, 0
     try:
-        # The sample name (histogram: name + "_bucket{"), kept at the start of ``out``
-        # and copied from there; removed before the str is made.
+        # Kept at the start of ``out`` and copied from there, removed before the str is
+        # made: the sample name, and for a histogram "_bucket{" and each bucket's `<le>"} `.
         _put_str(&out, sample)
         sample_n = out.n
         if histogram:
             _put(&out, "_bucket{", 8)
+            le_at = <Py_ssize_t*>PyMem_Malloc(<size_t>(nb + 2) * sizeof(Py_ssize_t))
+            if le_at == NULL:
+                raise MemoryError()
+            for j in range(nb + 1):
+                le_at[j] = out.n
+                _put_str(&out, <str>les[j])
+                _put(&out, '"} ', 3)
+            le_at[nb + 1] = out.n
         bucket_n = out.n
         for i in range(snap.count):
             rec = snap.buf + i * snap.rec
@@ -409,21 +436,30 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
                 continue
             hs = <HistSnap*>(rec + sizeof(int64_t))
             counts = <uint64_t*>(<char*>hs + sizeof(HistSnap))
+            # Each bucket line: name_bucket{<labels>,le="  <le>"}  <cumulative count>\n
+            if ls_n:
+                _put(&s.scratch, ",", 1)
+            _put(&s.scratch, 'le="', 4)
+            ls = pre = s.scratch.p + ls_start               # (moved if it grew); no growth below
+            pre_n = s.scratch.n - ls_start
             run = 0
             for j in range(nb + 1):
-                _put_prefix(&out, bucket_n)
-                if ls_n:
-                    _put(&out, ls, ls_n)
-                    _put(&out, ",", 1)
-                _put(&out, 'le="', 4)
-                _put_str(&out, <str>les[j])
-                _put(&out, '"} ', 3)
+                line = le_at[j + 1] - le_at[j]
+                _reserve_text(&out, sample_n + 8 + pre_n + line + 21)
+                q = out.p + out.n
+                memcpy(q, out.p, <size_t>(sample_n + 8))
+                q += sample_n + 8
+                memcpy(q, pre, <size_t>pre_n)
+                q += pre_n
+                memcpy(q, out.p + le_at[j], <size_t>line)
+                q += line
                 if j < nb:
                     run += counts[j]
-                    _put_u64(&out, run)
+                    q = _u64_at(q, run)
                 else:
-                    _put_u64(&out, hs.count)
-                _put(&out, "\n", 1)
+                    q = _u64_at(q, hs.count)
+                q[0] = b'\n'
+                out.n = q + 1 - out.p
             _put_prefix(&out, sample_n)
             _put(&out, "_count", 6)
             _put_braced(&out, ls, ls_n)
@@ -436,8 +472,13 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
             _put(&out, " ", 1)
             _put_sample_value(&out, hs.isfloat, hs.isum, hs.dsum)
             _put(&out, "\n", 1)
-        return PyUnicode_DecodeUTF8(out.p + bucket_n, out.n - bucket_n, "surrogatepass")
+        if out.nonascii or s.scratch.nonascii:
+            return PyUnicode_DecodeUTF8(out.p + bucket_n, out.n - bucket_n, "surrogatepass")
+        text = PyUnicode_New(out.n - bucket_n, 127)
+        memcpy(PyUnicode_DATA(text), out.p + bucket_n, <size_t>(out.n - bucket_n))
+        return text
     finally:
+        PyMem_Free(le_at)
         PyMem_Free(out.p)
         PyMem_Free(s.scratch.p)
         PyMem_Free(s.labels)
