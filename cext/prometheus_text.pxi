@@ -2,31 +2,33 @@
 """Prometheus text sample lines written straight from a collection's snapshot.
 
 One job: ``prometheus_samples`` gives the sample lines of one metric whose points were
-never built (its data still holds the collection's Snapshot, table.pxd), as one str:
-the characters export/prometheus.py's points path (``_labels``, ``_render_labels``,
-``_number`` and ``render``) writes for the same points, with no Python object per
-series. The text format 0.0.4 and OpenMetrics 1.0 write these lines alike (a snapshot
-that took exemplars has its points built at collection, so it never comes here).
+never built (its data still holds the collection's Snapshot, table.pxd), as UTF-8
+bytes: those export/prometheus.py's points path (``_labels``, ``_render_labels``,
+``_number``, ``render`` and its ``encode("utf-8", "replace")``) writes for the same
+points, with no Python object per series. The text format 0.0.4 and OpenMetrics 1.0
+write these lines alike (a stream with exemplars builds its points at collection, so
+its snapshot never comes here).
 
 Invariants:
-- The points path's text, character for character. A series' labels are the caller's
-  extra pairs and the series' attributes; each key is named by the caller's
-  ``label_name`` (kept in the caller's dict), ``le`` becoming ``_le`` on a histogram;
-  pairs whose names collide are merged (their values in (key, value) order, joined
-  with ``;``); labels sorted by name. Values as ``label_value`` spells them (str as
-  is; bool, int and float as JSON; anything else through ``label_value`` itself),
-  escaped (backslash, newline, double quote); sample values as ``_number`` spells them.
+- The points path's bytes, byte for byte. A series' labels are the caller's extra
+  pairs and the series' attributes; each key is named by the caller's ``label_name``
+  (kept in the caller's dict), ``le`` becoming ``_le`` on a histogram; pairs whose
+  names collide are merged (their values in (key, value) order, joined with ``;``);
+  labels sorted by name. Values as ``label_value`` spells them (str as is; bool, int
+  and float as JSON; anything else through ``label_value`` itself), escaped (backslash,
+  newline, double quote), a lone surrogate written as ``?``; sample values as
+  ``_number`` spells them.
 - Python is called only for a key the caller's dict does not hold yet and for a value
-  that is not a str, bool, int64 or float. Everything else is C, written into one
-  growing buffer that becomes the one str returned.
+  that is not a str, bool, int64 or float. Everything else is C, written into the one
+  bytes object returned.
 - None, and nothing written, when the snapshot's records cannot be read (its points
   are built), are not the kind asked, or hold what the text cannot be computed from
   here (a key that is not a str): the caller takes the points path.
-- A lone surrogate in a key or value reaches the returned str as it is (the caller's
-  ``encode("utf-8", "replace")`` turns it into ``?``, as for the points path's str).
 """
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, strlen
@@ -36,18 +38,16 @@ cdef extern from "Python.h":
     int PyUnicode_KIND(object s)
     uint32_t PyUnicode_READ(int kind, void* data, Py_ssize_t i)
     int PyUnicode_Compare(object a, object b) except? -1
-    object PyUnicode_DecodeUTF8(const char* s, Py_ssize_t size, const char* errors)
     char* PyOS_double_to_string(double val, char format_code, int precision, int flags,
                                 int* ptype) except NULL
     int Py_DTSF_ADD_DOT_0
-    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
 
 
 cdef struct Text:                   # a growing byte buffer (UTF-8; lone surrogates as 3 bytes)
     char* p
     Py_ssize_t n
     Py_ssize_t cap
-    bint nonascii                   # some byte >= 0x80 was written
+    PyObject* body                  # NULL, or the bytes object ``p`` is the data of
 
 
 cdef struct Label:                  # one (name, value) pair of a series, in the scratch Text
@@ -63,6 +63,10 @@ cdef int _text_grow(Text* t, Py_ssize_t more) except -1:
     cdef char* q
     while cap < t.n + more:
         cap *= 2
+    if t.body != NULL:
+        _PyBytes_Resize(&t.body, cap)
+        t.p, t.cap = PyBytes_AS_STRING(<object>t.body), cap
+        return 0
     q = <char*>PyMem_Realloc(t.p, <size_t>cap)
     if q == NULL:
         raise MemoryError()
@@ -83,14 +87,6 @@ cdef inline int _put(Text* t, const char* s, Py_ssize_t n) except -1:
     return 0
 
 
-cdef inline int _put_prefix(Text* t, Py_ssize_t n) except -1:
-    """Append the Text's own first ``n`` bytes."""
-    _reserve_text(t, n)
-    memcpy(t.p + t.n, t.p, <size_t>n)
-    t.n += n
-    return 0
-
-
 cdef int _put_str(Text* t, str s) except -1:
     """A str as UTF-8 (a lone surrogate as its three bytes: decoded back with "surrogatepass")."""
     cdef Py_ssize_t i, n = PyUnicode_GET_LENGTH(s)
@@ -103,7 +99,6 @@ cdef int _put_str(Text* t, str s) except -1:
     kind = PyUnicode_KIND(s)
     data = PyUnicode_DATA(s)
     _reserve_text(t, 4 * n)
-    t.nonascii = True
     q = <uint8_t*>(t.p + t.n)
     for i in range(n):
         c = PyUnicode_READ(kind, data, i)
@@ -284,11 +279,18 @@ cdef int _label_cmp(const char* base, Label* a, Label* b) except? -2:
 
 
 cdef inline char* _put_escaped(char* q, const char* v, Py_ssize_t n) noexcept:
-    cdef Py_ssize_t i
+    """A label value escaped, a lone surrogate (ED A0..BF xx: no UTF-8 has it) as "?",
+    as encode("utf-8", "replace") writes it."""
+    cdef Py_ssize_t i = 0
     cdef char c
-    for i in range(n):
+    while i < n:
         c = v[i]
-        if c == b'\\':
+        i += 1
+        if <uint8_t>c == 0xED and i < n and <uint8_t>v[i] >= 0xA0:
+            q[0] = b'?'
+            q += 1
+            i += 2
+        elif c == b'\\':
             q[0] = b'\\'
             q[1] = b'\\'
             q += 2
@@ -359,8 +361,8 @@ cdef inline int _put_braced(Text* out, const char* ls, Py_ssize_t ls_n) except -
 
 def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras not None, tuple les,
                        dict names not None, object label_name, object label_value):
-    """The sample lines of the metric whose points ``snap`` would build, as
-    export/prometheus.py's points path renders them, or None (take that path).
+    """The sample lines (UTF-8 bytes) of the metric whose points ``snap`` would build,
+    as export/prometheus.py's points path renders them, or None (take that path).
 
     ``sample``: the sample name (a counter's ``_total`` included), or for a histogram
     (``les`` given: its ``le`` strings, "+Inf" last) the family name. ``extras``: the
@@ -372,8 +374,9 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
     cdef bint histogram = les is not None
     cdef Text out
     cdef Series s
-    cdef Py_ssize_t i, j, nb = 0, ls_start, ls_n, sample_n, bucket_n, pre_n, line
-    cdef Py_ssize_t* le_at = NULL           # bucket j's `<le>"} ` in ``out``: le_at[j]..le_at[j + 1]
+    cdef Text fixed                         # the sample name, then for a histogram "_bucket{"
+    cdef Py_ssize_t i, j, nb = 0, ls_start, ls_n, sample_n, pre_n, line
+    cdef Py_ssize_t* le_at = NULL           # bucket j's `<le>"} ` in ``fixed``: le_at[j]..le_at[j + 1]
     cdef char* rec
     cdef char* q
     cdef NumSnap* ns
@@ -396,25 +399,30 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
                 return None
     elif not isinstance(stream, NumberStream):
         return None
-    out.p, out.n, out.cap, out.nonascii = NULL, 0, 0, False
-    s.scratch.p, s.scratch.n, s.scratch.cap, s.scratch.nonascii = NULL, 0, 0, False
+    fixed.p, fixed.n, fixed.cap, fixed.body = NULL, 0, 0, NULL
+    out.p, out.n, out.cap, out.body = NULL, 0, 0, NULL
+    s.scratch.p, s.scratch.n, s.scratch.cap, s.scratch.body = NULL, 0, 0, NULL
     s.labels, s.n, s.cap = NULL, 0, 0
     try:
-        # Kept at the start of ``out`` and copied from there, removed before the str is
-        # made: the sample name, and for a histogram "_bucket{" and each bucket's `<le>"} `.
-        _put_str(&out, sample)
-        sample_n = out.n
+        _put_str(&fixed, sample)
+        sample_n = fixed.n
         if histogram:
-            _put(&out, "_bucket{", 8)
+            _put(&fixed, "_bucket{", 8)
             le_at = <Py_ssize_t*>PyMem_Malloc(<size_t>(nb + 2) * sizeof(Py_ssize_t))
             if le_at == NULL:
                 raise MemoryError()
             for j in range(nb + 1):
-                le_at[j] = out.n
-                _put_str(&out, <str>les[j])
-                _put(&out, '"} ', 3)
-            le_at[nb + 1] = out.n
-        bucket_n = out.n
+                le_at[j] = fixed.n
+                _put_str(&fixed, <str>les[j])
+                _put(&fixed, '"} ', 3)
+            le_at[nb + 1] = fixed.n
+        # The lines are written into the bytes object returned.
+        out.cap = 1 << 16
+        body = PyBytes_FromStringAndSize(NULL, out.cap)
+        Py_INCREF(body)
+        out.body = <PyObject*>body      # our reference, given up in `finally`
+        body = None
+        out.p = PyBytes_AS_STRING(<object>out.body)
         for i in range(snap.count):
             rec = snap.buf + i * snap.rec
             s.scratch.n = 0
@@ -428,7 +436,7 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
             ls_n = s.scratch.n - ls_start
             if not histogram:
                 ns = <NumSnap*>(rec + sizeof(int64_t))
-                _put_prefix(&out, sample_n)
+                _put(&out, fixed.p, sample_n)
                 _put_braced(&out, ls, ls_n)
                 _put(&out, " ", 1)
                 _put_sample_value(&out, ns.isfloat, ns.i, ns.d)
@@ -447,11 +455,11 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
                 line = le_at[j + 1] - le_at[j]
                 _reserve_text(&out, sample_n + 8 + pre_n + line + 21)
                 q = out.p + out.n
-                memcpy(q, out.p, <size_t>(sample_n + 8))
+                memcpy(q, fixed.p, <size_t>(sample_n + 8))
                 q += sample_n + 8
                 memcpy(q, pre, <size_t>pre_n)
                 q += pre_n
-                memcpy(q, out.p + le_at[j], <size_t>line)
+                memcpy(q, fixed.p + le_at[j], <size_t>line)
                 q += line
                 if j < nb:
                     run += counts[j]
@@ -460,25 +468,23 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
                     q = _u64_at(q, hs.count)
                 q[0] = b'\n'
                 out.n = q + 1 - out.p
-            _put_prefix(&out, sample_n)
+            _put(&out, fixed.p, sample_n)
             _put(&out, "_count", 6)
             _put_braced(&out, ls, ls_n)
             _put(&out, " ", 1)
             _put_u64(&out, hs.count)
             _put(&out, "\n", 1)
-            _put_prefix(&out, sample_n)
+            _put(&out, fixed.p, sample_n)
             _put(&out, "_sum", 4)
             _put_braced(&out, ls, ls_n)
             _put(&out, " ", 1)
             _put_sample_value(&out, hs.isfloat, hs.isum, hs.dsum)
             _put(&out, "\n", 1)
-        if out.nonascii or s.scratch.nonascii:
-            return PyUnicode_DecodeUTF8(out.p + bucket_n, out.n - bucket_n, "surrogatepass")
-        text = PyUnicode_New(out.n - bucket_n, 127)
-        memcpy(PyUnicode_DATA(text), out.p + bucket_n, <size_t>(out.n - bucket_n))
-        return text
+        _PyBytes_Resize(&out.body, out.n)
+        return <object>out.body
     finally:
+        Py_XDECREF(out.body)
         PyMem_Free(le_at)
-        PyMem_Free(out.p)
+        PyMem_Free(fixed.p)
         PyMem_Free(s.scratch.p)
         PyMem_Free(s.labels)

@@ -197,7 +197,7 @@ class _Family:
     """One Prometheus metric family: OpenMetrics name (no ``_total``), type, help, unit, points.
     Points are (labels, value, exemplar) for counters, gauges and info, and
     (labels, [le], [cumulative count], sum, count, [exemplar per bucket] or None) for histograms;
-    or, in a translation for text, a str: one metric's sample lines, rendered from its
+    or, in a translation for text, bytes: one metric's sample lines, rendered from its
     collection's snapshot (``_Translation._snapshot_samples``)."""
 
     __slots__ = ("name", "type", "help", "unit", "points")
@@ -429,7 +429,7 @@ class _Translation:
 
     def _snapshot_samples(self, data, fam: _Family, extra) -> bool:
         """The metric's sample lines straight from its collection's snapshot (no point
-        objects), the same text as the points give; False when its points are (to be)
+        objects), the same bytes as the points give; False when its points are (to be)
         built instead: they exist already, or the records do not suit (see prometheus_samples)."""
         snap = getattr(data, "_data_points", None)
         if type(snap) is not Snapshot:
@@ -479,11 +479,12 @@ def _hex_id(value, width: int) -> str:
     return "%0*x" % (width, value)
 
 
-def render(families: List[_Family], openmetrics: bool) -> str:
-    """The exposition text of ``families``: text format 0.0.4, or OpenMetrics 1.0
-    (with ``# UNIT``, exemplars and ``# EOF``)."""
+def render(families: List[_Family], openmetrics: bool) -> bytes:
+    """The exposition of ``families`` in UTF-8 (a lone surrogate as ``?``): text format
+    0.0.4, or OpenMetrics 1.0 (with ``# UNIT``, exemplars and ``# EOF``)."""
     out: List[str] = []
     w = out.append
+    chunks: List[bytes] = []        # out's text so far, encoded, and the lines rendered as bytes
     for f in families:
         name, typ = f.name, f.type
         if typ == "counter":
@@ -504,8 +505,10 @@ def render(families: List[_Family], openmetrics: bool) -> str:
             w("# TYPE %s %s\n" % (sample, "gauge" if typ == "info" else typ))
         if typ == "histogram":
             for p in f.points:
-                if type(p) is str:      # sample lines rendered from a snapshot
-                    w(p)
+                if type(p) is bytes:    # sample lines rendered from a snapshot
+                    chunks.append("".join(out).encode("utf-8", "replace"))
+                    out.clear()
+                    chunks.append(p)
                     continue
                 labels, les, cum, total, n, exemplars = p
                 ls = _render_labels(labels)
@@ -519,8 +522,10 @@ def render(families: List[_Family], openmetrics: bool) -> str:
                     w("%s_sum%s %s\n" % (name, braces, _number(total)))
         else:
             for p in f.points:
-                if type(p) is str:
-                    w(p)
+                if type(p) is bytes:
+                    chunks.append("".join(out).encode("utf-8", "replace"))
+                    out.clear()
+                    chunks.append(p)
                     continue
                 labels, value, ex = p
                 ls = _render_labels(labels)
@@ -528,7 +533,8 @@ def render(families: List[_Family], openmetrics: bool) -> str:
                                    _exemplar_text(ex) if openmetrics and ex is not None else ""))
     if openmetrics:
         w("# EOF\n")
-    return "".join(out)
+    chunks.append("".join(out).encode("utf-8", "replace"))
+    return b"".join(chunks)
 
 
 # -- content negotiation -----------------------------------------------------------
@@ -683,7 +689,7 @@ class PrometheusMetricReader(MetricReader):
         """One scrape's body: collect now and encode (text 0.0.4, or OpenMetrics 1.0).
         Empty when the reader is shut down."""
         fams = self._families()
-        return b"" if fams is None else render(fams, openmetrics).encode("utf-8", "replace")
+        return b"" if fams is None else render(fams, openmetrics)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -862,7 +868,7 @@ class PrometheusServer:
         for r in readers:
             if not r._translate_into(translation):
                 return 503, "text/plain; charset=utf-8", b"shutting down\n"
-        body = render(translation.ordered(), openmetrics).encode("utf-8", "replace")
+        body = render(translation.ordered(), openmetrics)
         return 200, OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE, body
 
     def stop(self) -> None:
