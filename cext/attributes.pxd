@@ -17,6 +17,7 @@
 # differ. Nothing here raises.
 
 from cpython.dict cimport PyDict_Next
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 from libc.stdint cimport int64_t, uint64_t
@@ -31,7 +32,6 @@ cdef extern from "Python.h":
     bint PyUnicode_IS_COMPACT_ASCII(object s)
     void* PyUnicode_DATA(object s)
     Py_ssize_t PyUnicode_GET_LENGTH(object s)
-    int64_t PyLong_AsLongLongAndOverflow(object v, int* overflow) except? -1
 
 cdef extern from *:
     """

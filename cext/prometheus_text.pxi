@@ -41,6 +41,7 @@ cdef extern from "Python.h":
     char* PyOS_double_to_string(double val, char format_code, int precision, int flags,
                                 int* ptype) except NULL
     int Py_DTSF_ADD_DOT_0
+    int _PyBytes_Resize(PyObject** bytes, Py_ssize_t newsize) except -1
 
 
 cdef struct Text:                   # a growing byte buffer (UTF-8; lone surrogates as 3 bytes)

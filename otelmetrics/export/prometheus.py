@@ -20,6 +20,12 @@ Invariants:
 - Exponential histograms (which the text formats cannot carry as native
   histograms) are exposed as classic ``le`` buckets at their bucket boundaries,
   which the specification allows, rather than dropped.
+- A Sum, Gauge or explicit Histogram whose points were never built (its data still
+  holds the collection's snapshot) has its sample lines written from the snapshot's
+  records by the compiled core (``prometheus_samples``), with no Python object per
+  series: the same bytes as its points would give. This module decides when: for
+  render(), not for prometheus_client's collector, which needs the points; the
+  core answers None when it cannot, and the points are used.
 """
 from __future__ import annotations
 
