@@ -417,8 +417,9 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
                 _put_str(&fixed, <str>les[j])
                 _put(&fixed, '"} ', 3)
             le_at[nb + 1] = fixed.n
-        # The lines are written into the bytes object returned.
-        out.cap = 1 << 16
+        # The lines are written into the bytes object returned, sized for lines of about
+        # 96 bytes (grown by doubling, trimmed at the end).
+        out.cap = 512 + snap.count * 96 * (nb + 3 if histogram else 1)
         body = PyBytes_FromStringAndSize(NULL, out.cap)
         Py_INCREF(body)
         out.body = <PyObject*>body      # our reference, given up in `finally`
