@@ -9,7 +9,8 @@
 from libc.stdint cimport int64_t, uint64_t, uint8_t
 
 
-# Snapshot records (table.pxd's Snapshot), which an encoder may read before points exist.
+# Snapshot records (table.pxd's Snapshot), which an encoder (otlp_wire.pxi,
+# prometheus_text.pxi) may read before points exist.
 ctypedef struct NumSnap:                    # a number cell
     int64_t i
     double d

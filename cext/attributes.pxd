@@ -17,9 +17,10 @@
 # differ. Nothing here raises.
 
 from cpython.dict cimport PyDict_Next
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
-from libc.stdint cimport uint64_t
+from libc.stdint cimport int64_t, uint64_t
 
 
 cdef extern from "Python.h":
@@ -28,6 +29,9 @@ cdef extern from "Python.h":
     int PySet_Contains(object anyset, object key) noexcept
     PyObject *PyDict_GetItemWithError(PyObject *d, PyObject *k) noexcept
     void PyErr_Clear() noexcept
+    bint PyUnicode_IS_COMPACT_ASCII(object s)
+    void* PyUnicode_DATA(object s)
+    Py_ssize_t PyUnicode_GET_LENGTH(object s)
 
 cdef extern from *:
     """
@@ -185,3 +189,32 @@ cdef inline bint same_attributes(tuple stored, dict d, PyObject **noted, Py_ssiz
         if not _same_value(PyTuple_GET_ITEM(stored, j + 1), v):
             return False
     return True
+
+
+# What an encoder finds in a stored value (plain_scalar): the kinds it writes with no
+# Python call; SCALAR_OTHER (a str that is not ASCII, an int beyond int64, a tuple)
+# takes the encoder's general path.
+cdef enum:
+    SCALAR_OTHER = 0
+    SCALAR_ASCII = 1                        # exact str, compact ASCII: PyUnicode_DATA/GET_LENGTH
+    SCALAR_BOOL = 2                         # *iv 1 or 0
+    SCALAR_INT = 3                          # exact int within int64: *iv
+    SCALAR_FLOAT = 4                        # exact float: *dv
+
+cdef inline int plain_scalar(object value, int64_t *iv, double *dv) except -1:
+    """The kind of an attribute value as the encoders (otlp_wire.pxi,
+    prometheus_text.pxi) read it, with its number in ``iv``/``dv``."""
+    cdef int overflow = 0
+    cdef type t = type(value)
+    if t is str:
+        return SCALAR_ASCII if PyUnicode_IS_COMPACT_ASCII(value) else SCALAR_OTHER
+    if t is bool:
+        iv[0] = 1 if value is True else 0
+        return SCALAR_BOOL
+    if t is int:
+        iv[0] = PyLong_AsLongLongAndOverflow(value, &overflow)
+        return SCALAR_OTHER if overflow else SCALAR_INT
+    if t is float:
+        dv[0] = <double>value
+        return SCALAR_FLOAT
+    return SCALAR_OTHER

@@ -849,12 +849,10 @@ cdef bint _snapshot_points(Writer* w, object data, int kind, list dropped) excep
     cdef char* rec
     cdef object stream
     raw = getattr(data, "_data_points", None)
-    if type(raw) is not Snapshot:
-        return False
+    if type(raw) is not Snapshot or not records_readable(<Snapshot>raw):
+        return False    # points (a snapshot's, built: with exemplars, if any were taken) are the data
     snap = <Snapshot>raw
     stream = snap.stream
-    if snap.buf == NULL or snap.built is not None:
-        return False    # the points exist (with exemplars, if any were taken): they are the data
     if (kind == KIND_GAUGE or kind == KIND_SUM) and isinstance(stream, NumberStream):
         for i in range(snap.count):
             rec = snap.buf + i * snap.rec
@@ -897,13 +895,6 @@ cdef extern from *:
     bint OM_LITTLE_ENDIAN      # uint64 and double arrays are already in the wire's byte order
 
 
-cdef extern from "Python.h":
-    bint PyUnicode_IS_COMPACT_ASCII(object s)
-    void* PyUnicode_DATA(object s)
-    Py_ssize_t PyUnicode_GET_LENGTH(object s)
-    int64_t PyLong_AsLongLongAndOverflow(object v, int* overflow) except? -1
-
-
 cdef inline bint _plain_key_value(Writer* w, uint32_t field, object key, object value) except -1:
     """``_key_value`` for the common case, its sizes known before it is written: an ASCII
     str key and an ASCII str, bool, int64 or float value. False (nothing written) for
@@ -911,32 +902,25 @@ cdef inline bint _plain_key_value(Writer* w, uint32_t field, object key, object 
     cdef Py_ssize_t kn, vn = 0, body, kv, total
     cdef int64_t iv = 0
     cdef double dv = 0.0
-    cdef int overflow = 0, vt
+    cdef int vt, scalar
     cdef uint8_t* p
     cdef const char* vdata = NULL
     if type(key) is not str or not PyUnicode_IS_COMPACT_ASCII(key):
         return False
-    t = type(value)
-    if t is str:
-        if not PyUnicode_IS_COMPACT_ASCII(value):
-            return False
+    scalar = plain_scalar(value, &iv, &dv)
+    if scalar == SCALAR_ASCII:
         vn = PyUnicode_GET_LENGTH(value)
         vdata = <const char*>PyUnicode_DATA(value)
         vt = AV_STRING
         body = 1 + _varint_size(<uint64_t>vn) + vn
-    elif t is bool:
+    elif scalar == SCALAR_BOOL:
         vt = AV_BOOL
-        iv = 1 if value is True else 0
         body = 2
-    elif t is int:
-        iv = PyLong_AsLongLongAndOverflow(value, &overflow)
-        if overflow:
-            return False
+    elif scalar == SCALAR_INT:
         vt = AV_INT
         body = 1 + _varint_size(<uint64_t>iv)
-    elif t is float:
+    elif scalar == SCALAR_FLOAT:
         vt = AV_DOUBLE
-        dv = <double>value
         body = 9
     else:
         return False

@@ -13,7 +13,8 @@
 #   bucket_of for bucket-aligned exemplar reservoirs;
 # - the pipeline calls collect_snapshot(now) (a Snapshot, below: the copied
 #   cells, points built on demand); collect(now) is its points at once;
-#   Snapshot records are read by otlp_wire.pxi with aggregations.pxd's layouts.
+#   Snapshot records are read by otlp_wire.pxi and prometheus_text.pxi with
+#   aggregations.pxd's layouts (records_readable(), below: while no points are built).
 # find_cell and touch are inline, so the recording path (instruments.pxi,
 # aggregations.pxi) reaches a known series' cell without a function call.
 # Inline code here compiles under the directives of the module that cimports it.
@@ -179,3 +180,10 @@ cdef inline void touch(Stream s, Py_ssize_t c) noexcept:
     if not (s.flags[c] & CELL_HASDATA):
         s._first_data(c)        # once per series: out of line, so adds stay small
     s.flags[c] |= CELL_TOUCHED
+
+
+cdef inline bint records_readable(Snapshot snap) noexcept:
+    """Whether an encoder may write ``snap`` from its records (otlp_wire.pxi,
+    prometheus_text.pxi): they are there and no points were built (once built,
+    with the exemplars taken, if any, the points are the data)."""
+    return snap.buf != NULL and snap.built is None

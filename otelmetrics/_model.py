@@ -4,7 +4,8 @@ Same classes and field names as opentelemetry-sdk's ``metrics.export`` data
 model, so code that walks a reference ``MetricsData`` walks ours unchanged.
 The point classes are compiled (``otelmetrics._native``, cext/points.pxi) so that a
 collection builds them from C, and only when ``data_points`` is first read (an
-OTLP encoder writes bytes from the collection's snapshot instead); the
+OTLP encoder and a Prometheus scrape write bytes from the collection's snapshot
+instead); the
 containers here are immutable records. The
 pipeline builds this model, readers and exporters consume it, and
 ``otelmetrics.export`` re-exports it under the reference's names.

@@ -20,6 +20,12 @@ Invariants:
 - Exponential histograms (which the text formats cannot carry as native
   histograms) are exposed as classic ``le`` buckets at their bucket boundaries,
   which the specification allows, rather than dropped.
+- A Sum, Gauge or explicit Histogram whose points were never built (its data still
+  holds the collection's snapshot) has its sample lines written from the snapshot's
+  records by the compiled core (``prometheus_samples``), with no Python object per
+  series: the same bytes as its points would give. This module decides when: for
+  render(), not for prometheus_client's collector, which needs the points; the
+  core answers None when it cannot, and the points are used.
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import chain, count
 from typing import Callable, List, Optional, Tuple
 
+from otelmetrics._native import Snapshot, prometheus_samples
 from otelmetrics.export._readers import MetricReader
 
 __all__ = ["PrometheusMetricReader", "PrometheusServer", "start_http_server"]
@@ -195,7 +202,9 @@ def _render_labels(labels) -> str:
 class _Family:
     """One Prometheus metric family: OpenMetrics name (no ``_total``), type, help, unit, points.
     Points are (labels, value, exemplar) for counters, gauges and info, and
-    (labels, [le], [cumulative count], sum, count, [exemplar per bucket] or None) for histograms."""
+    (labels, [le], [cumulative count], sum, count, [exemplar per bucket] or None) for histograms;
+    or, in a translation for text, bytes: one metric's sample lines, rendered from its
+    collection's snapshot (``_Translation._snapshot_samples``)."""
 
     __slots__ = ("name", "type", "help", "unit", "points")
 
@@ -312,11 +321,15 @@ class _Options:
 class _Translation:
     """Families of one scrape, built from one or more readers' collections."""
 
-    def __init__(self, warn: Callable[[str, str], None]) -> None:
+    def __init__(self, warn: Callable[[str, str], None], text: bool = True) -> None:
         self.families: dict = {}
         self._claims: dict = {}      # family and sample names in use -> their family
         self.target: dict = {}
         self._warn = warn
+        # For render() (text): a metric whose points were never built is rendered from
+        # its snapshot's records, in C; prometheus_client's collector needs the points.
+        self._text = text
+        self._label_names: dict = {}     # attribute key -> label name, for prometheus_samples
 
     def add(self, data, opts: _Options) -> None:
         if data is None:
@@ -395,6 +408,8 @@ class _Translation:
         if fam is None:
             return
         points = fam.points
+        if self._text and kind != "ExponentialHistogram" and self._snapshot_samples(data, fam, extra):
+            return
         if typ != "histogram":
             counter = typ == "counter"
             for p in data.data_points:
@@ -417,6 +432,27 @@ class _Translation:
                 del cum[len(bounds):]
             cum.append(p.count)
             points.append((labels, les, cum, p.sum, p.count, _bucket_exemplars(p.exemplars, bounds)))
+
+    def _snapshot_samples(self, data, fam: _Family, extra) -> bool:
+        """The metric's sample lines straight from its collection's snapshot (no point
+        objects), the same bytes as the points give; False when its points are (to be)
+        built instead: they exist already, or the records do not suit (see prometheus_samples)."""
+        snap = getattr(data, "_data_points", None)
+        if type(snap) is not Snapshot:
+            return False
+        les = None
+        if fam.type == "histogram":
+            boundaries = getattr(snap.stream, "boundaries", None)
+            if boundaries is None:
+                return False
+            les = tuple(_explicit_bounds(boundaries)[1])
+        sample = fam.name + "_total" if fam.type == "counter" else fam.name
+        text = prometheus_samples(snap, sample, tuple(chain.from_iterable(extra)), les, self._label_names,
+                                  label_name, label_value)
+        if text is None:
+            return False
+        fam.points.append(text)
+        return True
 
     def ordered(self) -> List[_Family]:
         fams = []
@@ -449,11 +485,12 @@ def _hex_id(value, width: int) -> str:
     return "%0*x" % (width, value)
 
 
-def render(families: List[_Family], openmetrics: bool) -> str:
-    """The exposition text of ``families``: text format 0.0.4, or OpenMetrics 1.0
-    (with ``# UNIT``, exemplars and ``# EOF``)."""
+def render(families: List[_Family], openmetrics: bool) -> bytes:
+    """The exposition of ``families`` in UTF-8 (a lone surrogate as ``?``): text format
+    0.0.4, or OpenMetrics 1.0 (with ``# UNIT``, exemplars and ``# EOF``)."""
     out: List[str] = []
     w = out.append
+    chunks: List[bytes] = []        # out's text so far, encoded, and the lines rendered as bytes
     for f in families:
         name, typ = f.name, f.type
         if typ == "counter":
@@ -473,7 +510,13 @@ def render(families: List[_Family], openmetrics: bool) -> str:
                 w("# HELP %s %s\n" % (sample, _escape_help(f.help, False)))
             w("# TYPE %s %s\n" % (sample, "gauge" if typ == "info" else typ))
         if typ == "histogram":
-            for labels, les, cum, total, n, exemplars in f.points:
+            for p in f.points:
+                if type(p) is bytes:    # sample lines rendered from a snapshot
+                    chunks.append("".join(out).encode("utf-8", "replace"))
+                    out.clear()
+                    chunks.append(p)
+                    continue
+                labels, les, cum, total, n, exemplars = p
                 ls = _render_labels(labels)
                 bucket = name + "_bucket{" + ls + ("," if ls else "") + 'le="'
                 for i, le in enumerate(les):
@@ -484,13 +527,20 @@ def render(families: List[_Family], openmetrics: bool) -> str:
                 if total is not None:
                     w("%s_sum%s %s\n" % (name, braces, _number(total)))
         else:
-            for labels, value, ex in f.points:
+            for p in f.points:
+                if type(p) is bytes:
+                    chunks.append("".join(out).encode("utf-8", "replace"))
+                    out.clear()
+                    chunks.append(p)
+                    continue
+                labels, value, ex = p
                 ls = _render_labels(labels)
                 w("%s%s %s%s\n" % (sample, "{" + ls + "}" if ls else "", _number(value),
                                    _exemplar_text(ex) if openmetrics and ex is not None else ""))
     if openmetrics:
         w("# EOF\n")
-    return "".join(out)
+    chunks.append("".join(out).encode("utf-8", "replace"))
+    return b"".join(chunks)
 
 
 # -- content negotiation -----------------------------------------------------------
@@ -636,15 +686,16 @@ class PrometheusMetricReader(MetricReader):
         translation.add(data, self._options)
         return True
 
-    def _families(self) -> Optional[List[_Family]]:
-        t = _Translation(self._warn_drop)
+    def _families(self, text: bool = True) -> Optional[List[_Family]]:
+        """This scrape's families; ``text``: for render() (else every point a tuple)."""
+        t = _Translation(self._warn_drop, text)
         return t.ordered() if self._translate_into(t) else None
 
     def exposition(self, openmetrics: bool = False) -> bytes:
         """One scrape's body: collect now and encode (text 0.0.4, or OpenMetrics 1.0).
         Empty when the reader is shut down."""
         fams = self._families()
-        return b"" if fams is None else render(fams, openmetrics).encode("utf-8", "replace")
+        return b"" if fams is None else render(fams, openmetrics)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -699,7 +750,7 @@ class _ClientCollector:
         from prometheus_client.core import Metric
         from prometheus_client.samples import Exemplar
 
-        fams = self._reader._families() or []
+        fams = self._reader._families(text=False) or []
         out = []
         for f in fams:
             m = Metric(f.name, f.help, f.type, f.unit)
@@ -823,7 +874,7 @@ class PrometheusServer:
         for r in readers:
             if not r._translate_into(translation):
                 return 503, "text/plain; charset=utf-8", b"shutting down\n"
-        body = render(translation.ordered(), openmetrics).encode("utf-8", "replace")
+        body = render(translation.ordered(), openmetrics)
         return 200, OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE, body
 
     def stop(self) -> None:
