@@ -1,7 +1,7 @@
 # Included by _native.pyx: one extension module, otelmetrics._native, whose header states the directives.
 """OTLP/JSON data points written straight from a collection's snapshot.
 
-``json_data_points(data, dropped)`` returns the UTF-8 JSON array of a Sum, Gauge or
+``json_data_points(data)`` returns the UTF-8 JSON array of a Sum, Gauge or
 Histogram's ``dataPoints`` when its data still holds the collection's Snapshot
 (otlp_wire.pxi's ``_records_of``: the records its points would be built from), or None
 when there are points to encode (``otelmetrics/export/otlp_json.py`` encodes those, and
@@ -12,11 +12,12 @@ Invariants:
   build: its field names and order, proto3 defaults left out, the numbers as ``json``
   writes them (a double as ``repr`` does, NaN and the infinities as strings, 64-bit
   integers and timestamps as decimal strings), strings escaped as ``json.dumps`` with
-  ``ensure_ascii=False`` escapes them, then UTF-8 with lone surrogates as "?". An
-  attribute ``otlp_json`` drops (an int beyond int64) is dropped and reported alike.
+  ``ensure_ascii=False`` escapes them, then UTF-8 with lone surrogates as "?".
 - No Python object per point: the array is written into the bytes object returned.
-- An attribute value it does not write (a type a stream never stores) gives None and
-  takes nothing from ``dropped``: the points are the data then.
+- It writes the attribute values a stream stores (attributes.pxi: exact str, bool,
+  int64, float, and tuples of those with None), none of which OTLP drops; anything else
+  (an int beyond int64, another type: none reaches a stream) gives None, and the points,
+  which ``otlp_json`` encodes and drops attributes from, are the data.
 """
 from libc.math cimport INFINITY
 from libc.string cimport strlen
@@ -30,8 +31,7 @@ cdef extern from "Python.h":
 
 cdef enum:
     VALUE_OK = 0
-    VALUE_OUT_OF_RANGE = 1     # an int beyond int64: the attribute is dropped, as otlp_json does
-    VALUE_UNSUPPORTED = 2      # not written here: the metric's points are encoded instead
+    VALUE_UNSUPPORTED = 1      # not written here: the metric's points are encoded instead
 
 
 cdef inline int _lit(Writer* w, const char* s) except -1:
@@ -142,9 +142,9 @@ cdef int _j_str(Writer* w, str s) except -1:
 
 
 cdef int _j_any_value(Writer* w, object v) except -1:
-    """otlp_json's AnyValue object for a value a stream stores (an exact str, bool, int,
-    float, None inside a sequence, or a tuple or list of those); VALUE_OUT_OF_RANGE or
-    VALUE_UNSUPPORTED with a partial value written (the caller rolls back)."""
+    """otlp_json's AnyValue object for a value a stream stores (an exact str, bool,
+    int64, float, None inside a sequence, or a tuple or list of those); else
+    VALUE_UNSUPPORTED, part of it written."""
     cdef int overflow = 0, r
     cdef int64_t i
     t = type(v)
@@ -159,7 +159,7 @@ cdef int _j_any_value(Writer* w, object v) except -1:
     elif t is int:
         i = PyLong_AsLongLongAndOverflow(v, &overflow)
         if overflow:
-            return VALUE_OUT_OF_RANGE
+            return VALUE_UNSUPPORTED
         _lit(w, b'{"intValue":')
         _j_quoted_i64(w, i)
     elif t is float:
@@ -181,38 +181,27 @@ cdef int _j_any_value(Writer* w, object v) except -1:
     return VALUE_OK
 
 
-cdef int _j_attributes(Writer* w, tuple flat, list dropped) except -1:
+cdef int _j_attributes(Writer* w, tuple flat) except -1:
     """The "attributes" field of a stream's stored set (k0, v0, k1, v1, ...), in its
-    order; left out when no attribute is kept. VALUE_UNSUPPORTED when a key or value is
-    not one a stream stores."""
-    cdef Py_ssize_t j, mark = w.pos, first, start
-    cdef int r
+    order, left out when empty; VALUE_UNSUPPORTED for a key or value a stream does not
+    store."""
+    cdef Py_ssize_t j
     if not flat:
         return VALUE_OK
     _comma(w)
     _lit(w, b'"attributes":[')
-    first = w.pos
     for j in range(0, len(flat), 2):
         key = flat[j]
         if type(key) is not str:
             return VALUE_UNSUPPORTED
-        start = w.pos
         _comma(w)
         _lit(w, b'{"key":')
         _j_str(w, <str>key)
         _lit(w, b',"value":')
-        r = _j_any_value(w, flat[j + 1])
-        if r == VALUE_UNSUPPORTED:
-            return r
-        if r == VALUE_OUT_OF_RANGE:
-            w.pos = start
-            dropped.append((key, "integer out of int64 range"))
-            continue
+        if _j_any_value(w, flat[j + 1]) != VALUE_OK:
+            return VALUE_UNSUPPORTED
         _lit(w, b'}')
-    if w.pos == first:
-        w.pos = mark
-    else:
-        _lit(w, b']')
+    _lit(w, b']')
     return VALUE_OK
 
 
@@ -229,11 +218,10 @@ cdef int _j_times(Writer* w, int64_t start, int64_t now) except -1:
     return 0
 
 
-cdef int _j_number(Writer* w, const NumSnap* s, int64_t start, int64_t now, tuple attrs,
-                   list dropped) except -1:
+cdef int _j_number(Writer* w, const NumSnap* s, int64_t start, int64_t now, tuple attrs) except -1:
     """otlp_json's number point for the point make_point would build (``start`` 0: none)."""
     _lit(w, b'{')
-    if _j_attributes(w, attrs, dropped) != VALUE_OK:
+    if _j_attributes(w, attrs) != VALUE_OK:
         return VALUE_UNSUPPORTED
     _j_times(w, start, now)
     _comma(w)
@@ -248,14 +236,14 @@ cdef int _j_number(Writer* w, const NumSnap* s, int64_t start, int64_t now, tupl
 
 
 cdef int _j_histogram(Writer* w, HistogramStream h, const HistSnap* s, int64_t start, int64_t now,
-                      tuple attrs, list dropped, Py_ssize_t* bounds) except -1:
+                      tuple attrs, Py_ssize_t* bounds) except -1:
     """otlp_json's histogram point for the point make_point would build. ``bounds``: where
     and how long the explicitBounds field is in the body, once a point has written it
     (every point of the stream has the same)."""
     cdef const uint64_t* counts = <const uint64_t*>(<const char*>s + sizeof(HistSnap))
     cdef Py_ssize_t j
     _lit(w, b'{')
-    if _j_attributes(w, attrs, dropped) != VALUE_OK:
+    if _j_attributes(w, attrs) != VALUE_OK:
         return VALUE_UNSUPPORTED
     _j_times(w, start, now)
     if s.count:
@@ -294,15 +282,14 @@ cdef int _j_histogram(Writer* w, HistogramStream h, const HistSnap* s, int64_t s
     return VALUE_OK
 
 
-def json_data_points(data, list dropped):
+def json_data_points(data):
     """The OTLP/JSON ``dataPoints`` array (UTF-8 bytes) of ``data``, a Sum, Gauge or
     Histogram, written from its collection's snapshot; None when its points are to be
-    encoded instead. An attribute OTLP cannot carry is left out and appended to
-    ``dropped`` as ``(key, reason)``."""
+    encoded instead."""
     cdef int kind = _kind(data)
     cdef Snapshot snap = _records_of(data, kind)
     cdef Writer w
-    cdef Py_ssize_t i, n_dropped = len(dropped)
+    cdef Py_ssize_t i
     cdef Py_ssize_t bounds[2]
     cdef char* rec
     cdef int r
@@ -319,13 +306,11 @@ def json_data_points(data, list dropped):
             _comma(&w)
             if kind == KIND_HISTOGRAM:
                 r = _j_histogram(&w, <HistogramStream>snap.stream, <HistSnap*>(rec + sizeof(int64_t)),
-                                 _record_start(snap, rec, kind), snap.now, <tuple>snap.attrs[i], dropped,
-                                 bounds)
+                                 _record_start(snap, rec, kind), snap.now, <tuple>snap.attrs[i], bounds)
             else:
                 r = _j_number(&w, <NumSnap*>(rec + sizeof(int64_t)), _record_start(snap, rec, kind),
-                              snap.now, <tuple>snap.attrs[i], dropped)
+                              snap.now, <tuple>snap.attrs[i])
             if r != VALUE_OK:
-                del dropped[n_dropped:]
                 return None
         _lit(&w, b']')
         return _finish(&w)

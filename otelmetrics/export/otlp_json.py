@@ -4,6 +4,12 @@ The protobuf JSON mapping with OTLP's exceptions: lowerCamelCase field names, tr
 and span ids as hex (not base64), enums as integers, 64-bit integers as decimal
 strings, and the non-finite doubles as "NaN", "Infinity", "-Infinity". What is sent
 and what is left out follows the binary encoder (cext/otlp_wire.pxi).
+
+The request is written as UTF-8 pieces joined once. A Sum, Gauge or Histogram whose
+data still holds its collection's snapshot gets its ``dataPoints`` array from the
+compiled core (``json_data_points``, cext/otlp_json.pxi: the same bytes, written from
+the snapshot's records with no Python object per point); other points are encoded
+here, and everything around the arrays is encoded here, by ``json``.
 """
 from __future__ import annotations
 
@@ -167,7 +173,7 @@ def _object(out: list, head: dict, key: bytes, value: list, tail: dict) -> None:
 def _metric(metric, dropped: list) -> list:
     data = metric.data
     kind = _kind(data)
-    points = json_data_points(data, dropped)
+    points = json_data_points(data)
     if points is None:
         points = _json([_point(kind, p, dropped) for p in data.data_points])
     body: dict = {}
