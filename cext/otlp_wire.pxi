@@ -20,6 +20,9 @@ ever in memory.
 
 ``decode_fields(data)`` is the small reader the exporter needs for response bodies
 (``ExportMetricsServiceResponse``, ``google.rpc.Status``).
+
+otlp_json.pxi writes OTLP/JSON data points with the same Writer and the same readers of
+a snapshot's records (``_records_of``, ``_record_start``, ``_record_sum``, ``_record_extreme``).
 """
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
