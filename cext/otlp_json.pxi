@@ -193,6 +193,7 @@ cdef int _j_escaped(Writer* w, const uint8_t* p, Py_ssize_t n) except -1:
 
 
 cdef int _j_str(Writer* w, str s) except -1:
+    """``s`` as a JSON string, in UTF-8 (a lone surrogate as "?")."""
     cdef Py_ssize_t n
     cdef const char* data
     if PyUnicode_IS_COMPACT_ASCII(s):
@@ -308,12 +309,11 @@ cdef int _j_histogram(Writer* w, HistogramStream h, const HistSnap* s, int64_t s
     and how long the explicitBounds field is in the body, once a point has written it
     (every point of the stream has the same)."""
     cdef const uint64_t* counts = <const uint64_t*>(<const char*>s + sizeof(HistSnap))
-    cdef Py_ssize_t j
+    cdef double total = _record_sum(s)
+    cdef Py_ssize_t j, at, n
     _lit(w, b'{')
     if _j_attributes(w, attrs) != VALUE_OK:
         return VALUE_UNSUPPORTED
-    cdef double total = _record_sum(s), vmin = _record_extreme(h, s, s.vmin)
-    cdef Py_ssize_t at, n
     _j_times(w, start, now, kept)
     if s.count:
         _comma(w)
@@ -325,7 +325,7 @@ cdef int _j_histogram(Writer* w, HistogramStream h, const HistSnap* s, int64_t s
     _j_double(w, total)
     n = w.pos - at
     _lit(w, b',"min":')
-    _j_double_or_copy(w, vmin, total, at, n)
+    _j_double_or_copy(w, _record_extreme(h, s, s.vmin), total, at, n)
     _lit(w, b',"max":')
     _j_double_or_copy(w, _record_extreme(h, s, s.vmax), total, at, n)
     _lit(w, b',"bucketCounts":[')
