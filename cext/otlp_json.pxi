@@ -71,35 +71,32 @@ cdef inline int _u64_digits(uint64_t v, char* end) noexcept:
     return <int>(end - p)
 
 
-cdef int _j_i64(Writer* w, int64_t v) except -1:
-    cdef char text[21]
-    cdef int n = _u64_digits(<uint64_t>0 - <uint64_t>v if v < 0 else <uint64_t>v, text + 21)
-    if v < 0:
-        n += 1
-        text[21 - n] = c'-'
-    return _raw(w, text + 21 - n, n)
-
-
 ctypedef struct Stamp:                 # an int64 as a JSON string, kept to be copied
     int64_t v
-    int n                              # 0: nothing kept yet
-    char text[22]
+    int n                              # its length, quotes included; 0: nothing kept yet
+    char text[22]                      # the string in the last n bytes
+
+
+cdef inline void _stamp(Stamp* kept, int64_t v) noexcept:
+    """``v`` as a quoted decimal string in ``kept``, unless it holds it already."""
+    cdef int start
+    if kept.n and kept.v == v:
+        return
+    start = 21 - _u64_digits(<uint64_t>0 - <uint64_t>v if v < 0 else <uint64_t>v, kept.text + 21)
+    if v < 0:
+        start -= 1
+        kept.text[start] = c'-'
+    start -= 1
+    kept.text[start] = c'"'
+    kept.text[21] = c'"'
+    kept.v = v
+    kept.n = 22 - start
 
 
 cdef int _j_quoted_i64(Writer* w, int64_t v, Stamp* kept) except -1:
     """An int64 as OTLP/JSON carries it: a decimal string; ``kept`` holds the last one
     written (the same timestamp repeats in every point of a collection)."""
-    cdef int start
-    if not kept.n or kept.v != v:
-        start = 21 - _u64_digits(<uint64_t>0 - <uint64_t>v if v < 0 else <uint64_t>v, kept.text + 21)
-        if v < 0:
-            start -= 1
-            kept.text[start] = c'-'
-        start -= 1
-        kept.text[start] = c'"'
-        kept.text[21] = c'"'
-        kept.v = v
-        kept.n = 22 - start
+    _stamp(kept, v)
     return _raw(w, kept.text + 22 - kept.n, kept.n)
 
 
@@ -107,6 +104,14 @@ cdef inline int _j_i64_string(Writer* w, int64_t v) except -1:
     cdef Stamp own
     own.n = 0
     return _j_quoted_i64(w, v, &own)
+
+
+cdef int _j_i64(Writer* w, int64_t v) except -1:
+    """An int64 as a JSON number."""
+    cdef Stamp own
+    own.n = 0
+    _stamp(&own, v)
+    return _raw(w, own.text + 23 - own.n, own.n - 2)
 
 
 cdef int _j_quoted_u64(Writer* w, uint64_t v) except -1:
