@@ -20,6 +20,9 @@ ever in memory.
 
 ``decode_fields(data)`` is the small reader the exporter needs for response bodies
 (``ExportMetricsServiceResponse``, ``google.rpc.Status``).
+
+otlp_json.pxi writes OTLP/JSON data points with the same Writer and the same readers of
+a snapshot's records (``_records_of``, ``_record_start``, ``_record_sum``, ``_record_extreme``).
 """
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -307,6 +310,28 @@ cdef inline void _rollback(Writer* w, Py_ssize_t pos, Py_ssize_t nhdr, Py_ssize_
     w.pos = pos
     w.nhdr = nhdr
     w.inserted = inserted
+
+
+cdef inline void _writer_init(Writer* w) noexcept:
+    """An empty writer, no body yet (what the caller's ``finally`` frees is NULL)."""
+    w.body = NULL
+    w.buf = NULL
+    w.pos = 0
+    w.cap = 0
+    w.hdr = NULL
+    w.nhdr = 0
+    w.caphdr = 0
+    w.inserted = 0
+
+
+cdef int _writer_body(Writer* w, Py_ssize_t cap) except -1:
+    """Give the writer its body: a bytes object of ``cap`` bytes, written in place."""
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, cap)
+    Py_INCREF(out)
+    w.body = <PyObject*>out
+    w.buf = <uint8_t*>PyBytes_AS_STRING(out)
+    w.cap = cap
+    return 0
 
 
 cdef bytes _finish(Writer* w):
@@ -760,21 +785,13 @@ def encode_request(metrics_data, list failed=None, list dropped=None):
         failed = []
     if dropped is None:
         dropped = []
-    w.cap = max(_last_size + (_last_size >> 3), MIN_BODY)
-    w.body = NULL
-    w.pos = 0
-    w.caphdr = 64
-    w.nhdr = 0
-    w.inserted = 0
-    w.hdr = <Deferred*>PyMem_Malloc(sizeof(Deferred) * w.caphdr)
+    _writer_init(&w)
     try:
+        w.caphdr = 64
+        w.hdr = <Deferred*>PyMem_Malloc(sizeof(Deferred) * w.caphdr)
         if w.hdr == NULL:
             raise MemoryError()
-        out = PyBytes_FromStringAndSize(NULL, w.cap)
-        Py_INCREF(out)
-        w.body = <PyObject*>out
-        out = None
-        w.buf = <uint8_t*>PyBytes_AS_STRING(<object>w.body)
+        _writer_body(&w, max(_last_size + (_last_size >> 3), MIN_BODY))
         for rm in metrics_data.resource_metrics:
             _resource_metrics(&w, rm, failed, dropped)
         out = _finish(&w)
@@ -839,34 +856,62 @@ def decode_fields(data):
 
 # ---------------------------------------------------------------- points from a snapshot
 
-cdef bint _snapshot_points(Writer* w, object data, int kind, list dropped) except -1:
-    """Write the points of ``data`` straight from its stream's snapshot (table.pxd's
-    Snapshot, in ``data._data_points`` until someone reads ``data_points``): the same
-    bytes as the points would give, with no Python object per point. False when the
-    data holds points (or a snapshot whose points are built): encode those."""
+cdef Snapshot _records_of(object data, int kind):
+    """The snapshot whose records an encoder may write ``data``'s points from (table.pxd's
+    Snapshot, in ``data._data_points`` until someone reads ``data_points``), its stream's
+    records those of ``kind``; None when the data holds points (or a snapshot whose points
+    are built, with exemplars if any were taken): encode those."""
     cdef Snapshot snap
-    cdef Py_ssize_t i
-    cdef char* rec
-    cdef object stream
     raw = getattr(data, "_data_points", None)
     if type(raw) is not Snapshot or not records_readable(<Snapshot>raw):
-        return False    # points (a snapshot's, built: with exemplars, if any were taken) are the data
+        return None
     snap = <Snapshot>raw
-    stream = snap.stream
-    if (kind == KIND_GAUGE or kind == KIND_SUM) and isinstance(stream, NumberStream):
-        for i in range(snap.count):
-            rec = snap.buf + i * snap.rec
-            _snapshot_number(w, <NumSnap*>(rec + sizeof(int64_t)),
-                             (<int64_t*>rec)[0] if kind == KIND_SUM and not (<NumberStream>stream).gauge_points else 0,
+    if (kind == KIND_GAUGE or kind == KIND_SUM) and isinstance(snap.stream, NumberStream):
+        return snap
+    if kind == KIND_HISTOGRAM and isinstance(snap.stream, HistogramStream):
+        return snap
+    return None
+
+
+cdef inline int64_t _record_start(Snapshot snap, const char* rec, int kind) noexcept:
+    """The start time of a record's point as make_point builds it for ``kind`` (0: none,
+    as a gauge's)."""
+    if kind == KIND_GAUGE or (kind == KIND_SUM and (<NumberStream>snap.stream).gauge_points):
+        return 0
+    return (<const int64_t*>rec)[0]
+
+
+cdef inline double _record_sum(const HistSnap* s) noexcept:
+    """A histogram record's sum as its point carries it (an int64 sum, as a double)."""
+    return s.dsum if s.isfloat else <double>s.isum
+
+
+cdef inline double _record_extreme(HistogramStream h, const HistSnap* s, double v) noexcept:
+    """A histogram record's min or max as its point carries it: an int when every
+    measurement was one (make_point), as a double."""
+    if h.record_min_max and s.count and not s.minmax_float:
+        return <double><int64_t>v
+    return v
+
+
+cdef bint _snapshot_points(Writer* w, object data, int kind, list dropped) except -1:
+    """Write the points of ``data`` straight from its snapshot's records (``_records_of``):
+    the same bytes as the points would give, with no Python object per point. False when
+    there are points to encode instead."""
+    cdef Snapshot snap = _records_of(data, kind)
+    cdef Py_ssize_t i
+    cdef char* rec
+    if snap is None:
+        return False
+    for i in range(snap.count):
+        rec = snap.buf + i * snap.rec
+        if kind == KIND_HISTOGRAM:
+            _snapshot_histogram(w, <HistogramStream>snap.stream, <HistSnap*>(rec + sizeof(int64_t)),
+                                _record_start(snap, rec, kind), snap.now, <tuple>snap.attrs[i], dropped)
+        else:
+            _snapshot_number(w, <NumSnap*>(rec + sizeof(int64_t)), _record_start(snap, rec, kind),
                              snap.now, <tuple>snap.attrs[i], dropped)
-        return True
-    if kind == KIND_HISTOGRAM and isinstance(stream, HistogramStream):
-        for i in range(snap.count):
-            rec = snap.buf + i * snap.rec
-            _snapshot_histogram(w, <HistogramStream>stream, <HistSnap*>(rec + sizeof(int64_t)),
-                                (<int64_t*>rec)[0], snap.now, <tuple>snap.attrs[i], dropped)
-        return True
-    return False
+    return True
 
 
 cdef int _flat_attributes(Writer* w, uint32_t field, tuple flat, list dropped) except -1:
@@ -985,11 +1030,10 @@ cdef int _snapshot_histogram(Writer* w, HistogramStream h, HistSnap* s, int64_t 
     """``_histogram_point`` of the point make_point would build."""
     cdef Py_ssize_t at = _open(w, DATA_POINTS), j, nb = h.nb
     cdef uint64_t* counts = <uint64_t*>(<char*>s + sizeof(HistSnap))
-    cdef bint int_minmax = h.record_min_max and s.count and not s.minmax_float
     _u64_nonzero(w, HDP_START, <uint64_t>start)
     _u64_nonzero(w, HDP_TIME, <uint64_t>now)
     _u64_nonzero(w, HDP_COUNT, s.count)
-    _double(w, HDP_SUM, s.dsum if s.isfloat else <double>s.isum)
+    _double(w, HDP_SUM, _record_sum(s))
     _tag(w, HDP_BUCKET_COUNTS, LEN)
     _varint(w, <uint64_t>(8 * (nb + 1)))
     _reserve(w, 8 * (nb + 1))
@@ -1010,6 +1054,6 @@ cdef int _snapshot_histogram(Writer* w, HistogramStream h, HistSnap* s, int64_t 
                 _put_le64(w.buf + w.pos + 8 * j, _double_bits(h.bounds[j]))
         w.pos += 8 * nb
     _flat_attributes(w, HDP_ATTRIBUTES, attrs, dropped)
-    _double(w, HDP_MIN, <double><int64_t>s.vmin if int_minmax else s.vmin)
-    _double(w, HDP_MAX, <double><int64_t>s.vmax if int_minmax else s.vmax)
+    _double(w, HDP_MIN, _record_extreme(h, s, s.vmin))
+    _double(w, HDP_MAX, _record_extreme(h, s, s.vmax))
     return _close(w, at)

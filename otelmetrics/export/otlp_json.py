@@ -4,6 +4,12 @@ The protobuf JSON mapping with OTLP's exceptions: lowerCamelCase field names, tr
 and span ids as hex (not base64), enums as integers, 64-bit integers as decimal
 strings, and the non-finite doubles as "NaN", "Infinity", "-Infinity". What is sent
 and what is left out follows the binary encoder (cext/otlp_wire.pxi).
+
+The request is written as UTF-8 pieces joined once. A Sum, Gauge or Histogram whose
+data still holds its collection's snapshot gets its ``dataPoints`` array from the
+compiled core (``json_data_points``, cext/otlp_json.pxi: the same bytes, written from
+the snapshot's records with no Python object per point); other points are encoded
+here, and everything around the arrays is encoded here, by ``json``.
 """
 from __future__ import annotations
 
@@ -12,9 +18,19 @@ import json
 import math
 from typing import Any, List, Optional, Tuple
 
+from otelmetrics._native import json_data_points
+
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _KINDS = {"Gauge": "gauge", "Sum": "sum", "Histogram": "histogram",
           "ExponentialHistogram": "exponentialHistogram"}
+
+
+# The one encoder of every JSON value here: compact, UTF-8 as sent (a lone surrogate as "?").
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _json(value) -> bytes:
+    return _encoder.encode(value).encode("utf-8", "replace")
 
 
 class _Invalid(Exception):
@@ -145,10 +161,22 @@ def _kind(data) -> str:
     raise TypeError("unsupported metric data type %s" % type(data).__name__)
 
 
-def _metric(metric, dropped: list) -> dict:
+def _object(out: list, head: dict, key: bytes, value: list, tail: dict) -> None:
+    """Append to ``out`` the JSON object of ``head``'s fields, then ``key`` with ``value``
+    (already encoded, in pieces), then ``tail``'s fields."""
+    h, t = _json(head)[1:-1], _json(tail)[1:-1]
+    out.append(b"".join((b"{", h, b',"' if h else b'"', key, b'":')))
+    out.extend(value)
+    out.append(b"," + t + b"}" if t else b"}")
+
+
+def _metric(metric, dropped: list) -> list:
     data = metric.data
     kind = _kind(data)
-    body: dict = {"dataPoints": [_point(kind, p, dropped) for p in data.data_points]}
+    points = json_data_points(data)
+    if points is None:
+        points = _json([_point(kind, p, dropped) for p in data.data_points])
+    body: dict = {}
     if kind != "gauge":
         _put(body, "aggregationTemporality", int(data.aggregation_temporality))
     if kind == "sum":
@@ -156,46 +184,64 @@ def _metric(metric, dropped: list) -> dict:
     d: dict = {"name": metric.name or ""}
     _put(d, "description", metric.description)
     _put(d, "unit", metric.unit)
-    d[kind] = body
-    return d
+    inner: list = []
+    _object(inner, {}, b"dataPoints", [points], body)
+    out: list = []
+    _object(out, d, kind.encode(), inner, {})
+    return out
 
 
-def request_dict(metrics_data, failed: Optional[list] = None, dropped: Optional[list] = None) -> dict:
-    """The JSON-ready dict; bad metrics and attributes are reported as by ``encode_request``."""
-    failed = [] if failed is None else failed
-    dropped = [] if dropped is None else dropped
-    out = []
-    for rm in metrics_data.resource_metrics:
-        resource = rm.resource
-        scopes = []
-        for sm in rm.scope_metrics:
-            scope = sm.scope
-            metrics = []
-            for metric in sm.metrics:
-                try:
-                    metrics.append(_metric(metric, dropped))
-                except Exception as e:  # one malformed metric must not cost the others
-                    failed.append((getattr(metric, "name", None), e))
-            s: dict = {}
-            if scope is not None:
-                sd: dict = {}
-                _put(sd, "name", scope.name)
-                _put(sd, "version", scope.version)
-                _put(sd, "attributes", _attributes(getattr(scope, "attributes", None), dropped))
-                s["scope"] = sd
-            s["metrics"] = metrics
-            _put(s, "schemaUrl", getattr(sm, "schema_url", None) or getattr(scope, "schema_url", None))
-            scopes.append(s)
-        r: dict = {"resource": {}}
-        if resource is not None:
-            _put(r["resource"], "attributes", _attributes(resource.attributes, dropped))
-        r["scopeMetrics"] = scopes
-        _put(r, "schemaUrl", getattr(resource, "schema_url", None) or getattr(rm, "schema_url", None))
-        out.append(r)
-    return {"resourceMetrics": out}
+def _scope_metrics(out: list, sm, failed: list, dropped: list) -> None:
+    scope = sm.scope
+    metrics: list = []
+    for metric in sm.metrics:
+        try:
+            encoded = _metric(metric, dropped)
+        except Exception as e:  # one malformed metric must not cost the others
+            failed.append((getattr(metric, "name", None), e))
+            continue
+        if metrics:
+            metrics.append(b",")
+        metrics.extend(encoded)
+    head: dict = {}
+    if scope is not None:
+        sd: dict = {}
+        _put(sd, "name", scope.name)
+        _put(sd, "version", scope.version)
+        _put(sd, "attributes", _attributes(getattr(scope, "attributes", None), dropped))
+        head["scope"] = sd
+    tail: dict = {}
+    _put(tail, "schemaUrl", getattr(sm, "schema_url", None) or getattr(scope, "schema_url", None))
+    _object(out, head, b"metrics", [b"["] + metrics + [b"]"], tail)
+
+
+def _resource_metrics(out: list, rm, failed: list, dropped: list) -> None:
+    resource = rm.resource
+    scopes: list = []
+    for sm in rm.scope_metrics:
+        if scopes:
+            scopes.append(b",")
+        _scope_metrics(scopes, sm, failed, dropped)
+    head: dict = {"resource": {}}
+    if resource is not None:
+        _put(head["resource"], "attributes", _attributes(resource.attributes, dropped))
+    tail: dict = {}
+    _put(tail, "schemaUrl", getattr(resource, "schema_url", None) or getattr(rm, "schema_url", None))
+    _object(out, head, b"scopeMetrics", [b"["] + scopes + [b"]"], tail)
 
 
 def encode_request_json(metrics_data, failed: Optional[list] = None, dropped: Optional[list] = None) -> bytes:
-    """UTF-8 JSON bytes of the ExportMetricsServiceRequest for ``metrics_data``."""
-    return json.dumps(request_dict(metrics_data, failed, dropped), separators=(",", ":"),
-                      ensure_ascii=False, allow_nan=False).encode("utf-8", "replace")
+    """UTF-8 JSON bytes of the ExportMetricsServiceRequest for ``metrics_data``.
+
+    A metric that cannot be encoded is left out and appended to ``failed`` as
+    ``(name, exception)``; an attribute whose value OTLP cannot carry is left out and
+    appended to ``dropped`` as ``(key, reason)`` (as ``encode_request``)."""
+    failed = [] if failed is None else failed
+    dropped = [] if dropped is None else dropped
+    out = [b'{"resourceMetrics":[']
+    for rm in metrics_data.resource_metrics:
+        if len(out) > 1:
+            out.append(b",")
+        _resource_metrics(out, rm, failed, dropped)
+    out.append(b"]}")
+    return b"".join(out)

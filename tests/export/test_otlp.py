@@ -10,6 +10,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsPartialSuccess,
+    ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
 from google.rpc import status_pb2
@@ -25,10 +26,12 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 import otelmetrics
 from otelmetrics.export import InMemoryMetricReader, MetricExportResult
+from otelmetrics._native import encode_request
 from otelmetrics.export.otlp import OTLPMetricExporter
+from otelmetrics.export.otlp_json import encode_request_json
 from otelmetrics.view import ExponentialBucketHistogramAggregation, View
 from _sdk_helpers import reference_provider, reference_takes_list_attribute_values
-from native.test_otlp_wire import canonical, json_to_proto, sdk_data
+from native.test_otlp_wire import _snapshot_backed, _with_points, canonical, json_to_proto, sdk_data
 from otlp_receiver import OTLPServer, Reply, TinyCA, free_port
 
 SUCCESS, FAILURE = MetricExportResult.SUCCESS, MetricExportResult.FAILURE
@@ -217,6 +220,20 @@ def test_http_json_decodes_with_the_official_mapping(server):
     got = server.received[0]
     assert got.headers["content-type"] == "application/json"
     assert canonical(json_to_proto(got.body)) == canonical(encode_metrics(data))
+
+
+@pytest.mark.parametrize("in_span", [False, True])
+def test_http_json_sends_a_collection_from_its_snapshots_as_from_its_points(server, in_span):
+    data = collect_ours(in_span=in_span)
+    lazy = _snapshot_backed(data)
+    # Exemplars taken in the span, and exponential histograms: points, built at collection.
+    assert lazy == {"conns", "load", "requests", "ticks"} | (
+        set() if in_span else {"latency", "queue", "spanned", "temp"})
+    assert exporter(server, protocol="http/json").export(data) is SUCCESS
+    assert _snapshot_backed(data) == lazy        # the request was written from the snapshots
+    body = server.received[0].body
+    assert body == encode_request_json(_with_points(data))
+    assert canonical(json_to_proto(body)) == canonical(ExportMetricsServiceRequest.FromString(encode_request(data)))
 
 
 def test_max_export_batch_size_splits_by_points(server):

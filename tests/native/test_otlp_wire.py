@@ -413,8 +413,9 @@ def test_a_snapshot_held_by_an_exporter_outlives_later_collections():
     mp.shutdown()
 
 
-def _collect_encode_blocks(series, delta):
-    """Blocks still allocated after one collect + encode (the body alive), in steady state."""
+def _collect_encode_blocks(series, delta, encode=encode_request, parse=ExportMetricsServiceRequest.FromString):
+    """Blocks still allocated after one collect + ``encode`` (the body alive), in steady
+    state; ``parse`` reads the body back."""
     import gc
     import sys
     import tracemalloc
@@ -428,7 +429,7 @@ def _collect_encode_blocks(series, delta):
         for a in attrs:
             counter.add(1, a)
             hist.record(2.5, a)
-        return encode_request(reader.get_metrics_data())
+        return encode(reader.get_metrics_data())
 
     cycle()
     cycle()
@@ -439,7 +440,7 @@ def _collect_encode_blocks(series, delta):
             counter.add(1, a)
             hist.record(2.5, a)
         before = sys.getallocatedblocks()
-        body = encode_request(reader.get_metrics_data())
+        body = encode(reader.get_metrics_data())
         blocks = sys.getallocatedblocks() - before
         tracemalloc.start()
         cycle()
@@ -450,8 +451,7 @@ def _collect_encode_blocks(series, delta):
         tracemalloc.stop()
     finally:
         gc.enable()
-    assert len(ExportMetricsServiceRequest.FromString(body).resource_metrics[0].scope_metrics[0]
-               .metrics[1].histogram.data_points) == series
+    assert len(parse(body).resource_metrics[0].scope_metrics[0].metrics[1].histogram.data_points) == series
     mp.shutdown()
     return blocks, grown
 
