@@ -112,18 +112,20 @@ class _Connection:
             end = self._buffer.find(b"\n", start)
             if end >= 0:
                 break
-            if len(self._buffer) > limit:
+            if len(self._buffer) > limit + 1:      # the line and a CR, and still no LF
                 raise MalformedResponse("%s longer than %d bytes" % (what, limit))
             start = len(self._buffer)
             if not self._fill():
                 if not self._buffer:
                     raise _Closed()
                 raise MalformedResponse("the connection ended within the %s" % what)
-        if end > limit:
-            raise MalformedResponse("%s longer than %d bytes" % (what, limit))
         line = bytes(self._buffer[:end])
         del self._buffer[:end + 1]
-        return line[:-1] if line.endswith(b"\r") else line
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > limit:
+            raise MalformedResponse("%s longer than %d bytes" % (what, limit))
+        return line
 
     def read(self, size: int) -> bytes:
         """Up to ``size`` bytes (at least one); b"" at the end of the connection."""
@@ -376,10 +378,10 @@ def _read_fields(conn: _Connection, what: str) -> List[Tuple[str, str]]:
     fields: List[Tuple[str, str]] = []
     budget = MAX_HEAD_BYTES
     for _ in range(MAX_HEADERS + 1):
-        line = conn.readline(budget, what + " line")
-        budget -= len(line) + 2
+        line = conn.readline(max(budget, 0), what + " line")
         if not line:
             return fields
+        budget -= len(line) + 2
         text = line.decode("iso-8859-1")
         if text[0] in " \t":
             if not fields:

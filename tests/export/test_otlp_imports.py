@@ -82,7 +82,8 @@ def serve(listener):
                 while len(data) < length:
                     data += conn.recv(65536)
                 data = data[length:]
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n")
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n"
+                             b"Content-Length: 0\r\n\r\n")
 
 listener = socket.socket()
 listener.bind(("127.0.0.1", 0))
