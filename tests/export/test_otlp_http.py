@@ -314,7 +314,7 @@ def test_a_dripping_server_cannot_stretch_a_try(script):
         start = time.monotonic()
         (got,) = send(server.url, timeout=1)
         took = time.monotonic() - start
-    assert got.kind == proto.RETRYABLE and 0.9 < took < 1.5, (got, took)
+    assert got.kind == proto.RETRYABLE and 0.9 < took < 2, (got, took)
 
 
 def test_a_slow_reader_cannot_stretch_the_sending_of_a_large_body():
@@ -325,7 +325,7 @@ def test_a_slow_reader_cannot_stretch_the_sending_of_a_large_body():
         start = time.monotonic()
         (got,) = send(server.url, body=b"x" * (32 << 20), timeout=1)
         took = time.monotonic() - start
-    assert got.kind == proto.RETRYABLE and 0.9 < took < 1.5, (got, took)
+    assert got.kind == proto.RETRYABLE and 0.9 < took < 2, (got, took)
 
 
 def test_abort_from_another_thread_wakes_a_blocked_send():
