@@ -4,8 +4,8 @@ reads and checks values; what builds exporters and readers from them lives with
 those (``otelmetrics.export``). It imports nothing of otelmetrics. The OTLP
 exporters' own settings (endpoint, headers, timeout, compression, TLS files, the
 retry queue and spool) are resolved in ``otelmetrics.export.otlp_settings`` from
-variables read here: its URL parsing (``urllib.parse``) loads only with an OTLP
-exporter, never with ``import otelmetrics``.
+variables read here, which loads only with an OTLP exporter, never with
+``import otelmetrics``.
 
 Precedence everywhere: an explicit argument, then the signal-specific variable
 (``OTEL_EXPORTER_OTLP_METRICS_*``), then the generic one (``OTEL_EXPORTER_OTLP_*``),

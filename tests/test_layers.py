@@ -61,6 +61,19 @@ DEFERRED = {
     ("otelmetrics._pipeline", "otelmetrics._callbacks"),
     # - an opentelemetry-sdk exporter given to PeriodicExportingMetricReader.
     ("otelmetrics.export._readers", "otelmetrics.export._reference_exporter"),
+    # The OTLP/HTTP exporter of a small device: ssl (libssl and libcrypto, about 4 MB resident)
+    # only for an https endpoint, or for the OTLP/gRPC exporter's TLS files.
+    ("otelmetrics.export.otlp_http", "ssl"),
+    # urlsplit's NFKC check of a host that is not ASCII, which urlsplit defers too.
+    ("otelmetrics.export.otlp_settings", "unicodedata"),
+    # A protobuf exporter reads and writes no JSON: the OTLP/JSON encoder (with json and base64)
+    # only for http/json, json only for a JSON answer or to split a JSON request.
+    ("otelmetrics.export.otlp_protocol", "otelmetrics.export.otlp_json"),
+    ("otelmetrics.export.otlp_protocol", "json"),
+    # zlib writes every gzip body; the gzip module only reads one back, to split it after a 413.
+    ("otelmetrics.export.otlp_protocol", "gzip"),
+    # email.utils (with datetime, calendar, locale) only parses a Retry-After written as a date.
+    ("otelmetrics.export.otlp_protocol", "email.utils"),
     # opentelemetry-sdk is optional: its data classes are imported only when one of
     # its exporters or readers was given to us (so it is installed), never otherwise.
     ("otelmetrics._reference", "opentelemetry.sdk.metrics"),

@@ -187,8 +187,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _endpoint_url(endpoint: str) -> str:
-    # Deferred on purpose: only an OTLP agent parses URLs (urllib.parse, ipaddress);
-    # the console agent never loads them.
+    # Deferred on purpose: only an OTLP agent reads endpoints; the console agent never
+    # loads the OTLP settings.
     from otelmetrics.export.otlp_settings import metrics_endpoint
 
     return metrics_endpoint(endpoint)

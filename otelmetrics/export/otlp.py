@@ -23,9 +23,10 @@ loop within each export's deadline, as the OTLP/HTTP specification asks.
   queue hold goes to the spool before shutdown returns. A batch exported after shutdown
   goes to the spool too (without one it is counted as dropped).
 
-No protobuf runtime, no requests, no grpc: http.client, ssl and gzip come from the
-standard library, and ``otelmetrics.export`` imports this module only when asked for
-the exporter, so importing otelmetrics stays cheap.
+No protobuf runtime, no requests, no grpc, not even http.client: the transport speaks
+HTTP/1.1 over ``socket`` and imports ``ssl`` only for an https endpoint, zlib writes the
+gzip bodies, and ``otelmetrics.export`` imports this module only when asked for the
+exporter, so importing otelmetrics stays cheap.
 """
 from __future__ import annotations
 

@@ -26,7 +26,6 @@ import logging
 import re
 import zlib
 from typing import Mapping, Optional, Sequence, Tuple
-from urllib.parse import urlsplit
 
 from otelmetrics.export import otlp_settings
 from otelmetrics.export.otlp_http import tls_context
@@ -108,9 +107,9 @@ class GrpcTransport:
 
     def __init__(self, settings: otlp_settings.OTLPSettings, tls_fall_back: bool, credentials=None,
                  compression: str = "none", channel_options: Sequence[Tuple[str, object]] = ()) -> None:
-        url = urlsplit(settings.endpoint)
+        url = otlp_settings.split_endpoint(settings.endpoint)
         tls = url.scheme == "https"
-        host, port = url.hostname, url.port or (443 if tls else 80)
+        host, port = url.host, url.port or (443 if tls else 80)
         self._target = ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
         check_metadata(settings.headers)
         self._credentials = (credentials or channel_credentials(settings, tls_fall_back)) if tls else None

@@ -1,29 +1,38 @@
 """The OTLP/HTTP transport: POSTs request bodies to the endpoint over one kept-alive
-``http.client`` connection (TLS, with a client certificate for mTLS, when the endpoint
-is https) and reports each try as an ``otlp_protocol.Outcome``.
+connection (TLS, with a client certificate for mTLS, when the endpoint is https) and
+reports each try as an ``otlp_protocol.Outcome``. It speaks HTTP/1.1 itself, over
+``socket``: ``http.client`` would load ``ssl`` (libssl and libcrypto) and ``email`` into
+every process, several MB on a small device; ``ssl`` is imported here only for an https
+endpoint.
 
-- ``send`` never raises: a connection, TLS or HTTP error is a RETRYABLE outcome. A
-  kept-alive connection the server has closed since the last request is retried once,
-  at once, on a fresh connection (the request may not have reached the server).
+- ``send`` never raises: a connection, TLS or HTTP error, and a malformed response, is a
+  RETRYABLE outcome. A kept-alive connection the server has closed since the last
+  request is retried once, at once, on a fresh connection (the request may not have
+  reached the server).
 - ``send``'s timeout is a deadline for all of it, whatever the server does: connecting
   and the TLS handshake get what is left of it, the body goes out in pieces and the
   response comes in reads, each waiting no longer than what is left (a server dripping
   its answer a byte at a time cannot stretch a try).
+- The request: ``POST <path> HTTP/1.1`` with Host (and the port when it is not the
+  scheme's), ``Accept-Encoding: identity``, Content-Length and the exporter's headers.
+- The response: the status line and headers (names case-insensitive; of a repeated one
+  the last value, as ``http.client`` gave them), after any 1xx interim responses; a body
+  framed by Content-Length, by ``Transfer-Encoding: chunked`` (trailers read and
+  dropped) or by the end of the connection; none for 204 and 304. HTTP/1.0 and
+  ``Connection: close`` end the connection after the response, as does a body framed by
+  its end. Status, header and chunk-size lines are bounded (``MAX_HEAD_BYTES`` in all,
+  ``MAX_HEADERS`` lines), so that a hostile server cannot make it allocate without bound.
 - A response body is read in one place, ``_read_body``, and at most ``MAX_RESPONSE_BYTES``
   of it; a longer one is cut and its connection dropped.
-- Not thread-safe, except ``abort``: the exporter calls it with its export lock held.
+- Not thread-safe, except ``abort`` (it shuts the socket down, which wakes a blocked
+  ``send``): the exporter calls it with its export lock held.
 """
 from __future__ import annotations
 
-import functools
-import http.client
-import io
 import logging
 import socket
-import ssl
 import time
-from typing import Mapping, Optional, Tuple
-from urllib.parse import urlsplit
+from typing import List, Mapping, Optional, Tuple
 
 from otelmetrics import _env
 from otelmetrics.export import otlp_settings
@@ -32,90 +41,115 @@ from otelmetrics.export.otlp_protocol import RETRYABLE, Outcome, http_outcome
 _logger = logging.getLogger("otelmetrics.export.otlp")
 
 MAX_RESPONSE_BYTES = 1 << 20
+MAX_HEAD_BYTES = 64 * 1024  # a response's status line and headers, or its chunked trailers, in all
+MAX_HEADERS = 100           # header lines of a response (or trailer lines), as http.client allows
 _SEND_PIECE = 64 * 1024     # the body goes out in pieces, the deadline checked before each
+_RECV_PIECE = 64 * 1024
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Headers that frame the body: ours, never the configured ones.
+_FRAMING = frozenset(("content-length", "transfer-encoding"))
 
 
-class _Deadline:
-    """When the request in progress on a connection must be done (``time.monotonic()``)."""
+class MalformedResponse(Exception):
+    """The server's answer is not HTTP/1.x as this client reads it."""
 
-    at = 0.0
+
+class _Closed(Exception):
+    """The server closed the connection before the response began."""
+
+
+class _Connection:
+    """One socket to the endpoint (a TLS one for https) and what was received on it and
+    not yet read. Every wait ends by ``deadline`` (``time.monotonic()``)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.deadline = 0.0
+        self._buffer = bytearray()
 
     def left(self) -> float:
         """Seconds left; socket.timeout once there are none."""
-        left = self.at - time.monotonic()
+        left = self.deadline - time.monotonic()
         if left <= 0:
             raise socket.timeout("the export deadline passed")
         return left
 
-
-class _DeadlineReader(io.RawIOBase):
-    """A socket's input for one response: each read waits only as long as the deadline
-    allows. Holds the socket file the response opened, so that the socket stays open
-    while the response is read, as http.client expects."""
-
-    def __init__(self, sock: socket.socket, file, deadline: _Deadline) -> None:
-        super().__init__()
-        self._sock, self._file, self._deadline = sock, file, deadline
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        self._sock.settimeout(self._deadline.left())
-        return self._sock.recv_into(buffer)
-
     def close(self) -> None:
-        if not self.closed:
-            self._file.close()
-        super().close()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, head: bytes, body: bytes) -> None:
+        """The request head and body, in pieces: each may take only what is left."""
+        first = max(0, _SEND_PIECE - len(head))
+        self._send(head + body[:first])       # one segment for a small request
+        view = memoryview(body)
+        for start in range(first, len(view), _SEND_PIECE):
+            self._send(view[start:start + _SEND_PIECE])
+
+    def _send(self, piece) -> None:
+        self.sock.settimeout(self.left())
+        self.sock.sendall(piece)
+
+    def _fill(self) -> bool:
+        """Receive what the server sent next; False at the end of the connection."""
+        self.sock.settimeout(self.left())
+        data = self.sock.recv(_RECV_PIECE)
+        self._buffer += data
+        return bool(data)
+
+    @property
+    def pending(self) -> int:
+        """Bytes received and not read (after a response: more than it said it had)."""
+        return len(self._buffer)
+
+    def readline(self, limit: int, what: str) -> bytes:
+        """One line without its CRLF (or LF); MalformedResponse when it is longer than
+        ``limit`` or the connection ends within it, _Closed when it ends before it."""
+        start = 0
+        while True:
+            end = self._buffer.find(b"\n", start)
+            if end >= 0:
+                break
+            if len(self._buffer) > limit + 1:      # the line and a CR, and still no LF
+                raise MalformedResponse("%s longer than %d bytes" % (what, limit))
+            start = len(self._buffer)
+            if not self._fill():
+                if not self._buffer:
+                    raise _Closed()
+                raise MalformedResponse("the connection ended within the %s" % what)
+        line = bytes(self._buffer[:end])
+        del self._buffer[:end + 1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > limit:
+            raise MalformedResponse("%s longer than %d bytes" % (what, limit))
+        return line
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes (at least one); b"" at the end of the connection."""
+        if not self._buffer and not self._fill():
+            return b""
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
 
 
-class _Response(http.client.HTTPResponse):
-    def __init__(self, sock, *args, deadline: _Deadline, **kwargs) -> None:
-        super().__init__(sock, *args, **kwargs)
-        self.fp = io.BufferedReader(_DeadlineReader(sock, self.fp, deadline))
-
-
-class _DeadlineConnection:
-    """Mixed into http.client's connections: every step of a request within ``deadline``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.deadline = _Deadline()
-        self.response_class = functools.partial(_Response, deadline=self.deadline)
-        self._create_connection = self._connect
-
-    def _connect(self, address, timeout, source_address=None) -> socket.socket:
-        sock = socket.create_connection(address, self.deadline.left(), source_address)
-        sock.settimeout(self.deadline.left())   # what the TLS handshake, if any, may take
-        return sock
-
-    def send(self, data) -> None:
-        view = memoryview(data)
-        for start in range(0, max(len(view), 1), _SEND_PIECE):
-            if self.sock is not None:
-                self.sock.settimeout(self.deadline.left())
-            super().send(view[start:start + _SEND_PIECE])
-
-
-class _HTTPConnection(_DeadlineConnection, http.client.HTTPConnection):
-    pass
-
-
-class _HTTPSConnection(_DeadlineConnection, http.client.HTTPSConnection):
-    pass
-
-
-def tls_context(settings: otlp_settings.OTLPSettings, fall_back: bool) -> ssl.SSLContext:
+def tls_context(settings: otlp_settings.OTLPSettings, fall_back: bool) -> "ssl.SSLContext":  # noqa: F821
     """CA file and client certificate as configured; with ``fall_back`` (they came from
     the environment) an unusable file is a warning and the system's CAs are used,
     otherwise a ValueError that says what to change."""
+    # Deferred on purpose: ssl loads libssl and libcrypto (about 4 MB of a small device's
+    # memory); only an https endpoint (or OTLP/gRPC's TLS) needs it.
+    import ssl
+
     try:
         ctx = ssl.create_default_context(cafile=settings.certificate_file)
         if settings.client_certificate_file:
             ctx.load_cert_chain(settings.client_certificate_file, settings.client_key_file)
         return ctx
-    except (OSError, ssl.SSLError) as e:
+    except OSError as e:   # ssl.SSLError is one
         if not fall_back:
             raise ValueError("OTLPMetricExporter: cannot load the TLS certificate or key: %s" % e) from e
         _logger.warning("OTEL_EXPORTER_OTLP_[METRICS_]CERTIFICATE / CLIENT_CERTIFICATE / CLIENT_KEY: "
@@ -130,27 +164,29 @@ class HttpTransport:
         if settings.protocol == _env.GRPC:
             raise ValueError("OTLPMetricExporter protocol 'grpc': this is the OTLP/HTTP exporter; "
                              "otelmetrics.export.grpc.OTLPMetricExporter speaks OTLP/gRPC")
-        url = urlsplit(settings.endpoint)
-        if url.path in ("", "/"):
+        url = otlp_settings.split_endpoint(settings.endpoint)
+        if url.target == "/" or url.target.startswith("/?"):
             _logger.warning("OTLP endpoint %s has no path; receivers expect %s",
                             settings.endpoint, otlp_settings.METRICS_PATH)
-        self._host = url.hostname
-        self._port = url.port
-        self._path = (url.path or "/") + ("?" + url.query if url.query else "")
-        self._ssl_context: Optional[ssl.SSLContext] = (
-            tls_context(settings, tls_fall_back) if url.scheme == "https" else None)
+        self._host = url.host
+        self._port = url.port if url.port is not None else _DEFAULT_PORTS[url.scheme]
+        self._target = url.target
+        host = "[%s]" % url.host if ":" in url.host else url.host
+        self._host_header = host if url.port in (None, _DEFAULT_PORTS[url.scheme]) else "%s:%d" % (host, url.port)
+        self._ssl_context = tls_context(settings, tls_fall_back) if url.scheme == "https" else None
         # How to read a response body whose Content-Type says neither JSON nor protobuf.
         self._json_responses = settings.protocol == _env.JSON
-        self._conn: Optional[_HTTPConnection] = None
+        self._conn: Optional[_Connection] = None
+        self._sock: Optional[socket.socket] = None    # the socket in use, for abort()
         self._aborted = False
 
     def send(self, body: bytes, headers: Mapping[str, str], timeout: float) -> Outcome:
         deadline = time.monotonic() + timeout
         self._aborted = False
-        reused = self._conn is not None and self._conn.sock is not None
+        reused = self._conn is not None
         try:
             response = self._post(body, headers, deadline)
-        except Exception as e:  # OSError, http.client.HTTPException, ssl errors
+        except Exception as e:  # OSError (ssl errors too), MalformedResponse, a header we cannot send
             self.close()
             if not reused or self._aborted or time.monotonic() >= deadline:
                 return _connection_error(e)
@@ -164,52 +200,252 @@ class HttpTransport:
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
+        self._sock = None
         if conn is not None:
-            try:
-                conn.close()
-            except Exception:
-                pass
+            conn.close()
 
     def abort(self) -> None:
         # Shutting the socket down (not closing it) wakes a thread blocked on it.
         self._aborted = True
-        conn = self._conn
-        sock = conn.sock if conn is not None else None
+        sock = self._sock
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
-    def _connection(self) -> _HTTPConnection:
+    # ------------------------------------------------------------ the connection
+
+    def _connection(self, deadline: float) -> _Connection:
         if self._conn is None:
-            if self._ssl_context is not None:
-                self._conn = _HTTPSConnection(self._host, self._port, context=self._ssl_context)
-            else:
-                self._conn = _HTTPConnection(self._host, self._port)
+            self._conn = self._connect(deadline)
+        self._conn.deadline = deadline
         return self._conn
+
+    def _connect(self, deadline: float) -> _Connection:
+        """A connection to the first address of the host that answers, TLS-wrapped for
+        https, by ``deadline``; each address tried gets what is left of it."""
+        conn = _Connection(None)   # type: ignore[arg-type]  (its socket comes below)
+        conn.deadline = deadline
+        error: Optional[Exception] = None
+        # An ASCII host as bytes: as a str, getaddrinfo would encode it with the idna codec,
+        # which loads stringprep and unicodedata.
+        host = self._host.encode("ascii") if self._host.isascii() else self._host
+        for family, kind, proto, _, address in socket.getaddrinfo(host, self._port, 0, socket.SOCK_STREAM):
+            sock = socket.socket(family, kind, proto)
+            self._sock = sock
+            try:
+                if self._aborted:
+                    raise OSError("aborted")
+                sock.settimeout(conn.left())
+                sock.connect(address)
+                break
+            except OSError as e:
+                sock.close()
+                self._sock = None
+                error = e
+                if self._aborted or time.monotonic() >= deadline:
+                    raise
+        else:
+            raise error or OSError("getaddrinfo returned no address for %s" % self._host)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # as http.client does
+        except OSError:
+            pass
+        if self._ssl_context is not None:
+            try:
+                sock.settimeout(conn.left())   # what the TLS handshake may take
+                sock = self._ssl_context.wrap_socket(sock, server_hostname=self._host)
+            except BaseException:
+                sock.close()
+                self._sock = None
+                raise
+            self._sock = sock
+        conn.sock = sock
+        return conn
+
+    # ------------------------------------------------------------ one request
+
+    def _head(self, headers: Mapping[str, str], length: int) -> bytes:
+        """The request line and headers, as http.client wrote them: Host and
+        Accept-Encoding unless configured, our Content-Length, then the headers given.
+        ValueError for a header that cannot be sent as it is (it would split the request)."""
+        names = {name.lower() for name in headers}
+        lines = ["POST %s HTTP/1.1" % self._target]
+        if "host" not in names:
+            lines.append("Host: " + self._host_header)
+        if "accept-encoding" not in names:
+            lines.append("Accept-Encoding: identity")
+        lines.append("Content-Length: %d" % length)
+        for name, value in headers.items():
+            if name.lower() in _FRAMING:
+                continue
+            name, value = str(name), str(value)
+            if not name or any(c in name for c in ":\r\n\t\0 ") or any(c in value for c in "\r\n\0"):
+                raise ValueError("header %r: cannot be sent (a name with ':' or white space, or a "
+                                 "value with a line break)" % name)
+            lines.append("%s: %s" % (name, value))
+        lines.append("\r\n")
+        # Hosts beyond ASCII go out as IDNA; a target or value outside Latin-1 fails the try.
+        if not self._host_header.isascii() and "host" not in names:
+            lines[1] = "Host: " + self._host_header.encode("idna").decode("ascii")
+        if any(c in self._target for c in " \r\n\t\0") or not self._target.isascii():
+            raise ValueError("the endpoint's path %r cannot be sent: it has spaces, control or "
+                             "non-ASCII characters (percent-encode them)" % self._target)
+        return "\r\n".join(lines).encode("latin-1")
 
     def _post(self, body: bytes, headers: Mapping[str, str], deadline: float) -> Tuple[int, str, dict, bytes]:
         """One request on the kept-alive connection, done by ``deadline``: (status, reason,
         headers with lower-case names, body). Raises on a transport error."""
-        conn = self._connection()
-        conn.deadline.at = deadline
-        conn.request("POST", self._path, body=body, headers=headers)
-        response = conn.getresponse()
-        payload = self._read_body(response)
-        return response.status, response.reason, {k.lower(): v for k, v in response.getheaders()}, payload
+        head = self._head(headers, len(body))
+        conn = self._connection(deadline)
+        conn.send(head, body)
+        try:
+            version, status, reason, fields = _read_head(conn)
+        except _Closed:
+            raise ConnectionResetError("the server closed the connection without a response") from None
+        names = {name for name, _ in fields}
+        values = dict(fields)      # the last of a repeated header, as http.client gave them
+        tokens = _tokens(value for name, value in fields if name == "connection")
+        will_close = "close" in tokens or (version == 10 and "keep-alive" not in tokens
+                                           and "keep-alive" not in names)
+        payload = self._read_body(conn, status, fields, names, will_close)
+        return status, reason, values, payload
 
-    def _read_body(self, response: http.client.HTTPResponse) -> bytes:
+    def _read_body(self, conn: _Connection, status: int, fields: List[Tuple[str, str]], names: set,
+                   will_close: bool) -> bytes:
         """The response body, at most MAX_RESPONSE_BYTES; the connection is dropped when
-        the body was longer or the server will close it."""
-        payload = response.read(MAX_RESPONSE_BYTES + 1)
-        if len(payload) > MAX_RESPONSE_BYTES or not response.isclosed():
-            payload = payload[:MAX_RESPONSE_BYTES]
+        the body was longer, or ended the connection, or the server will close it."""
+        if status in (204, 304):
+            parts, complete = [], True
+        elif "transfer-encoding" in names:
+            codings = _tokens(value for name, value in fields if name == "transfer-encoding")
+            if codings and codings[-1] == "chunked":
+                parts, complete = _read_chunked(conn)
+            else:   # framed by the end of the connection (RFC 9112, 6.3)
+                parts, complete = _read_to_end(conn), False
+            # A Content-Length beside Transfer-Encoding is ignored, and the connection not reused.
+            will_close = will_close or "content-length" in names
+        elif "content-length" in names:
+            lengths = {value.strip() for name, value in fields if name == "content-length"
+                       for value in value.split(",")}
+            if len(lengths) != 1 or not next(iter(lengths)).isdigit():
+                raise MalformedResponse("Content-Length %r" % ", ".join(sorted(lengths)))
+            length = int(lengths.pop())
+            parts, complete = _read_exactly(conn, min(length, MAX_RESPONSE_BYTES)), length <= MAX_RESPONSE_BYTES
+        else:
+            parts, complete = _read_to_end(conn), False
+        if not complete or will_close or conn.pending:
             self.close()
-        elif response.will_close:
-            self.close()
-        return payload
+        return b"".join(parts)
+
+
+def _tokens(values) -> List[str]:
+    """The comma-separated tokens of header values, lower-case, in order."""
+    return [token.strip().lower() for value in values for token in value.split(",") if token.strip()]
+
+
+def _read_head(conn: _Connection) -> Tuple[int, int, str, List[Tuple[str, str]]]:
+    """(HTTP version as 10 or 11, status, reason, [(lower-case name, value)]) of the
+    final response, after any interim (1xx) ones."""
+    while True:
+        line = conn.readline(MAX_HEAD_BYTES, "status line").decode("iso-8859-1")
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+            raise MalformedResponse("status line %r" % line[:100])
+        version, status = parts[0], parts[1]
+        reason = parts[2].strip() if len(parts) > 2 else ""
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            number = 10
+        elif version.startswith("HTTP/1."):
+            number = 11
+        else:
+            raise MalformedResponse("protocol %r" % version[:20])
+        if len(status) != 3 or not status.isdigit() or not status.isascii() or status[0] == "0":
+            raise MalformedResponse("status line %r" % line[:100])
+        code = int(status)
+        fields = _read_fields(conn, "header")
+        if code == 101:
+            raise MalformedResponse("101 Switching Protocols, which nothing asked for")
+        if code >= 200:
+            return number, code, reason, fields
+        # 100 Continue, 102, 103 Early Hints: interim, the final response follows.
+
+
+def _read_fields(conn: _Connection, what: str) -> List[Tuple[str, str]]:
+    """Header (or trailer) lines up to the empty one: [(lower-case name, value)], a
+    folded line joined to the one before; MAX_HEADERS lines and MAX_HEAD_BYTES at most."""
+    fields: List[Tuple[str, str]] = []
+    budget = MAX_HEAD_BYTES
+    for _ in range(MAX_HEADERS + 1):
+        line = conn.readline(max(budget, 0), what + " line")
+        if not line:
+            return fields
+        budget -= len(line) + 2
+        text = line.decode("iso-8859-1")
+        if text[0] in " \t":
+            if not fields:
+                raise MalformedResponse("%s continuation line without a %s" % (what, what))
+            name, value = fields[-1]
+            fields[-1] = (name, (value + " " + text.strip(" \t")).strip(" \t"))
+            continue
+        name, colon, value = text.partition(":")
+        if not colon or not name or name != name.strip() or " " in name or "\t" in name:
+            raise MalformedResponse("%s line %r" % (what, text[:100]))
+        fields.append((name.lower(), value.strip(" \t")))
+    raise MalformedResponse("more than %d %s lines" % (MAX_HEADERS, what))
+
+
+def _read_exactly(conn: _Connection, size: int) -> List[bytes]:
+    parts, got = [], 0
+    while got < size:
+        part = conn.read(min(size - got, _RECV_PIECE))
+        if not part:
+            raise MalformedResponse("the connection ended %d bytes into a body of %d" % (got, size))
+        parts.append(part)
+        got += len(part)
+    return parts
+
+
+def _read_to_end(conn: _Connection) -> List[bytes]:
+    """The body up to the end of the connection, or its first MAX_RESPONSE_BYTES."""
+    parts, got = [], 0
+    while got < MAX_RESPONSE_BYTES:
+        part = conn.read(min(MAX_RESPONSE_BYTES - got, _RECV_PIECE))
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return parts
+
+
+def _read_chunked(conn: _Connection) -> Tuple[List[bytes], bool]:
+    """A chunked body: (its parts, True) when it ended within MAX_RESPONSE_BYTES (its
+    trailers read and dropped), else (its first MAX_RESPONSE_BYTES, False)."""
+    parts: List[bytes] = []
+    got = 0
+    while True:
+        line = conn.readline(MAX_HEAD_BYTES, "chunk size line")
+        size_text = line.split(b";", 1)[0].strip(b" \t")
+        try:
+            if not size_text or size_text.startswith((b"-", b"+", b"0x", b"0X")) or b"_" in size_text:
+                raise ValueError
+            size = int(size_text, 16)
+        except ValueError:
+            raise MalformedResponse("chunk size line %r" % line[:100]) from None
+        if size == 0:
+            _read_fields(conn, "trailer")
+            return parts, True
+        take = min(size, MAX_RESPONSE_BYTES - got)
+        parts += _read_exactly(conn, take)
+        got += take
+        if take < size:
+            return parts, False
+        if conn.readline(2, "chunk end"):
+            raise MalformedResponse("a chunk longer than its size line says")
 
 
 def _connection_error(error: Exception) -> Outcome:
+    if isinstance(error, MalformedResponse):
+        return Outcome(RETRYABLE, "connection error: malformed response: %s" % error)
     return Outcome(RETRYABLE, "connection error: %s" % (error or type(error).__name__))

@@ -19,18 +19,21 @@ and how long to wait before trying again. No I/O here; transports (``otlp_http``
   specification, a ``RetryInfo`` as the hint), decoded here without a protobuf runtime.
 - Waiting: ``retry_delay`` is the one place that decides the delay before a retry;
   exponential backoff with jitter is its floor, which ``Retry-After`` can only lengthen.
+
+Imports: what only some configurations or answers need is imported where it is needed
+(``DEFERRED`` in tests/test_layers.py): ``json`` and the OTLP/JSON encoder for http/json
+or a JSON answer, ``gzip`` to split a compressed request (``zlib`` writes the gzip
+member of every compressed body), ``email.utils`` for a Retry-After given as a date. The
+jitter comes from ``os.urandom``, not ``random``.
 """
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import math
-import random
+import os
 import struct
 import time
 import zlib
-from email.utils import parsedate_to_datetime
 from typing import Iterator, List, Mapping, NamedTuple, Optional, Protocol, Tuple
 
 from otelmetrics.export import otlp_settings
@@ -38,7 +41,6 @@ from otelmetrics._native import decode_fields, encode_request
 from otelmetrics._model import count_points
 from otelmetrics._model import replace_fields as _replace
 from otelmetrics._version import __version__
-from otelmetrics.export.otlp_json import encode_request_json
 from otelmetrics.export.otlp_queue import GZIP, JSON
 
 _logger = logging.getLogger("otelmetrics.export.otlp")
@@ -90,6 +92,13 @@ class RequestEncoder:
         self.max_export_batch_size = max_export_batch_size
         self.max_export_batch_bytes = max_export_batch_bytes
         self.flags = (GZIP if gzip else 0) | (JSON if json else 0)
+        if json:
+            # Deferred on purpose: the OTLP/JSON encoder (and json, base64) only for http/json.
+            from otelmetrics.export.otlp_json import encode_request_json
+
+            self._encode = encode_request_json
+        else:
+            self._encode = encode_request
 
     def bodies(self, metrics_data) -> Iterator[bytes]:
         """One request body per batch, already compressed when asked; encoded lazily."""
@@ -103,7 +112,7 @@ class RequestEncoder:
         its size asks for (plus a tenth), each checked again."""
         failed: list = []
         dropped: list = []
-        body = (encode_request_json if self.json else encode_request)(batch, failed, dropped)
+        body = self._encode(batch, failed, dropped)
         bound = self.max_export_batch_bytes
         if len(body) > bound:
             points = count_points(batch)
@@ -122,8 +131,15 @@ class RequestEncoder:
             _logger.warning("OTLP: %d attribute(s) left out, their values cannot be sent (first: %r, %s)",
                             len(dropped), dropped[0][0], dropped[0][1])
         if self.gzip:
-            body = gzip.compress(body, compresslevel=6, mtime=0)
+            body = gzip_member(body)
         yield body
+
+
+def gzip_member(data: bytes) -> bytes:
+    """``data`` as one gzip member, level 6, without a timestamp (the same bytes each
+    time), written by zlib: the gzip module is not needed for it."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
 
 
 def first_metric_name(metrics_data) -> str:
@@ -275,6 +291,12 @@ def split_body(body: bytes, flags: int) -> Optional[Tuple[bytes, bytes]]:
     """An encoded request as two, encoded as it was: the first half of its data points and
     the second, each with the resource, scope and metric framing of its points. None when
     it carries fewer than two data points or cannot be read."""
+    # Deferred on purpose: json for an OTLP/JSON request only, and gzip (whose decompress
+    # reads every member of a body, checked) only to split a compressed one, after a 413.
+    if flags & JSON:
+        import json
+    if flags & GZIP:
+        import gzip
     try:
         raw = gzip.decompress(body) if flags & GZIP else body
         if flags & JSON:
@@ -294,7 +316,7 @@ def split_body(body: bytes, flags: int) -> Optional[Tuple[bytes, bytes]]:
         _logger.warning("OTLP: cannot split a request of %d bytes: %s", len(body), e)
         return None
     if flags & GZIP:
-        parts = [gzip.compress(p, compresslevel=6, mtime=0) for p in parts]
+        parts = [gzip_member(p) for p in parts]
     return parts[0], parts[1]
 
 
@@ -392,6 +414,9 @@ def _decode(payload: bytes, content_type: str, json_default: bool):
         raise ValueError("a response body of %d bytes is not decoded (over %d)"
                          % (len(payload), MAX_DECODED_RESPONSE_BYTES))
     if "json" in content_type or ("protobuf" not in content_type and json_default):
+        # Deferred on purpose: a protobuf exporter reads no JSON unless a server answers in it.
+        import json
+
         return json.loads(payload.decode("utf-8"))
     return decode_fields(payload)
 
@@ -430,7 +455,9 @@ def status_message(payload: bytes, content_type: str, json_default: bool) -> str
         return ""
     try:
         body = _decode(payload, content_type, json_default)
-        if isinstance(body, dict):
+        if isinstance(body, dict):   # _decode read it as JSON, so json is loaded
+            import json
+
             return str(body.get("message", "")) or json.dumps(body)[:200]
         for number, _, value in body:
             if number == 2 and isinstance(value, bytes):       # Status.message
@@ -449,6 +476,10 @@ def retry_after(value: Optional[str]) -> Optional[float]:
     try:
         seconds = float(value)
     except ValueError:
+        # Deferred on purpose: email.utils (and datetime, calendar, locale with it) only for
+        # a Retry-After written as an HTTP-date.
+        from email.utils import parsedate_to_datetime
+
         try:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
@@ -466,5 +497,11 @@ def retry_delay(attempt: int, hint: Optional[float], base: float, cap: float, ji
     ``cap``, times a random factor in [1 - jitter, 1 + jitter]; the server's ``hint``
     (Retry-After) when it asks for longer. A hint never shortens the backoff: an overloaded
     server answering "Retry-After: 0" must not be sent a request per round trip."""
-    backoff = min(cap, base * (2 ** attempt)) * random.uniform(1 - jitter, 1 + jitter)
+    backoff = min(cap, base * (2 ** attempt)) * (1 - jitter + 2 * jitter * _uniform())
     return backoff if hint is None else max(backoff, hint)
+
+
+def _uniform() -> float:
+    """A random float in [0, 1], from os.urandom: the random module costs an import and,
+    after a fork, would give every child the same jitter."""
+    return int.from_bytes(os.urandom(7), "big") / float((1 << 56) - 1)

@@ -4,15 +4,16 @@ headers, timeout, compression, TLS files, and where undelivered requests are kep
 The variables are read through ``otelmetrics._env`` (the one reader of ``os.environ``),
 by its rules: precedence, one warning naming an invalid variable.
 
-Only the OTLP exporters import this module (and the agent, for ``--endpoint``), so
-``import otelmetrics`` never loads ``urllib.parse`` for their URLs.
+Endpoints are read by ``split_endpoint``, which reads a URL as ``urllib.parse.urlsplit``
+does without importing it (nor ``ipaddress``, which it may load): the OTLP/HTTP exporter
+of a small device loads neither.
 """
 from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, Mapping, NamedTuple, Optional
-from urllib.parse import urlsplit
+import socket
+from typing import Dict, Mapping, NamedTuple, Optional, Tuple
 
 from otelmetrics import _env
 
@@ -50,17 +51,121 @@ def parse_headers(raw: str, name: str = "OTEL_EXPORTER_OTLP_HEADERS") -> Dict[st
     return headers
 
 
+# ---------------------------------------------------------------- reading a URL
+
+# What urlsplit strips from the start of a URL, and removes from anywhere in it.
+_C0_OR_SPACE = "".join(map(chr, range(0x21)))
+_UNSAFE = "\t\r\n"
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.")
+
+
+class Endpoint(NamedTuple):
+    """An http(s) URL as a client needs it."""
+
+    scheme: str            # lower case
+    host: str              # lower case; an IPv6 address without its brackets
+    port: Optional[int]    # None: the scheme's
+    target: str            # the request target: the path ("/" when empty) and the query
+
+
+def _split(url: str) -> Tuple[str, str, str, str]:
+    """(scheme, netloc, path, query) of ``url``, as ``urllib.parse.urlsplit`` splits it
+    (the fragment dropped); ValueError, as it raises, for an unmatched bracket in the
+    netloc or a bracketed host that is not an IPv6 address."""
+    url = url.lstrip(_C0_OR_SPACE)
+    for c in _UNSAFE:
+        url = url.replace(c, "")
+    scheme = ""
+    head, colon, rest = url.partition(":")
+    if colon and head and head[0].isascii() and head[0].isalpha() and all(c in _SCHEME_CHARS for c in head):
+        scheme, url = head.lower(), rest
+    netloc = ""
+    if url[:2] == "//":
+        end = len(url)
+        for c in "/?#":
+            i = url.find(c, 2)
+            if 0 <= i < end:
+                end = i
+        netloc, url = url[2:end], url[end:]
+        if ("[" in netloc) != ("]" in netloc):
+            raise ValueError("Invalid IPv6 URL")
+        if "[" in netloc:
+            _check_bracketed_host(netloc.partition("[")[2].partition("]")[0])
+        if not netloc.isascii():
+            _check_normalized(netloc)
+    path, _, query = url.partition("#")[0].partition("?")
+    return scheme, netloc, path, query
+
+
+def _check_bracketed_host(host: str) -> None:
+    if host.startswith("v"):                # IPvFuture (RFC 3986), as urlsplit reads it
+        version, dot, rest = host[1:].partition(".")
+        if not (version and dot and rest and all(c in "0123456789abcdefABCDEF" for c in version)):
+            raise ValueError("IPvFuture address is invalid")
+        return
+    address, percent, zone = host.partition("%")   # an IPv6 address may name its zone: fe80::1%eth0
+    try:
+        if percent and (not zone or "%" in zone):
+            raise ValueError
+        socket.inet_pton(socket.AF_INET6, address)
+    except (OSError, ValueError):
+        raise ValueError("%r in brackets is not an IPv6 address" % host) from None
+
+
+def _check_normalized(netloc: str) -> None:
+    """urlsplit's check of a non-ASCII netloc: none of its characters may become one of
+    ``/?#@:`` under NFKC normalization (a host that reads as another)."""
+    # Deferred on purpose, as urlsplit defers it: only a non-ASCII host needs unicodedata.
+    import unicodedata
+
+    n = netloc
+    for c in "@:#?":
+        n = n.replace(c, "")
+    normalized = unicodedata.normalize("NFKC", n)
+    if n != normalized and any(c in normalized for c in "/?#@:"):
+        raise ValueError("netloc %r contains invalid characters under NFKC normalization" % netloc)
+
+
+def _host_port(netloc: str) -> Tuple[Optional[str], Optional[int]]:
+    """urlsplit's ``hostname`` and ``port`` of a netloc: ValueError for a port that is not
+    a number in 0-65535."""
+    hostinfo = netloc.rpartition("@")[2]
+    if "[" in hostinfo:
+        host, _, port = hostinfo.partition("[")[2].partition("]")
+        port = port.partition(":")[2]
+    else:
+        host, _, port = hostinfo.partition(":")
+    number = None
+    if port:
+        if not (port.isdigit() and port.isascii()):
+            raise ValueError("Port could not be cast to integer value as %r" % port)
+        number = int(port)
+        if not 0 <= number <= 65535:
+            raise ValueError("Port out of range 0-65535")
+    if not host:
+        return None, number
+    host, percent, zone = host.partition("%")
+    return host.lower() + percent + zone, number
+
+
+def split_endpoint(url: str) -> Endpoint:
+    """``url`` read as ``urllib.parse.urlsplit`` reads it; ValueError when it is no usable
+    http or https URL (the message says why)."""
+    scheme, netloc, path, query = _split(url)
+    host, port = _host_port(netloc)
+    if scheme not in ("http", "https"):
+        raise ValueError("the scheme must be http or https")
+    if not host:
+        raise ValueError("no host")
+    return Endpoint(scheme, host, port, (path or "/") + ("?" + query if query else ""))
+
+
 def _check_endpoint(url: str) -> Optional[str]:
     """What is wrong with ``url`` as an OTLP/HTTP endpoint, or None."""
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises ValueError on a bad port)
+        split_endpoint(url)
     except ValueError as e:
         return str(e)
-    if parts.scheme not in ("http", "https"):
-        return "the scheme must be http or https"
-    if not parts.hostname:
-        return "no host"
     return None
 
 
@@ -78,7 +183,7 @@ def metrics_endpoint(endpoint: str) -> str:
     ``OTEL_EXPORTER_OTLP_ENDPOINT``, an address without a path gets ``/v1/metrics``
     (the agent's ``--endpoint``)."""
     url = normalize_endpoint(endpoint)
-    return url.rstrip("/") + METRICS_PATH if urlsplit(url).path in ("", "/") else url
+    return url.rstrip("/") + METRICS_PATH if _split(url)[2] in ("", "/") else url
 
 
 def _resolve_endpoint(explicit: Optional[str], scheme: str = "http", generic_suffix: str = METRICS_PATH,

@@ -402,8 +402,24 @@ def test_https_with_a_ca_file(ca):
         exp = OTLPMetricExporter(s.url, certificate_file=ca.ca_file, timeout=5)
         assert exp.export(sdk_data()) is SUCCESS
         assert s.received[0].request() == encode_metrics(sdk_data())
+        assert exp.export(sdk_data()) is SUCCESS and s.connections == 1   # kept alive over TLS too
         # Without our CA the server is not trusted: a failure, not an exception.
         assert OTLPMetricExporter(s.url, timeout=0.5).export(sdk_data()) is FAILURE
+
+
+@needs_tls
+def test_shutdown_wakes_an_export_stalled_on_a_tls_connection(ca):
+    with OTLPServer(tls=ca.server_context(require_client_cert=False)) as s:
+        s.replies.append(Reply(200, delay=5))
+        exp = OTLPMetricExporter(s.url, certificate_file=ca.ca_file, timeout=10)
+        results = []
+        t = threading.Thread(target=lambda: results.append(exp.export(sdk_data())))
+        t.start()
+        time.sleep(0.5)
+        start = time.monotonic()
+        exp.shutdown(timeout_millis=200)
+        t.join(5)
+        assert results == [FAILURE] and time.monotonic() - start < 1.5
 
 
 @needs_tls

@@ -88,19 +88,20 @@ class Collector(OTLPServer):
         return total
 
 class RawServer:
-    """Runs ``script(connection)`` on a thread for every connection it accepts; counts them."""
+    """Runs ``script(connection)`` on a thread for every connection it accepts; counts them.
+    ``host``: the loopback address to listen on ("::1" for IPv6)."""
 
-    def __init__(self, script: Callable[[socket.socket], None]) -> None:
+    def __init__(self, script: Callable[[socket.socket], None], host: str = "127.0.0.1") -> None:
         self.script = script
         self.connections = 0
         self.stop = threading.Event()
-        self.sock = socket.socket()
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.listen(16)
         self.sock.settimeout(0.05)
         self.port = self.sock.getsockname()[1]
-        self.url = "http://127.0.0.1:%d/v1/metrics" % self.port
+        self.url = "http://%s:%d/v1/metrics" % ("[%s]" % host if ":" in host else host, self.port)
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 

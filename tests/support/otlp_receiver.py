@@ -11,6 +11,7 @@ import os
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -77,7 +78,7 @@ class OTLPServer:
 
     def _serve(self, handler, port: int, tls: Optional[ssl.SSLContext]) -> None:
         """Serve ``handler`` on 127.0.0.1:``port`` (0: any) on a daemon thread."""
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.httpd = _QuietServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
         if tls is not None:
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
@@ -99,6 +100,16 @@ class OTLPServer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    """Says nothing when a client left before its answer was written (a client that gave
+    up on a stalled reply): socketserver would print a traceback to stderr, from a
+    thread that may outlive the test, into the output another test captures."""
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 def free_port() -> int:
