@@ -6,7 +6,7 @@
 # Kind(limit, delta, is_async, allowed_keys, excluded_keys, *aggregation options);
 # everything else reaches them through the Stream interface.
 
-from libc.stdint cimport int64_t, uint64_t, uint8_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t, uint8_t
 
 
 # Snapshot records (table.pxd's Snapshot), which an encoder (otlp_wire.pxi,
@@ -24,7 +24,15 @@ ctypedef struct HistSnap:                   # an explicit-bucket histogram cell
     double vmax
     uint8_t isfloat
     uint8_t minmax_float
-    # followed by nb + 1 bucket counts (uint64)
+    uint8_t narrow                          # the bucket counts are uint32 (every record of the snapshot)
+    # followed by nb + 1 bucket counts: uint32 when narrow, else uint64
+
+
+cdef inline uint64_t hist_bucket(const HistSnap* s, Py_ssize_t j) noexcept:
+    """Bucket ``j``'s count of a histogram record, whatever its width."""
+    if s.narrow:
+        return (<const uint32_t*>(<const char*>s + sizeof(HistSnap)))[j]
+    return (<const uint64_t*>(<const char*>s + sizeof(HistSnap)))[j]
 
 
 cdef class NumberStream(Stream):
@@ -54,6 +62,7 @@ cdef class HistogramStream(Stream):
     cdef uint8_t *minmax_float              # some measurement was float
     cdef double *vmin
     cdef double *vmax
+    cdef bint narrow                        # this collection's records hold uint32 bucket counts
     cdef inline void _bucket(self, Py_ssize_t c, double v) noexcept
 
 cdef class ExpoHistogramStream(Stream):

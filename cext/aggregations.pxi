@@ -182,6 +182,22 @@ cdef class LastValueStream(NumberStream):
         self.isfloat[c] = 1
 
 
+# A histogram's snapshot records hold uint32 bucket counts when every exported cell's
+# count fits (almost always: a series needs 2**32 measurements to outgrow it), halving the
+# buckets' part of a held collection. Lowered by tests (narrow_bucket_limit) to take the
+# uint64 records too.
+cdef uint64_t _narrow_max = 0xFFFFFFFF
+
+
+def narrow_bucket_limit(uint64_t limit):
+    """Tests: the largest count a uint32 snapshot record may hold (0: none); returns the
+    previous one."""
+    global _narrow_max
+    cdef uint64_t old = _narrow_max
+    _narrow_max = limit
+    return old
+
+
 cdef class HistogramStream(Stream):
     """Explicit-bucket histogram: bucket i counts values in (b[i-1], b[i]],
     the last one (b[-1], +inf). Sum, count, min and max alongside."""
@@ -262,8 +278,22 @@ cdef class HistogramStream(Stream):
         self.minmax_float[c] = 1
         _sum_add_d(&self.isum[c], &self.dsum[c], &self.isfloat[c], v)
 
+    cdef Py_ssize_t snapshot_record_size(self) noexcept:
+        """uint32 bucket counts when every cell's count fits (buckets never exceed
+        it); measured inside the section, so no count moves before the copy."""
+        cdef Py_ssize_t c
+        self.narrow = True
+        for c in range(self.n_used):
+            if self.count[c] > _narrow_max:
+                self.narrow = False
+                break
+        return sizeof(HistSnap) + (self.nb + 1) * (sizeof(uint32_t) if self.narrow else sizeof(uint64_t))
+
     cdef void snapshot_cell(self, Py_ssize_t c, char *dst, bint reset) noexcept:
         cdef HistSnap *s = <HistSnap *>dst
+        cdef uint32_t *narrow = <uint32_t *>(dst + sizeof(HistSnap))
+        cdef uint64_t *counts = self.counts + c * (self.nb + 1)
+        cdef Py_ssize_t j
         s.count = self.count[c]
         s.isum = self.isum[c]
         s.dsum = self.dsum[c]
@@ -271,13 +301,17 @@ cdef class HistogramStream(Stream):
         s.vmax = self.vmax[c]
         s.isfloat = self.isfloat[c]
         s.minmax_float = self.minmax_float[c]
-        memcpy(dst + sizeof(HistSnap), self.counts + c * (self.nb + 1), (self.nb + 1) * sizeof(uint64_t))
+        s.narrow = self.narrow
+        if self.narrow:
+            for j in range(self.nb + 1):
+                narrow[j] = <uint32_t>counts[j]
+        else:
+            memcpy(dst + sizeof(HistSnap), counts, (self.nb + 1) * sizeof(uint64_t))
         if reset:
             self.init_cell(c)
 
     cdef object make_point(self, char *src, object attributes, object start, object now, list exemplars):
         cdef HistSnap *s = <HistSnap *>src
-        cdef uint64_t *counts = <uint64_t *>(src + sizeof(HistSnap))
         cdef HistogramDataPoint p = HistogramDataPoint.__new__(HistogramDataPoint)
         cdef Py_ssize_t j
         p._flat_attributes = attributes
@@ -285,7 +319,7 @@ cdef class HistogramStream(Stream):
         p.time_unix_nano = now
         p.count = s.count
         p.sum = _number(s.isfloat, s.isum, s.dsum)
-        p.bucket_counts = tuple([counts[j] for j in range(self.nb + 1)])
+        p.bucket_counts = tuple([hist_bucket(s, j) for j in range(self.nb + 1)])
         p.explicit_bounds = self.boundaries
         if self.record_min_max and s.count and not s.minmax_float:
             p.min = <int64_t>s.vmin

@@ -313,7 +313,7 @@ cdef int _j_histogram(Writer* w, HistogramStream h, const HistSnap* s, int64_t s
     """otlp_json's histogram point for the point make_point would build. ``bounds``: where
     and how long the explicitBounds field is in the body, once a point has written it
     (every point of the stream has the same)."""
-    cdef const uint64_t* counts = <const uint64_t*>(<const char*>s + sizeof(HistSnap))
+    cdef uint64_t count
     cdef double total = _record_sum(s)
     cdef Py_ssize_t j, at, n
     _lit(w, b'{')
@@ -336,8 +336,9 @@ cdef int _j_histogram(Writer* w, HistogramStream h, const HistSnap* s, int64_t s
     _lit(w, b',"bucketCounts":[')
     for j in range(h.nb + 1):
         _comma(w)
-        if counts[j]:
-            _j_quoted_u64(w, counts[j])
+        count = hist_bucket(s, j)
+        if count:
+            _j_quoted_u64(w, count)
         else:
             _lit(w, b'"0"')
     _lit(w, b']')

@@ -1029,7 +1029,6 @@ cdef int _snapshot_histogram(Writer* w, HistogramStream h, HistSnap* s, int64_t 
                              tuple attrs, list dropped) except -1:
     """``_histogram_point`` of the point make_point would build."""
     cdef Py_ssize_t at = _open(w, DATA_POINTS), j, nb = h.nb
-    cdef uint64_t* counts = <uint64_t*>(<char*>s + sizeof(HistSnap))
     _u64_nonzero(w, HDP_START, <uint64_t>start)
     _u64_nonzero(w, HDP_TIME, <uint64_t>now)
     _u64_nonzero(w, HDP_COUNT, s.count)
@@ -1037,11 +1036,11 @@ cdef int _snapshot_histogram(Writer* w, HistogramStream h, HistSnap* s, int64_t 
     _tag(w, HDP_BUCKET_COUNTS, LEN)
     _varint(w, <uint64_t>(8 * (nb + 1)))
     _reserve(w, 8 * (nb + 1))
-    if OM_LITTLE_ENDIAN:
-        memcpy(w.buf + w.pos, counts, 8 * (nb + 1))      # the wire's byte order
+    if OM_LITTLE_ENDIAN and not s.narrow:
+        memcpy(w.buf + w.pos, <char*>s + sizeof(HistSnap), 8 * (nb + 1))      # the wire's byte order
     else:
         for j in range(nb + 1):
-            _put_le64(w.buf + w.pos + 8 * j, counts[j])
+            _put_le64(w.buf + w.pos + 8 * j, hist_bucket(s, j))
     w.pos += 8 * (nb + 1)
     if nb:
         _tag(w, HDP_EXPLICIT_BOUNDS, LEN)

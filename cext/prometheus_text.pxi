@@ -382,7 +382,6 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
     cdef char* q
     cdef NumSnap* ns
     cdef HistSnap* hs
-    cdef uint64_t* counts
     cdef uint64_t run
     cdef const char* ls
     cdef const char* pre
@@ -445,7 +444,6 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
                 _put(&out, "\n", 1)
                 continue
             hs = <HistSnap*>(rec + sizeof(int64_t))
-            counts = <uint64_t*>(<char*>hs + sizeof(HistSnap))
             # Each bucket line: name_bucket{<labels>,le="  <le>"}  <cumulative count>\n
             if ls_n:
                 _put(&s.scratch, ",", 1)
@@ -464,7 +462,7 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
                 memcpy(q, fixed.p + le_at[j], <size_t>line)
                 q += line
                 if j < nb:
-                    run += counts[j]
+                    run += hist_bucket(hs, j)
                     q = _u64_at(q, run)
                 else:
                     q = _u64_at(q, hs.count)

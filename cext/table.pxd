@@ -104,6 +104,7 @@ cdef class Stream:
                             bint reset, int64_t interval_start, list attrs, TakenExemplars ex,
                             int64_t now) except -1
     cdef bint stable_snapshot(self) noexcept
+    cdef Py_ssize_t snapshot_record_size(self) noexcept
 
 
 cdef class Snapshot:
@@ -116,7 +117,7 @@ cdef class Snapshot:
     cdef char *buf                          # NULL once the points are built
     cdef Py_ssize_t cap
     cdef readonly Py_ssize_t count
-    cdef Py_ssize_t rec
+    cdef readonly Py_ssize_t rec            # bytes per record
     cdef readonly int64_t now
     cdef list attrs
     cdef TakenExemplars ex

@@ -372,6 +372,12 @@ cdef class Stream:
         are built at once)."""
         return True
 
+    cdef Py_ssize_t snapshot_record_size(self) noexcept:
+        """Bytes of one cell's record in this collection's snapshot (inside the guard's
+        section, before the copy): ``snap_size``, unless a subclass stores this
+        collection's records more compactly."""
+        return self.snap_size
+
     cpdef Snapshot collect_snapshot(self, int64_t now):
         """This collection interval, ending at ``now`` (ns), as a Snapshot: the
         exported cells copied (and for delta reset) in one Python-free pass into a
@@ -379,7 +385,7 @@ cdef class Stream:
         Points are built from it when asked (at once when exemplars were taken or
         the stream's records are not stable)."""
         cdef Py_ssize_t n_cells, c, k = 0, i
-        cdef Py_ssize_t rec = sizeof(int64_t) + self.snap_size
+        cdef Py_ssize_t rec
         cdef Py_ssize_t need
         cdef bint reset = self.delta or self.is_async
         cdef bint evicted = False
@@ -392,6 +398,7 @@ cdef class Stream:
         om_section_begin(&section, guard(self))     # the whole copy and reset, and the spare
         try:
             n_cells = self.n_used
+            rec = sizeof(int64_t) + self.snapshot_record_size()
             need = n_cells * rec if n_cells else 1
             interval_start = self.last_collect_ns
             attrs = [None] * n_cells

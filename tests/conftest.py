@@ -18,7 +18,10 @@ everything is ~10x slower) and ``thorough`` (a long local run).
 import os
 import sys
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from otelmetrics._native import narrow_bucket_limit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
@@ -29,3 +32,16 @@ settings.register_profile("emulated", max_examples=12, deadline=None,
 settings.register_profile("thorough", max_examples=1000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("OTELMETRICS_TEST_PROFILE", "default"))
+
+
+@pytest.fixture(params=["uint32 buckets", "uint64 buckets"])
+def bucket_width(request):
+    """Both layouts of a histogram's snapshot records: uint32 bucket counts (what a
+    collection writes while every count fits) and uint64 ones (forced here; in use
+    once a series has counted 2**32 measurements)."""
+    old = narrow_bucket_limit(0) if request.param == "uint64 buckets" else None
+    try:
+        yield request.param
+    finally:
+        if old is not None:
+            narrow_bucket_limit(old)

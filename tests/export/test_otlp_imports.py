@@ -92,11 +92,21 @@ threading.Thread(target=serve, args=(listener,), daemon=True).start()
 url = "http://127.0.0.1:%d/v1/metrics" % listener.getsockname()[1]
 
 import otelmetrics
+from otelmetrics.export import InMemoryMetricReader
 
 # What otelmetrics and opentelemetry-api load themselves (on Python 3.9, importlib.metadata
-# loads email and urllib.parse) is not the exporter's doing.
+# loads email and urllib.parse) is not the exporter's doing, nor what recording and
+# collecting load (the exemplar sampler imports opentelemetry.trace, which with
+# typing_extensions before 4.16 imports asyncio, and asyncio ssl): a first round without
+# an exporter loads those.
+reader = InMemoryMetricReader()
+provider = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+provider.get_meter("m").create_counter("c").add(1, {"k": "v"})
+provider.get_meter("m").create_histogram("h").record(2.5)
+reader.get_metrics_data()
+provider.shutdown()
 already = set(sys.modules)
-from otelmetrics.export import InMemoryMetricReader, OTLPMetricExporter
+from otelmetrics.export import OTLPMetricExporter
 
 results = []
 for compression in ("none", "gzip"):

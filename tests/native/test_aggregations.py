@@ -97,6 +97,30 @@ def test_last_value_keeps_the_last_measurement_per_series():
     assert got == {"a": 3, "b": 9.5}
 
 
+def test_histogram_snapshot_records_hold_uint32_buckets_while_every_count_fits():
+    """A held collection's histogram records take 4 bytes per bucket, not 8, until some
+    series' count passes the limit (2**32; lowered here): then the whole snapshot is
+    uint64, and the points are the same either way."""
+    from otelmetrics._native import narrow_bucket_limit
+
+    def collect(limit):
+        h = HistogramStream(10, False, boundaries=(1.0, 10.0))   # 3 buckets
+        for v in (0.5, 1.0, 1.5, 10.0, 11.0, 12.0):
+            h.record(v, {"k": "a" if v < 11 else "b"})
+        old = narrow_bucket_limit(limit)
+        try:
+            snap = h.collect_snapshot(time_ns())
+        finally:
+            narrow_bucket_limit(old)
+        return snap.rec, [(p.attributes, p.count, list(p.bucket_counts)) for p in snap.points()]
+
+    narrow, points = collect(2**32 - 1)
+    at_limit, same = collect(4)           # the largest count is 4: still uint32
+    wide, wide_points = collect(3)        # one count is past 3: every record is uint64
+    assert narrow == at_limit and wide - narrow == 3 * 4
+    assert points == same == wide_points == [({"k": "a"}, 4, [2, 2, 0]), ({"k": "b"}, 2, [0, 0, 2])]
+
+
 def test_histogram_buckets_are_upper_inclusive_with_count_sum_min_max():
     h = HistogramStream(10, False, boundaries=(1.0, 10.0))
     for v in (0.5, 1.0, 1.5, 10.0, 11.0):

@@ -49,7 +49,7 @@ def _same_from_snapshot_and_points(data):
 @pytest.mark.parametrize("delta", [False, True])
 @pytest.mark.parametrize("exemplars", [False, True])
 @pytest.mark.parametrize("limit", [None, 4])
-def test_a_collection_encodes_from_its_snapshot_as_from_its_points(delta, exemplars, limit):
+def test_a_collection_encodes_from_its_snapshot_as_from_its_points(delta, exemplars, limit, bucket_width):
     mp, reader = _provider(delta, otelmetrics.AlwaysOnExemplarFilter() if exemplars else None, limit)
     for round_ in range(3):
         _record_everything(mp, round_)

@@ -361,7 +361,7 @@ def _snapshot_backed(data):
 @pytest.mark.parametrize("delta", [False, True])
 @pytest.mark.parametrize("exemplars", [False, True])
 @pytest.mark.parametrize("limit", [None, 4])
-def test_a_collection_encodes_from_its_snapshot_as_from_its_points(delta, exemplars, limit):
+def test_a_collection_encodes_from_its_snapshot_as_from_its_points(delta, exemplars, limit, bucket_width):
     import otelmetrics
 
     mp, reader = _provider(delta, otelmetrics.AlwaysOnExemplarFilter() if exemplars else None, limit)

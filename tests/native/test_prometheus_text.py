@@ -111,7 +111,7 @@ def _record_everything(provider, round_):
 
 @pytest.mark.parametrize("openmetrics", [False, True])
 @pytest.mark.parametrize("options", range(len(READER_OPTIONS)))
-def test_snapshot_text_equals_points_text(options, openmetrics):
+def test_snapshot_text_equals_points_text(options, openmetrics, bucket_width):
     reader, provider = _setup(**READER_OPTIONS[options])
     try:
         for round_ in range(3):                 # cumulative: the same series again, grown
