@@ -78,6 +78,7 @@ cdef class StreamExemplars:
     cdef readonly bint aligned              # one slot per histogram bucket
     cdef Py_ssize_t cap                     # cells of the stream
     cdef Reservoirs res                     # None until the first sample
+    cdef Py_ssize_t offered                 # samples offered to ``res`` since the last collection
     cdef object allowed, excluded           # the stream's view key filters
     cdef object factory                     # a user reservoir per series: factory(aggregation type)
     cdef object agg_type

@@ -308,13 +308,18 @@ cdef class StreamExemplars:
                         if not ((self.allowed is None or k in self.allowed)
                                 and (self.excluded is None or k not in self.excluded))}
         self.res.offer(c, bucket, isint, iv, dv, t, thi, tlo, span, filtered)
+        self.offered += 1
         return 0
 
     cdef TakenExemplars begin_collect(self, Py_ssize_t n_cells):
-        """Room for the samples of up to ``n_cells`` points, or None when there is nothing to take."""
+        """Room for the samples of up to ``n_cells`` points, or None when there is nothing to
+        take: no sample offered since the last collection took them all (each take empties
+        its cell), so this collection's snapshot stays readable by the byte writers. A user's
+        reservoirs are always asked."""
         cdef TakenExemplars taken
-        if self.res is None and self.factory is None:
+        if self.factory is None and (self.res is None or self.offered == 0):
             return None
+        self.offered = 0
         taken = TakenExemplars.__new__(TakenExemplars)
         taken.owner = self
         if self.res is not None:

@@ -6,8 +6,8 @@ never built (its data still holds the collection's Snapshot, table.pxd), as UTF-
 bytes: those export/prometheus.py's points path (``_labels``, ``_render_labels``,
 ``_number``, ``render`` and its ``encode("utf-8", "replace")``) writes for the same
 points, with no Python object per series. The text format 0.0.4 and OpenMetrics 1.0
-write these lines alike (a stream with exemplars builds its points at collection, so
-its snapshot never comes here).
+write these lines alike (a stream that was offered exemplars since its last collection
+builds its points at collection, so its snapshot never comes here).
 
 Invariants:
 - The points path's bytes, byte for byte. A series' labels are the caller's extra

@@ -71,6 +71,37 @@ def test_always_on_samples_without_span_and_always_off_never():
     assert points(reader, "c")[0].exemplars == []
 
 
+def test_a_collection_without_samples_stays_on_the_snapshot_path():
+    """Points are built at collection only when samples were offered since the last one
+    (they hold the exemplars); otherwise the byte writers read the copy, as for a stream
+    that never sampled, and the points, built when read, carry no exemplar."""
+    mp, reader = provider(exemplar_filter=otelmetrics.TraceBasedExemplarFilter())
+    c = mp.get_meter("m").create_counter("c")
+    h = mp.get_meter("m").create_histogram("h")
+
+    def collect():
+        metrics = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+        return {m.name: m.data for m in metrics}
+
+    with SAMPLED.start_as_current_span("s"):
+        c.add(5, {"k": "v"})
+        h.record(2.0, {"k": "v"})
+    first = collect()
+    assert all(d._data_points.points_built for d in first.values())
+    assert [len(p.exemplars) for d in first.values() for p in d.data_points] == [1, 1]
+    c.add(1, {"k": "v"})                                   # no span: nothing offered
+    h.record(3.0, {"k": "v"})
+    second = collect()
+    assert not any(d._data_points.points_built for d in second.values())
+    assert [(p.value, p.exemplars) for p in second["c"].data_points] == [(6, [])]
+    assert [(p.count, p.exemplars) for p in second["h"].data_points] == [(2, [])]
+    with SAMPLED.start_as_current_span("s"):
+        c.add(1, {"k": "v"})
+    third = collect()
+    assert third["c"]._data_points.points_built and not third["h"]._data_points.points_built
+    assert [len(p.exemplars) for p in third["c"].data_points] == [1]
+
+
 def test_explicit_context_argument_is_used():
     mp, reader = provider()
     c = mp.get_meter("m").create_counter("c")
