@@ -280,14 +280,18 @@ cdef class HistogramStream(Stream):
 
     cdef Py_ssize_t snapshot_record_size(self) noexcept:
         """uint32 bucket counts when every cell's count fits (buckets never exceed
-        it); measured inside the section, so no count moves before the copy."""
+        it); measured inside the section, so no count moves before the copy. The size
+        stays a multiple of 8: the next record's int64 and doubles stay aligned (32-bit
+        ARM's LDRD and VLDR need it)."""
         cdef Py_ssize_t c
         self.narrow = True
         for c in range(self.n_used):
             if self.count[c] > _narrow_max:
                 self.narrow = False
                 break
-        return sizeof(HistSnap) + (self.nb + 1) * (sizeof(uint32_t) if self.narrow else sizeof(uint64_t))
+        if not self.narrow:
+            return sizeof(HistSnap) + (self.nb + 1) * sizeof(uint64_t)
+        return sizeof(HistSnap) + (((self.nb + 1) * sizeof(uint32_t) + 7) & ~(<Py_ssize_t>7))
 
     cdef void snapshot_cell(self, Py_ssize_t c, char *dst, bint reset) noexcept:
         cdef HistSnap *s = <HistSnap *>dst

@@ -117,8 +117,13 @@ def test_histogram_snapshot_records_hold_uint32_buckets_while_every_count_fits()
     narrow, points = collect(2**32 - 1)
     at_limit, same = collect(4)           # the largest count is 4: still uint32
     wide, wide_points = collect(3)        # one count is past 3: every record is uint64
-    assert narrow == at_limit and wide - narrow == 3 * 4
+    # 3 buckets: 12 bytes of uint32 padded to 16 (records stay 8-byte aligned), or 24 of uint64
+    assert narrow == at_limit and wide - narrow == 24 - 16 and narrow % 8 == 0 and wide % 8 == 0
     assert points == same == wide_points == [({"k": "a"}, 4, [2, 2, 0]), ({"k": "b"}, 2, [0, 0, 2])]
+    for nb in range(12):                  # every bucket count: records stay 8-byte aligned
+        h = HistogramStream(10, False, boundaries=tuple(float(b) for b in range(nb)))
+        h.record(0.5)
+        assert h.collect_snapshot(time_ns()).rec % 8 == 0
 
 
 def test_histogram_buckets_are_upper_inclusive_with_count_sum_min_max():
