@@ -41,9 +41,10 @@ cdef extern from "Python.h":
 cdef class ExemplarSampler:
     cdef readonly int mode
     cdef object ctxvar          # opentelemetry's current-context ContextVar, or None
-    cdef object span_key        # the context key of the current span
+    cdef object span_key        # the context key of the current span; None until known
     cdef object get_current     # fallback: opentelemetry.context.get_current
     cdef int sample(self, object context, uint64_t *ids) except -1
+    cdef PyObject *key(self) noexcept
 
 
 ctypedef struct ExSlot:
@@ -108,7 +109,12 @@ cdef class TakenExemplars:
 
 cdef inline bint _no_span_in(ExemplarSampler s, PyObject *context) noexcept:
     # A non-empty context: look the span up (a key's __eq__ raising: let sample() decide).
-    if PyDict_GetItemWithError(context, <PyObject *>s.span_key) != NULL:
+    cdef PyObject *key = <PyObject *>s.span_key
+    if key == <PyObject *>None:
+        key = s.key()
+        if key == NULL:
+            return True
+    if PyDict_GetItemWithError(context, key) != NULL:
         return False
     if PyErr_Occurred():
         PyErr_Clear()

@@ -9,6 +9,8 @@ import logging
 from abc import ABC, abstractmethod
 from typing import Optional
 
+from opentelemetry import context as otel_context
+
 from otelmetrics import _env
 from otelmetrics._kinds import reference_name
 from otelmetrics._native import ALWAYS_OFF, ALWAYS_ON, TRACE_BASED, ExemplarSampler
@@ -80,17 +82,11 @@ def filter_mode(exemplar_filter: Optional[object]) -> Optional[int]:
 def make_sampler(mode: int) -> ExemplarSampler:
     """The compiled sampler for a mode of ``filter_mode``. The provider makes it with
     its first synchronous instrument: observable ones never sample exemplars."""
-    # Deferred on purpose, the one import not at the top of a module: importing
-    # opentelemetry.trace costs ~23 ms, more than `import otelmetrics` itself, and
-    # only a provider that samples exemplars needs the span key.
-    from opentelemetry import context as otel_context
-    from opentelemetry.trace.propagation import _SPAN_KEY
-
     runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
     ctxvar = getattr(runtime, "_current_context", None)
     if type(ctxvar).__name__ != "ContextVar":
         ctxvar = None    # another runtime context: ask it through the API (slower)
-    return ExemplarSampler(mode, ctxvar, _SPAN_KEY, otel_context.get_current)
+    return ExemplarSampler(mode, ctxvar, otel_context.get_current)
 
 
 class ExemplarReservoir(ABC):

@@ -142,9 +142,6 @@ ScopeMetrics = _record("ScopeMetrics", "scope metrics schema_url", "The metrics 
 MetricsData = _record("MetricsData", "resource_metrics", "One collection.", resource_metrics=list)
 
 
-# The reference's type aliases, for annotations in user code and exporters.
-DataT = Union[Sum, Gauge, Histogram, ExponentialHistogram]
-DataPointT = Union[NumberDataPoint, HistogramDataPoint, ExponentialHistogramDataPoint]
 
 
 class ResourceMetrics(_Record):
@@ -176,3 +173,19 @@ def count_points(metrics_data) -> int:
     """How many data points a MetricsData (ours or opentelemetry-sdk's) carries."""
     return sum(len(metric.data.data_points) for rm in metrics_data.resource_metrics
                for sm in rm.scope_metrics for metric in sm.metrics)
+
+
+# The reference's type aliases, for annotations in user code and exporters: made on
+# first use (PEP 562), as making a typing.Union of new types is 0.14 M instructions,
+# 2% of what ``import otelmetrics`` adds to ``import opentelemetry.metrics``.
+_ALIASES = {
+    "DataT": lambda: Union[Sum, Gauge, Histogram, ExponentialHistogram],
+    "DataPointT": lambda: Union[NumberDataPoint, HistogramDataPoint, ExponentialHistogramDataPoint],
+}
+
+
+def __getattr__(name):
+    if name not in _ALIASES:
+        raise AttributeError("module %r has no attribute %r" % (__name__, name))
+    value = globals()[name] = _ALIASES[name]()
+    return value

@@ -38,10 +38,6 @@ DEFERRED = {
     ("otelmetrics.export.prometheus", "prometheus_client"),
     ("otelmetrics.export.prometheus", "prometheus_client.core"),
     ("otelmetrics.export.prometheus", "prometheus_client.samples"),
-    # opentelemetry.trace costs more to import than otelmetrics itself; only a
-    # provider that samples exemplars needs its span key.
-    ("otelmetrics._exemplars", "opentelemetry"),
-    ("otelmetrics._exemplars", "opentelemetry.trace.propagation"),
     # json is a fifth of what `import otelmetrics` adds to `import opentelemetry.metrics`
     # (its decoder compiles regular expressions when imported) and only to_json() needs
     # it; the compiled points' to_json (cext/points.pxi) imports it at first use too.

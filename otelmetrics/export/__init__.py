@@ -6,11 +6,10 @@ Heavy exporters (the OTLP exporter with its HTTP/TLS stack) load on first use
 through this package's ``__getattr__``, so that ``import otelmetrics`` stays cheap.
 """
 from otelmetrics._filter import AttributesFilterResult, MetricFilter, MetricFilterResult
+from otelmetrics import _model
 from otelmetrics._model import (
     AggregationTemporality,
     Buckets,
-    DataPointT,
-    DataT,
     Exemplar,
     ExponentialHistogram,
     ExponentialHistogramDataPoint,
@@ -48,6 +47,8 @@ __all__ = [
 
 
 def __getattr__(name):
+    if name in ("DataT", "DataPointT"):   # typing aliases, made on first use (see _model)
+        return getattr(_model, name)
     # The OTLP exporter (and its HTTP/TLS imports) loads only when asked for: a
     # deliberate deferred import (PEP 562), for import time.
     if name == "OTLPMetricExporter":
