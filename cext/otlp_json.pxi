@@ -124,16 +124,20 @@ cdef int _j_quoted_u64(Writer* w, uint64_t v) except -1:
 
 
 cdef int _j_double(Writer* w, double d) except -1:
-    """``repr(d)``, as ``json`` writes a float; NaN and the infinities as strings. An
-    integral double below 2**53 in magnitude is its integer and ".0", as repr writes it,
-    without the shortest-digits search."""
-    cdef char* s
+    """``repr(d)``, as ``json`` writes a float; NaN and the infinities as strings."""
     if d != d:
         return _lit(w, b'"NaN"')
     if d == INFINITY:
         return _lit(w, b'"Infinity"')
     if d == -INFINITY:
         return _lit(w, b'"-Infinity"')
+    return _j_finite(w, d)
+
+
+cdef int _j_finite(Writer* w, double d) except -1:
+    """``repr(d)`` of a finite double. An integral double below 2**53 in magnitude is
+    its integer and ".0", as repr writes it, without the shortest-digits search."""
+    cdef char* s
     if -9007199254740992.0 < d < 9007199254740992.0 and d == <double><int64_t>d:
         if d == 0.0 and signbit(d):
             return _lit(w, b"-0.0")

@@ -9,7 +9,7 @@ Points hold plain data (numbers, str, tuples, lists of exemplars), never
 references that could close a cycle, so they stay out of the cyclic garbage
 collector: a collection of thousands of points triggers no GC passes.
 
-fields_equal, fields_repr and to_json are also the methods of the Python record
+fields_equal, fields_repr and to_json (json_text.pxi) are also the methods of the Python record
 classes in otelmetrics/_model.py, which call them (under binding=False they are
 builtin functions, which do not bind as methods).
 """
@@ -90,29 +90,6 @@ def to_plain(obj):
     if isinstance(obj, bytes):
         return obj.hex()
     return obj
-
-
-def to_json(obj, indent=4):
-    """The reference's ``to_json(indent=...)``: the record as a JSON document.
-    ``json`` is imported here, at first use: importing it is a fifth of what
-    ``import otelmetrics`` adds to ``import opentelemetry.metrics``.
-
-    The text is ``json.dumps(plain, indent=indent)``'s, joined in runs: with an
-    indent, ``dumps`` makes every fragment (each indentation, key, comma) a string
-    and holds a list of all of them before joining, about ten times the document's
-    size at its peak (a console export of the agent: 320 kB for 74 kB of text)."""
-    import json
-    plain = to_plain(obj)
-    if indent is None:
-        return json.dumps(plain)
-    cdef list run = [], pieces = []
-    for fragment in json.JSONEncoder(indent=indent).iterencode(plain):
-        run.append(fragment)
-        if len(run) == 1024:
-            pieces.append("".join(run))
-            del run[:]
-    pieces.append("".join(run))
-    return "".join(pieces)
 
 
 cdef class _Point:

@@ -13,6 +13,7 @@ from typing import Mapping, Optional
 
 from otelmetrics import _env
 from otelmetrics._fork import call_in_child_after_fork
+from otelmetrics._native import to_json
 from otelmetrics._version import __version__
 
 _logger = logging.getLogger("otelmetrics")
@@ -148,8 +149,7 @@ class Resource:
         return Resource, (dict(self._attributes), self._schema_url)
 
     def to_json(self, indent: Optional[int] = 4) -> str:
-        import json
-        return json.dumps({"attributes": dict(self._attributes), "schema_url": self._schema_url}, indent=indent)
+        return to_json({"attributes": dict(self._attributes), "schema_url": self._schema_url}, indent)
 
 
 def as_resource(resource) -> Resource:

@@ -74,24 +74,6 @@ def test_dataclass_protocol_copy_and_pickle_on_every_level(data):
             setattr(obj, first, "y")          # frozen, as the reference's
 
 
-def test_to_json_is_json_dumps_text_also_when_large():
-    """to_json joins the encoder's fragments in runs (a smaller peak than dumps'
-    one list of every fragment): the text stays json.dumps's, byte for byte,
-    across many runs of fragments and for every indent."""
-    from otelmetrics._native import to_plain
-    reader = InMemoryMetricReader()
-    provider = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
-    meter = provider.get_meter("m")
-    for i in range(300):
-        meter.create_counter("c").add(i, {"k": "v%d" % i, "q": 'say "\\x"\n', "n": i, "f": i / 7})
-        meter.create_histogram("h").record(i / 3, {"k": "v%d" % i})
-    data = reader.get_metrics_data()
-    for indent in (4, None, 0, 2, "\t"):
-        text = data.to_json(indent=indent)
-        assert text == json.dumps(to_plain(data), indent=indent)
-    assert len(data.to_json()) > 100_000
-
-
 def test_to_json_shape_matches_the_reference_field_names(data):
     doc = json.loads(data.to_json())
     metric = doc["resource_metrics"][0]["scope_metrics"][0]["metrics"][0]
