@@ -9,8 +9,8 @@ endpoint.
   RETRYABLE outcome. A kept-alive connection the server has closed since the last
   request is retried once, at once, on a fresh connection (the request may not have
   reached the server).
-- ``send``'s timeout is a deadline for all of it, whatever the server does: connecting
-  and the TLS handshake get what is left of it, the body goes out in pieces and the
+- ``send``'s timeout is a deadline for all of it, whatever the server does: the name
+  lookup, connecting and the TLS handshake get what is left of it, the body goes out in pieces and the
   response comes in reads, each waiting no longer than what is left (a server dripping
   its answer a byte at a time cannot stretch a try).
 - The request: ``POST <path> HTTP/1.1`` with Host (and the port when it is not the
@@ -24,13 +24,20 @@ endpoint.
   ``MAX_HEADERS`` lines), so that a hostile server cannot make it allocate without bound.
 - A response body is read in one place, ``_read_body``, and at most ``MAX_RESPONSE_BYTES``
   of it; a longer one is cut and its connection dropped.
+- A host name is looked up (``getaddrinfo``) in a thread of its own, which ``send``
+  waits for no longer than its deadline: a resolver that does not answer (DNS down on a
+  device's network) costs a try its timeout, not the resolver's (which ``abort`` could not
+  wake either). One lookup at a time: a later try waits for the one still running rather
+  than starting another. An IP address is not looked up.
 - Not thread-safe, except ``abort`` (it shuts the socket down, which wakes a blocked
-  ``send``): the exporter calls it with its export lock held.
+  ``send``, and wakes one waiting for a lookup): the exporter calls it with its export
+  lock held.
 """
 from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from typing import List, Mapping, Optional, Tuple
 
@@ -157,6 +164,27 @@ def tls_context(settings: otlp_settings.OTLPSettings, fall_back: bool) -> "ssl.S
         return ssl.create_default_context()
 
 
+class _Lookup:
+    """One ``getaddrinfo`` of a host, in a daemon thread: ``done`` is set with ``addresses``
+    or ``error``, and ``wake`` (the transport's) is set too."""
+
+    def __init__(self, host, port: int, wake: threading.Event) -> None:
+        self.done = threading.Event()
+        self.addresses: list = []
+        self.error: Optional[Exception] = None
+        self._wake = wake
+        threading.Thread(target=self._run, args=(host, port), name="otelmetrics-lookup", daemon=True).start()
+
+    def _run(self, host, port: int) -> None:
+        try:
+            self.addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except Exception as e:   # socket.gaierror, or a UnicodeError for a name idna refuses
+            self.error = e
+        finally:
+            self.done.set()
+            self._wake.set()
+
+
 class HttpTransport:
     """``otlp_protocol.Transport`` over HTTP/1.1. ``tls_fall_back``: see ``tls_context``."""
 
@@ -179,6 +207,8 @@ class HttpTransport:
         self._conn: Optional[_Connection] = None
         self._sock: Optional[socket.socket] = None    # the socket in use, for abort()
         self._aborted = False
+        self._lookup: Optional[_Lookup] = None         # the host's lookup, until its answer is used
+        self._wake = threading.Event()                 # a lookup finished, or abort()
 
     def send(self, body: bytes, headers: Mapping[str, str], timeout: float) -> Outcome:
         deadline = time.monotonic() + timeout
@@ -207,6 +237,7 @@ class HttpTransport:
     def abort(self) -> None:
         # Shutting the socket down (not closing it) wakes a thread blocked on it.
         self._aborted = True
+        self._wake.set()
         sock = self._sock
         if sock is not None:
             try:
@@ -228,10 +259,7 @@ class HttpTransport:
         conn = _Connection(None)   # type: ignore[arg-type]  (its socket comes below)
         conn.deadline = deadline
         error: Optional[Exception] = None
-        # An ASCII host as bytes: as a str, getaddrinfo would encode it with the idna codec,
-        # which loads stringprep and unicodedata.
-        host = self._host.encode("ascii") if self._host.isascii() else self._host
-        for family, kind, proto, _, address in socket.getaddrinfo(host, self._port, 0, socket.SOCK_STREAM):
+        for family, kind, proto, _, address in self._addresses(deadline):
             sock = socket.socket(family, kind, proto)
             self._sock = sock
             try:
@@ -263,6 +291,34 @@ class HttpTransport:
             self._sock = sock
         conn.sock = sock
         return conn
+
+    def _addresses(self, deadline: float) -> list:
+        """The host's addresses, by ``deadline``: an IP address at once, a name from its
+        lookup (the one still running from an earlier try, else a new one)."""
+        # An ASCII host as bytes: as a str, getaddrinfo would encode it with the idna codec,
+        # which loads stringprep and unicodedata.
+        host = self._host.encode("ascii") if self._host.isascii() else self._host
+        try:
+            return socket.getaddrinfo(host, self._port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+        except (socket.gaierror, UnicodeError):
+            pass   # a name
+        lookup = self._lookup
+        if lookup is None:
+            lookup = self._lookup = _Lookup(host, self._port, self._wake)
+        while True:
+            self._wake.clear()
+            if lookup.done.is_set():
+                break
+            if self._aborted:
+                raise OSError("aborted while looking up %s" % self._host)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("the lookup of %s did not finish in time" % self._host)
+            self._wake.wait(left)
+        self._lookup = None
+        if lookup.error is not None:
+            raise lookup.error
+        return lookup.addresses
 
     # ------------------------------------------------------------ one request
 

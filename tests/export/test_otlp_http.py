@@ -346,6 +346,73 @@ def test_abort_from_another_thread_wakes_a_blocked_send():
     assert got.kind == proto.RETRYABLE and took < 1.5, (got, took)
 
 
+# ---------------------------------------------------------------- name lookup
+
+class Resolver:
+    """socket.getaddrinfo, with every name (not an IP address) held until ``release`` and
+    then answered as 127.0.0.1, or failing with ``error``; the names asked, in order."""
+
+    def __init__(self, monkeypatch, error=None):
+        self.real = socket.getaddrinfo
+        self.release = threading.Event()
+        self.error = error
+        self.names = []
+        monkeypatch.setattr(socket, "getaddrinfo", self)
+
+    def __call__(self, host, port, family=0, type=0, proto=0, flags=0):
+        if not flags & socket.AI_NUMERICHOST:
+            self.names.append(host)
+            self.release.wait(30)
+            if self.error is not None:
+                raise self.error
+            host = "127.0.0.1"
+        return self.real(host, port, family, type, proto, flags)
+
+
+def test_a_lookup_that_does_not_answer_costs_a_try_its_timeout_and_later_tries_wait_for_it(monkeypatch):
+    resolver = Resolver(monkeypatch)
+    with RawServer(answering(OK)) as server:
+        t = transport("http://collector.example:%d/v1/metrics" % server.port)
+        try:
+            for _ in range(2):
+                start = time.monotonic()
+                got = t.send(b"a", PB, 0.3)
+                took = time.monotonic() - start
+                assert got.kind == proto.RETRYABLE and "lookup" in got.detail and 0.25 < took < 1.5, (got, took)
+            resolver.release.set()
+            assert t.send(b"a", PB, 5).kind == proto.DELIVERED
+        finally:
+            t.close()
+    assert resolver.names == [b"collector.example"]   # one lookup served the three tries
+
+
+def test_abort_wakes_a_send_waiting_for_a_lookup(monkeypatch):
+    resolver = Resolver(monkeypatch)
+    t = transport("http://collector.example:4318/v1/metrics")
+    threading.Timer(0.3, t.abort).start()
+    start = time.monotonic()
+    got = t.send(b"a", PB, 10)
+    took = time.monotonic() - start
+    resolver.release.set()
+    assert got.kind == proto.RETRYABLE and took < 1.5, (got, took)
+
+
+def test_a_failed_lookup_is_a_retryable_error_and_the_next_try_looks_up_again(monkeypatch):
+    resolver = Resolver(monkeypatch, error=socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    resolver.release.set()
+    t = transport("http://collector.example:4318/v1/metrics")
+    got = [t.send(b"a", PB, 5) for _ in range(2)]
+    assert [g.kind for g in got] == [proto.RETRYABLE] * 2 and "not known" in got[0].detail, got
+    assert resolver.names == [b"collector.example"] * 2
+
+
+def test_an_ip_address_is_not_looked_up(monkeypatch):
+    resolver = Resolver(monkeypatch)
+    with RawServer(answering(OK)) as server:
+        (got,) = send(server.url)
+    assert got.kind == proto.DELIVERED and resolver.names == []
+
+
 # ---------------------------------------------------------------- IPv6
 
 def _ipv6_loopback():
