@@ -861,16 +861,22 @@ cdef Snapshot _records_of(object data, int kind):
     Snapshot, in ``data._data_points`` until someone reads ``data_points``), its stream's
     records those of ``kind``; None when the data holds points (or a snapshot whose points
     are built, with exemplars if any were taken): encode those."""
-    cdef Snapshot snap
     raw = getattr(data, "_data_points", None)
-    if type(raw) is not Snapshot or not records_readable(<Snapshot>raw):
-        return None
-    snap = <Snapshot>raw
-    if (kind == KIND_GAUGE or kind == KIND_SUM) and isinstance(snap.stream, NumberStream):
-        return snap
-    if kind == KIND_HISTOGRAM and isinstance(snap.stream, HistogramStream):
-        return snap
+    if type(raw) is Snapshot and _records_suit(<Snapshot>raw, kind):
+        return <Snapshot>raw
     return None
+
+
+cdef bint _records_suit(Snapshot snap, int kind) except -1:
+    """Whether the byte writers may write ``kind``'s points from ``snap``'s records: they
+    are readable (table.pxd), and its stream's are those of ``kind``."""
+    if not records_readable(snap):
+        return False
+    if kind == KIND_GAUGE or kind == KIND_SUM:
+        return isinstance(snap.stream, NumberStream)
+    if kind == KIND_HISTOGRAM:
+        return isinstance(snap.stream, HistogramStream)
+    return False
 
 
 cdef inline int64_t _record_start(Snapshot snap, const char* rec, int kind) noexcept:

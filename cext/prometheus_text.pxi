@@ -385,11 +385,9 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
     cdef uint64_t run
     cdef const char* ls
     cdef const char* pre
-    if not records_readable(snap) or type(sample) is not str:
+    if type(sample) is not str or not _records_suit(snap, KIND_HISTOGRAM if histogram else KIND_SUM):
         return None
     if histogram:
-        if not isinstance(stream, HistogramStream):
-            return None
         h = <HistogramStream>stream
         nb = h.nb
         if len(les) != nb + 1:
@@ -397,8 +395,6 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
         for le in les:
             if type(le) is not str:
                 return None
-    elif not isinstance(stream, NumberStream):
-        return None
     fixed.p, fixed.n, fixed.cap, fixed.body = NULL, 0, 0, NULL
     out.p, out.n, out.cap, out.body = NULL, 0, 0, NULL
     s.scratch.p, s.scratch.n, s.scratch.cap, s.scratch.body = NULL, 0, 0, NULL

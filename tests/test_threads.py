@@ -59,6 +59,21 @@ def run_threads(targets):
     return threads, errors
 
 
+def race(background, recorders, stop):
+    """Runs the ``background`` targets (collectors and the like, until ``stop`` is set)
+    while the ``recorders`` run to their end, with fast thread switching; fails with what
+    any of them raised."""
+    with fast_switching():
+        helpers, herr = run_threads(background)
+        workers, rerr = run_threads(recorders)
+        for t in workers:
+            t.join()
+        stop.set()
+        for t in helpers:
+            t.join()
+    assert not herr and not rerr, (herr, rerr)
+
+
 class DeltaTotals:
     """Sums of every delta collection, per metric and attribute set."""
 
@@ -140,15 +155,7 @@ def test_concurrent_record_and_collect_exact_totals():
                 last[key] = (p.value, p.start_time_unix_nano)
             rounds["cumulative"] += 1
 
-    with fast_switching():
-        collectors, cerr = run_threads([delta_collector, cumulative_collector])
-        recorders, rerr = run_threads([recorder(t) for t in range(THREADS)])
-        for t in recorders:
-            t.join()
-        stop.set()
-        for t in collectors:
-            t.join()
-    assert not rerr and not cerr, (rerr, cerr)
+    race([delta_collector, cumulative_collector], [recorder(t) for t in range(THREADS)], stop)
     assert not monotonic_errors, monotonic_errors[:5]
     assert min(rounds["delta"], rounds["cumulative"]) >= 3, rounds     # they did race
     delta_totals.add(points(delta))
@@ -516,15 +523,7 @@ def test_recording_while_readers_come_and_go_is_exact():
                     c.bind({"tmp": i % 7}).add(1)
         return run
 
-    with fast_switching():
-        helpers, herr = run_threads([rewire, collector])
-        recorders, rerr = run_threads([recorder(t) for t in range(threads_n)])
-        for t in recorders:
-            t.join()
-        stop.set()
-        for t in helpers:
-            t.join()
-    assert not herr and not rerr, (herr, rerr)
+    race([rewire, collector], [recorder(t) for t in range(threads_n)], stop)
     drain()
     n = threads_n * adds
     key = lambda name, **a: (name, frozenset(a.items()))

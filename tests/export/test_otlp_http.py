@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from otelmetrics.export import otlp_settings
 from otelmetrics.export import otlp_protocol as proto
 from otelmetrics.export.otlp_http import MAX_HEAD_BYTES, MAX_HEADERS, MAX_RESPONSE_BYTES, HttpTransport
-from faulty_servers import RawServer
+import faulty_servers
+from faulty_servers import RawServer, dripping
 
 PB = {"content-type": "application/x-protobuf", "user-agent": "otelmetrics/test"}
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
@@ -30,23 +31,10 @@ def transport(url, **settings):
 
 def read_message(conn, seen=None):
     """One request, read whole: (head lines, body), or None when the client left."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        body += chunk
-    if seen is not None:
-        seen.append((lines, body))
-    return lines, body
+    message = faulty_servers.read_message(conn)
+    if message is not None and seen is not None:
+        seen.append(message)
+    return message
 
 
 def answering(*answers, then_close=False, seen=None):
@@ -285,30 +273,11 @@ def test_a_fresh_connection_that_fails_is_not_retried():
 
 # ---------------------------------------------------------------- the deadline and abort
 
-def drip_chunks(conn):
-    if read_message(conn):
-        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-        for _ in range(400):
-            conn.sendall(b"1\r\nx\r\n")
-            time.sleep(0.05)
-
-
-def drip_interim(conn):
-    if read_message(conn):
-        for _ in range(400):
-            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-            time.sleep(0.05)
-
-
-def drip_until_close(conn):
-    if read_message(conn):
-        conn.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
-        for _ in range(400):
-            conn.sendall(b"x")
-            time.sleep(0.05)
-
-
-@pytest.mark.parametrize("script", [drip_chunks, drip_interim, drip_until_close])
+@pytest.mark.parametrize("script", [
+    dripping(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"1\r\nx\r\n"),
+    dripping(b"", b"HTTP/1.1 100 Continue\r\n\r\n"),
+    dripping(b"HTTP/1.1 200 OK\r\n\r\n", b"x"),
+], ids=["chunks", "interim answers", "a body until close"])
 def test_a_dripping_server_cannot_stretch_a_try(script):
     with RawServer(script) as server:
         start = time.monotonic()

@@ -7,8 +7,9 @@ import gzip
 import http.server
 import socket
 import threading
+import time
 from collections import Counter as Tally
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
@@ -133,23 +134,43 @@ class RawServer:
         self.close()
 
 
-def read_request(conn: socket.socket) -> bytes:
-    """One HTTP request with a Content-Length body, read whole; b"" when the client left."""
+def read_message(conn: socket.socket) -> Optional[Tuple[List[str], bytes]]:
+    """One HTTP request with a Content-Length body, read whole: (head lines, body), or
+    None when the client left."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(65536)
         if not chunk:
-            return b""
+            return None
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
     length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
             length = int(value)
     while len(body) < length:
         chunk = conn.recv(65536)
         if not chunk:
-            return b""
+            return None
         body += chunk
-    return head
+    return lines, body
+
+
+def read_request(conn: socket.socket) -> bytes:
+    """One request read whole: its head, b"" when the client left."""
+    message = read_message(conn)
+    return "\r\n".join(message[0]).encode("latin-1") if message else b""
+
+
+def dripping(head: bytes, piece: bytes, seconds: float = 20.0, every: float = 0.05) -> Callable:
+    """A RawServer script: after the request, ``head`` at once, then ``piece`` every
+    ``every`` seconds for ``seconds`` (an answer that never ends in time)."""
+    def script(conn: socket.socket) -> None:
+        if read_message(conn):
+            conn.sendall(head)
+            for _ in range(int(seconds / every)):
+                conn.sendall(piece)
+                time.sleep(every)
+    return script
