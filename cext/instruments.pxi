@@ -23,14 +23,17 @@ per-object lock on free-threaded CPython, nothing with the GIL), which the
 streams' collections take too (table.pxd's guard()). The known-series path
 takes it once for all its streams, so a measurement lands in every stream of a
 collection interval or in none, and after _deactivate() returns none lands.
-Sampling, value parsing and hashing happen before it; the span ids a sampler
-finds go to the caller's locals.
+Sampling and value parsing happen before it; the span ids a sampler finds go to
+the caller's locals. The caller's attribute dict is read in its own critical
+section, taken with the core's (the known-series path), or copied first (the full
+path, on free-threaded CPython), so that another thread changing it cannot free a
+value being compared.
 """
 
 cimport cython
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
-from cpython.dict cimport PyDict_CheckExact
+from cpython.dict cimport PyDict_CheckExact, PyDict_Copy
 from cpython.object cimport PyObject
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t, uint64_t
@@ -68,6 +71,8 @@ cdef inline int _record(tuple streams, int k, int64_t iv, double dv, object attr
     cdef int sampled = 0
     cdef int64_t t = 0
     cdef uint64_t ids[3]
+    if OM_FREE_THREADED and PyDict_CheckExact(attributes):
+        attributes = PyDict_Copy(attributes)   # a consistent copy, whatever other threads do to it
     if sampler is not None and sampler.sample(context, ids):
         sampled = 1
         t = now_ns()
@@ -111,6 +116,7 @@ cdef inline bint _record_known(SyncCore core, PyObject *amount, PyObject *attrib
     cdef int k
     cdef bint done
     cdef om_section section
+    cdef om_section2 both
     cdef Py_hash_t h
     cdef Py_ssize_t n
     cdef PyObject *noted[2 * NOTED_PAIRS]
@@ -121,19 +127,27 @@ cdef inline bint _record_known(SyncCore core, PyObject *amount, PyObject *attrib
         return False
     if sampler != <PyObject *>None and not unsampled(<ExemplarSampler>sampler, <object>context):
         return False
+    # The core's critical section, on the borrowed core (`with cython.critical_section`
+    # would take and drop a reference: atomic operations on a shared object without the GIL).
+    # With attributes, the caller's dict's too: its pairs are read, and compared borrowed,
+    # while another thread that changes it (and frees the values it replaces) waits.
+    # (One call of _add_known, which the compiler inlines.)
     if attributes == <PyObject *>None:
         h = EMPTY_SET_HASH
         n = 0
+        om_section_begin(&section, core)
     elif PyDict_CheckExact(<object>attributes):
+        om_section2_begin(&both, core, <object>attributes)
         if not hash_attributes(<dict>attributes, None, None, False, &h, &n, noted):
+            om_section2_end(&both)
             return False
     else:
         return False
-    # The core's critical section, on the borrowed core (`with cython.critical_section`
-    # would take and drop a reference: atomic operations on a shared object without the GIL).
-    om_section_begin(&section, core)
     done = _add_known(core, k, iv, dv, h, attributes, n, noted)
-    om_section_end(&section)
+    if attributes == <PyObject *>None:
+        om_section_end(&section)
+    else:
+        om_section2_end(&both)
     return done
 
 
@@ -251,6 +265,8 @@ cdef class SyncCore:
         """Sanitised attributes, the streams they were pinned in (the core's streams then),
         and their pinned cell in each (for a bound handle). Each ``pin`` takes the core's
         critical section itself: none is begun while it is held (3.13's are not re-entrant)."""
+        if OM_FREE_THREADED and PyDict_CheckExact(attributes):
+            attributes = PyDict_Copy(attributes)   # as _record: a consistent copy
         clean = self._clean(attributes)
         with cython.critical_section(self):
             streams = self._streams

@@ -131,22 +131,31 @@ cdef extern from *:
     """
     /* A critical section begun and ended at two points of a function (the `with
        cython.critical_section` block cannot end mid-block): free-threaded CPython's
-       PyCriticalSection, nothing with the GIL. */
+       PyCriticalSection, nothing with the GIL; om_section2 holds two objects'. */
     #ifdef Py_GIL_DISABLED
     typedef PyCriticalSection om_section;
     #define om_section_begin(s, o) PyCriticalSection_Begin((s), (o))
     #define om_section_end(s) PyCriticalSection_End(s)
+    typedef PyCriticalSection2 om_section2;
+    #define om_section2_begin(s, a, b) PyCriticalSection2_Begin((s), (a), (b))
+    #define om_section2_end(s) PyCriticalSection2_End(s)
     #define OM_FREE_THREADED 1
     #else
     typedef int om_section;
     #define om_section_begin(s, o) ((void)(s), (void)(o))
     #define om_section_end(s) ((void)(s))
+    typedef int om_section2;
+    #define om_section2_begin(s, a, b) ((void)(s), (void)(a), (void)(b))
+    #define om_section2_end(s) ((void)(s))
     #define OM_FREE_THREADED 0
     #endif
     """
     ctypedef int om_section
     void om_section_begin(om_section *s, object o) noexcept
     void om_section_end(om_section *s) noexcept
+    ctypedef int om_section2
+    void om_section2_begin(om_section2 *s, object a, object b) noexcept
+    void om_section2_end(om_section2 *s) noexcept
     bint OM_FREE_THREADED           # compiled on free-threaded CPython
 
 

@@ -532,3 +532,37 @@ def test_recording_while_readers_come_and_go_is_exact():
     assert totals[key("e", t=0)] == totals[key("e", t=1)] == n // 2
     assert sum(v for k, v in totals.items() if k[0] == "c" and dict(k[1]).keys() == {"tmp"}) == \
         threads_n * (adds // 1000)
+
+
+def test_a_dict_another_thread_changes_while_others_record_with_it():
+    """Misuse that must not crash the interpreter: one thread adds, replaces and removes pairs
+    of a dict (new value objects, the old ones freed) that other threads record with. Each
+    measurement lands in one series, under the pairs the dict held at some moment (on
+    free-threaded CPython the dict is read in its own critical section)."""
+    reader = InMemoryMetricReader()
+    mp = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    m = mp.get_meter("shared-dict")
+    c, h = m.create_counter("c"), m.create_histogram("h")
+    shared = {"a": "x"}
+    stop = threading.Event()
+    threads_n, adds = 4, 20_000
+
+    def mutate():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            shared["k%d" % (i % 5)] = "v" * (2 + i % 7)
+            shared.pop("k%d" % ((i + 2) % 5), None)
+
+    def recorder():
+        for _ in range(adds):
+            c.add(1, shared)
+            h.record(1.0, shared)
+
+    race([mutate], [recorder] * threads_n, stop)
+    data = points(reader)
+    assert sum(p.value for p in data["c"]) == threads_n * adds
+    assert sum(p.count for p in data["h"]) == threads_n * adds
+    for p in data["c"]:
+        assert p.attributes.get("a") == "x" or p.attributes.get("otel.metric.overflow") is True, p.attributes
+        assert all(len(v) in range(2, 9) for k, v in p.attributes.items() if k.startswith("k")), p.attributes
