@@ -32,7 +32,7 @@ from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.object cimport PyObject
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 
 
@@ -497,6 +497,32 @@ cdef class Snapshot:
         self.built = points
         self.ex = None
         return points
+
+    def slice(self, Py_ssize_t start, Py_ssize_t stop):
+        """A snapshot of records ``start`` to ``stop`` (clamped, as a list slice), copied,
+        for a batch of an export: the byte writers write it from its records as from
+        this one's. None when this one's points are the data (built, or exemplars taken):
+        slice those."""
+        cdef Snapshot part
+        cdef Py_ssize_t n
+        with cython.critical_section(self):
+            if not records_readable(self) or self.ex is not None:
+                return None
+            start = min(max(start, 0), self.count)
+            stop = min(max(stop, start), self.count)
+            n = stop - start
+            part = Snapshot.__new__(Snapshot)
+            part.stream = self.stream
+            part.rec = self.rec
+            part.now = self.now
+            part.attrs = self.attrs[start:stop]
+            part.cap = max(n * self.rec, 1)
+            part.buf = <char *>PyMem_Malloc(<size_t>part.cap)
+            if part.buf == NULL:
+                raise MemoryError()
+            memcpy(part.buf, self.buf + start * self.rec, n * self.rec)
+            part.count = n
+            return part
 
     cdef void _release(self) noexcept:
         """The buffer back to the stream as its spare (in the stream's critical

@@ -169,9 +169,25 @@ def replace_fields(obj, **changes):
     return dataclasses.replace(obj, **changes)
 
 
+def point_count(data) -> int:
+    """How many points a metric's data (ours or opentelemetry-sdk's) has, without
+    building them from its snapshot."""
+    raw = getattr(data, "_data_points", None)
+    return len(raw) if type(raw) is Snapshot else len(data.data_points)
+
+
+def points_slice(data, start: int, stop: int):
+    """A copy of a metric's data with its points ``start`` to ``stop``: from its
+    snapshot's records while its points are not built (the encoders write them
+    without building them), else the points themselves."""
+    raw = getattr(data, "_data_points", None)
+    part = raw.slice(start, stop) if type(raw) is Snapshot else None
+    return replace_fields(data, data_points=part if part is not None else list(data.data_points[start:stop]))
+
+
 def count_points(metrics_data) -> int:
     """How many data points a MetricsData (ours or opentelemetry-sdk's) carries."""
-    return sum(len(metric.data.data_points) for rm in metrics_data.resource_metrics
+    return sum(point_count(metric.data) for rm in metrics_data.resource_metrics
                for sm in rm.scope_metrics for metric in sm.metrics)
 
 

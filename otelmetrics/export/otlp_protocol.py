@@ -38,7 +38,7 @@ from typing import Iterator, List, Mapping, NamedTuple, Optional, Protocol, Tupl
 
 from otelmetrics.export import otlp_settings
 from otelmetrics._native import decode_fields, encode_request
-from otelmetrics._model import count_points
+from otelmetrics._model import count_points, point_count, points_slice
 from otelmetrics._model import replace_fields as _replace
 from otelmetrics._version import __version__
 from otelmetrics.export.otlp_queue import GZIP, JSON
@@ -154,7 +154,8 @@ def first_metric_name(metrics_data) -> str:
 def split_batches(metrics_data, limit: int):
     """Batches of at most ``limit`` data points, in order; each batch repeats the
     resource, scope and metric framing of the points it carries. Metrics without
-    points are left out, as the reference does when it splits."""
+    points are left out, as the reference does when it splits. Points not built yet
+    stay so: a batch carries a copy of their snapshot's records (``points_slice``)."""
     batch: list = []
     scopes: list = []
     metrics: list = []
@@ -162,13 +163,12 @@ def split_batches(metrics_data, limit: int):
     for rm in metrics_data.resource_metrics:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
-                points = metric.data.data_points
-                start, n = 0, len(points)
+                start, n = 0, point_count(metric.data)
                 while start < n:
-                    take = points[start:start + room]
-                    start += len(take)
-                    room -= len(take)
-                    metrics.append(_replace(metric, data=_replace(metric.data, data_points=list(take))))
+                    take = min(room, n - start)
+                    metrics.append(_replace(metric, data=points_slice(metric.data, start, start + take)))
+                    start += take
+                    room -= take
                     if room == 0:
                         scopes.append(_replace(sm, metrics=metrics))
                         batch.append(_replace(rm, scope_metrics=scopes))

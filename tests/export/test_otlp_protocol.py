@@ -23,7 +23,7 @@ from otelmetrics.export import otlp_protocol as proto
 from otelmetrics.export.otlp_http import MAX_RESPONSE_BYTES, HttpTransport
 from otelmetrics.export.otlp_queue import GZIP, JSON
 from otlp_receiver import OTLPServer, Reply
-from native.test_otlp_wire import canonical, json_to_proto, sdk_data
+from native.test_otlp_wire import _snapshot_backed, _with_points, canonical, collections_of_everything, json_to_proto, sdk_data
 
 PB = {"content-type": "application/x-protobuf"}
 JS = {"content-type": "application/json"}
@@ -62,6 +62,23 @@ def test_batches_carry_every_point_once_in_order(limit):
     assert all(0 < len(points_of(r)) <= limit for r in requests)
     assert [p for r in requests for p in points_of(r)] == whole
     assert {r.resource_metrics[0].scope_metrics[0].scope.name for r in requests} == {"lib"}
+
+
+@pytest.mark.parametrize("json", [False, True])
+@pytest.mark.parametrize("limit, bound", [(1, None), (7, None), (1000, None), (None, 3000), (50, 5000)])
+def test_batches_of_a_collection_are_written_from_its_records_as_from_its_points(json, limit, bound):
+    """Split by max_export_batch_size or by max_export_batch_bytes, points not built yet
+    stay so (each batch carries a copy of its part of the records); the bodies are the
+    ones the built points give, byte for byte."""
+    settings = {"max_export_batch_bytes": bound} if bound else {}
+    for data in collections_of_everything(delta=False, exemplars=False, limit=None):
+        lazy = _snapshot_backed(data)
+        encoder = proto.RequestEncoder(json=json, gzip=False, max_export_batch_size=limit, **settings)
+        bodies = list(encoder.bodies(data))
+        assert _snapshot_backed(data) == lazy               # splitting and encoding built no points
+        assert bodies == list(encoder.bodies(_with_points(data)))
+        points = sum(len(m.data.data_points) for m in data.resource_metrics[0].scope_metrics[0].metrics)
+        assert len(bodies) == math.ceil(points / limit) if not bound else len(bodies) > 1
 
 
 def test_headers_follow_the_flags_and_configured_ones_win():

@@ -104,3 +104,18 @@ def test_equal_keys_that_are_other_objects_find_the_series():
     values = {frozenset(p.attributes.items()): p.value for p in s.collect(time_ns())}
     assert values[frozenset({"method": "GET", "status": 200}.items())] == 7
     assert values[frozenset(many.items())] == 24
+
+
+@pytest.mark.parametrize("make", [lambda: SumStream(100), lambda: HistogramStream(100, (1.0, 10.0))])
+def test_a_slice_of_a_snapshot_builds_the_points_of_its_records(make):
+    s = make()
+    for i in range(20):
+        s.record(i, {"k": i})
+    snap = s.collect_snapshot(time_ns())
+    cuts = [(0, 20), (0, 7), (7, 13), (13, 20), (19, 20), (5, 5), (-3, 4), (15, 99), (30, 40), (9, 3)]
+    parts = [snap.slice(a, b) for a, b in cuts]
+    assert not snap.points_built                        # slicing built nothing
+    whole = snap.points()
+    for (a, b), part in zip(cuts, parts):
+        assert len(part) == len(whole[max(a, 0):b]) and part.points() == whole[max(a, 0):b], (a, b)
+    assert snap.slice(0, 5) is None                     # the points are the data now: slice those
