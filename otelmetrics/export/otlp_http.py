@@ -241,7 +241,9 @@ class HttpTransport:
         sock = self._sock
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                # socket's own shutdown, also of a TLS socket: SSLSocket.shutdown would drop
+                # its TLS state under a thread still in the handshake or a read.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
 
@@ -283,12 +285,16 @@ class HttpTransport:
         if self._ssl_context is not None:
             try:
                 sock.settimeout(conn.left())   # what the TLS handshake may take
-                sock = self._ssl_context.wrap_socket(sock, server_hostname=self._host)
+                sock = self._ssl_context.wrap_socket(sock, server_hostname=self._host,
+                                                     do_handshake_on_connect=False)
+                self._sock = sock              # abort() wakes the handshake too
+                if self._aborted:
+                    raise OSError("aborted")
+                sock.do_handshake()
             except BaseException:
                 sock.close()
                 self._sock = None
                 raise
-            self._sock = sock
         conn.sock = sock
         return conn
 

@@ -33,6 +33,7 @@ from otelmetrics.view import ExponentialBucketHistogramAggregation, View
 from _sdk_helpers import reference_provider, reference_takes_list_attribute_values
 from native.test_otlp_wire import _snapshot_backed, _with_points, canonical, json_to_proto, sdk_data
 from otlp_receiver import OTLPServer, Reply, TinyCA, free_port
+from faulty_servers import RawServer
 
 SUCCESS, FAILURE = MetricExportResult.SUCCESS, MetricExportResult.FAILURE
 
@@ -420,6 +421,26 @@ def test_shutdown_wakes_an_export_stalled_on_a_tls_connection(ca):
         exp.shutdown(timeout_millis=200)
         t.join(5)
         assert results == [FAILURE] and time.monotonic() - start < 1.5
+
+
+@needs_tls
+def test_shutdown_wakes_an_export_stuck_in_the_tls_handshake(ca):
+    """A server that accepts the connection and never answers the ClientHello."""
+    def silent(conn):
+        conn.recv(65536)
+        time.sleep(10)
+
+    with RawServer(silent) as server:
+        exp = OTLPMetricExporter(server.url.replace("http://", "https://"), certificate_file=ca.ca_file,
+                                 timeout=10)
+        results = []
+        t = threading.Thread(target=lambda: results.append(exp.export(sdk_data())))
+        t.start()
+        time.sleep(0.5)
+        start = time.monotonic()
+        exp.shutdown(timeout_millis=200)
+        t.join(5)
+        assert results == [FAILURE] and time.monotonic() - start < 1.5, (results, time.monotonic() - start)
 
 
 @needs_tls
