@@ -146,7 +146,7 @@ def first_metric_name(metrics_data) -> str:
     for rm in metrics_data.resource_metrics:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
-                if metric.data.data_points:
+                if point_count(metric.data):
                     return metric.name
     return ""
 
