@@ -142,8 +142,6 @@ ScopeMetrics = _record("ScopeMetrics", "scope metrics schema_url", "The metrics 
 MetricsData = _record("MetricsData", "resource_metrics", "One collection.", resource_metrics=list)
 
 
-
-
 class ResourceMetrics(_Record):
     """The metrics of one resource."""
 

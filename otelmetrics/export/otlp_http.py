@@ -10,9 +10,9 @@ endpoint.
   request is retried once, at once, on a fresh connection (the request may not have
   reached the server).
 - ``send``'s timeout is a deadline for all of it, whatever the server does: the name
-  lookup, connecting and the TLS handshake get what is left of it, the body goes out in pieces and the
-  response comes in reads, each waiting no longer than what is left (a server dripping
-  its answer a byte at a time cannot stretch a try).
+  lookup, connecting and the TLS handshake get what is left of it, the body goes out in
+  pieces and the response comes in reads, each waiting no longer than what is left (a
+  server dripping its answer a byte at a time cannot stretch a try).
 - The request: ``POST <path> HTTP/1.1`` with Host (and the port when it is not the
   scheme's), ``Accept-Encoding: identity``, Content-Length and the exporter's headers.
 - The response: the status line and headers (names case-insensitive; of a repeated one
