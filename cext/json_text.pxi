@@ -52,14 +52,6 @@ cdef inline int _t_separator(Writer* w, Layout* lay, Py_ssize_t level, bint firs
     return _t_break(w, lay, level)
 
 
-cdef inline void _t_u16(uint8_t* q, uint32_t c) noexcept:
-    q[0], q[1] = c'\\', c'u'
-    q[2] = <uint8_t>HEX_DIGITS[(c >> 12) & 15]
-    q[3] = <uint8_t>HEX_DIGITS[(c >> 8) & 15]
-    q[4] = <uint8_t>HEX_DIGITS[(c >> 4) & 15]
-    q[5] = <uint8_t>HEX_DIGITS[c & 15]
-
-
 cdef int _t_str(Writer* w, object s) except -1:
     """``s`` as ``json`` writes a string with ``ensure_ascii``."""
     cdef Py_ssize_t n = PyUnicode_GET_LENGTH(s), i
@@ -67,7 +59,6 @@ cdef int _t_str(Writer* w, object s) except -1:
     cdef void* data = PyUnicode_DATA(s)
     cdef uint32_t c
     cdef uint8_t* q
-    cdef char second
     _reserve(w, n + 2)
     w.buf[w.pos] = c'"'
     w.pos += 1
@@ -81,19 +72,12 @@ cdef int _t_str(Writer* w, object s) except -1:
             continue
         _reserve(w, 12 + n - i)
         q = w.buf + w.pos
-        second = (c if c == 0x22 or c == 0x5C else c'n' if c == 0x0A else c'r' if c == 0x0D
-                  else c't' if c == 0x09 else c'b' if c == 0x08 else c'f' if c == 0x0C else 0)
-        if second:
-            q[0], q[1] = c'\\', <uint8_t>second
-            w.pos += 2
-        elif c < 0x10000:
-            _t_u16(q, c)
-            w.pos += 6
-        else:
+        if c < 0x10000:
+            w.pos += _put_escape(q, c)
+        else:                       # a surrogate pair
             c -= 0x10000
-            _t_u16(q, 0xD800 | ((c >> 10) & 0x3FF))
-            _t_u16(q + 6, 0xDC00 | (c & 0x3FF))
-            w.pos += 12
+            w.pos += _put_escape(q, 0xD800 | ((c >> 10) & 0x3FF))
+            w.pos += _put_escape(q + 6, 0xDC00 | (c & 0x3FF))
     w.buf[w.pos] = c'"'
     w.pos += 1
     return 0
@@ -142,7 +126,6 @@ cdef int _t_key(Writer* w, object key) except -1:
 
 cdef int _t_value(Writer* w, Layout* lay, object v, Py_ssize_t level) except -1:
     """``v``, as ``to_plain`` makes it plain and ``json`` writes that."""
-    cdef bint first = True
     t = type(v)
     # The builtins first, by exact type: none of them has a to_dict.
     if t is str:
@@ -157,45 +140,43 @@ cdef int _t_value(Writer* w, Layout* lay, object v, Py_ssize_t level) except -1:
         return _t_int(w, v)
     if t is float:
         return _t_float(w, <double>v)
+    if Py_EnterRecursiveCall(" while writing JSON"):
+        return -1
+    try:
+        return _t_nested(w, lay, v, level)
+    finally:
+        Py_LeaveRecursiveCall()
+
+
+cdef int _t_nested(Writer* w, Layout* lay, object v, Py_ssize_t level) except -1:
+    """``_t_value``'s cases that may nest (a record, a dict, a list or tuple) and the
+    subclasses of the builtins, one recursion level deeper."""
+    cdef bint first = True
+    t = type(v)
     if t is not dict and t is not list and t is not tuple and hasattr(v, "to_dict"):
-        if Py_EnterRecursiveCall(" while writing JSON"):
-            return -1
-        try:
-            return _t_value(w, lay, v.to_dict(), level)
-        finally:
-            Py_LeaveRecursiveCall()
+        return _t_value(w, lay, v.to_dict(), level)
     if isinstance(v, dict):
         if not v:
             return _lit(w, b"{}")
-        if Py_EnterRecursiveCall(" while writing JSON"):
-            return -1
-        try:
-            _lit(w, b"{")
-            for key, item in v.items():
-                _t_separator(w, lay, level + 1, first)
-                first = False
-                _t_key(w, key)
-                _lit(w, b": ")
-                _t_value(w, lay, item, level + 1)
-            _t_break(w, lay, level)
-            return _lit(w, b"}")
-        finally:
-            Py_LeaveRecursiveCall()
+        _lit(w, b"{")
+        for key, item in v.items():
+            _t_separator(w, lay, level + 1, first)
+            first = False
+            _t_key(w, key)
+            _lit(w, b": ")
+            _t_value(w, lay, item, level + 1)
+        _t_break(w, lay, level)
+        return _lit(w, b"}")
     if isinstance(v, (list, tuple)):
         if not v:
             return _lit(w, b"[]")
-        if Py_EnterRecursiveCall(" while writing JSON"):
-            return -1
-        try:
-            _lit(w, b"[")
-            for item in v:
-                _t_separator(w, lay, level + 1, first)
-                first = False
-                _t_value(w, lay, item, level + 1)
-            _t_break(w, lay, level)
-            return _lit(w, b"]")
-        finally:
-            Py_LeaveRecursiveCall()
+        _lit(w, b"[")
+        for item in v:
+            _t_separator(w, lay, level + 1, first)
+            first = False
+            _t_value(w, lay, item, level + 1)
+        _t_break(w, lay, level)
+        return _lit(w, b"]")
     if isinstance(v, bytes):
         return _t_str(w, (<bytes>v).hex())
     if isinstance(v, str):

@@ -165,12 +165,28 @@ cdef int _j_double_or_copy(Writer* w, double d, double prev, Py_ssize_t at, Py_s
 cdef const char* HEX_DIGITS = b"0123456789abcdef"
 
 
+cdef inline int _put_escape(uint8_t* q, uint32_t c) noexcept:
+    """``json``'s escape of the character ``c`` (below U+10000) at ``q``: \\" \\\\ \\n
+    \\r \\t \\b \\f, else \\uXXXX; its length."""
+    cdef char second = (c if c == 0x22 or c == 0x5C else c'n' if c == 0x0A else c'r' if c == 0x0D
+                        else c't' if c == 0x09 else c'b' if c == 0x08 else c'f' if c == 0x0C else 0)
+    q[0] = c'\\'
+    if second:
+        q[1] = <uint8_t>second
+        return 2
+    q[1] = c'u'
+    q[2] = <uint8_t>HEX_DIGITS[(c >> 12) & 15]
+    q[3] = <uint8_t>HEX_DIGITS[(c >> 8) & 15]
+    q[4] = <uint8_t>HEX_DIGITS[(c >> 4) & 15]
+    q[5] = <uint8_t>HEX_DIGITS[c & 15]
+    return 6
+
+
 cdef int _j_escaped(Writer* w, const uint8_t* p, Py_ssize_t n) except -1:
     """UTF-8 text as a JSON string: '"' and '\\' escaped, control characters too
     (\\n, \\r, \\t, \\b, \\f, else \\u00xx), every other byte as is; one pass."""
     cdef Py_ssize_t i, k = 1
     cdef uint8_t c
-    cdef char second
     cdef uint8_t* q
     _reserve(w, n + 2)
     q = w.buf + w.pos
@@ -185,17 +201,7 @@ cdef int _j_escaped(Writer* w, const uint8_t* p, Py_ssize_t n) except -1:
         w.pos += k
         _reserve(w, 6 + n - i)
         q = w.buf + w.pos
-        second = (c if c == 0x22 or c == 0x5C else c'n' if c == 0x0A else c'r' if c == 0x0D
-                  else c't' if c == 0x09 else c'b' if c == 0x08 else c'f' if c == 0x0C else 0)
-        q[0] = 0x5C
-        if second:
-            q[1] = <uint8_t>second
-            k = 2
-        else:
-            q[1], q[2], q[3] = c'u', c'0', c'0'
-            q[4] = <uint8_t>HEX_DIGITS[c >> 4]
-            q[5] = <uint8_t>HEX_DIGITS[c & 15]
-            k = 6
+        k = _put_escape(q, c)
     q[k] = c'"'
     w.pos += k + 1
     return 0
