@@ -11,7 +11,9 @@ Invariants:
   key separators and line breaks of ``json`` with and without an indent, and
   ``json``'s TypeError for a value or key it cannot write. Tested byte for byte.
 - Written in one pass into one growing buffer: no plain copy of the record, no list
-  of fragments, no ``json`` import. A record's ``to_dict()`` is made while it is
+  of fragments, no ``json`` import. ``write_json`` hands the same text to a stream's
+  ``write`` in pieces of about ``JSON_PIECE`` bytes (each cut after an item of an
+  array or object), so the buffer stays that size however long the document. A record's ``to_dict()`` is made while it is
   written and let go after (the console's document used to be held three times
   over: the plain copy, the encoder's fragments, the text).
 - Nesting deeper than the interpreter's recursion limit raises RecursionError, as
@@ -28,6 +30,21 @@ cdef extern from "Python.h":
 cdef struct Layout:                 # json.dumps's separators and line breaks
     const char* indent              # NULL: no indent (", " and ": ", one line)
     Py_ssize_t indent_n
+    PyObject* write                 # write_json's callable; NULL: to_json's one string
+
+
+JSON_PIECE = 16384                  # write_json's piece: bytes of text per write call
+
+
+cdef int _t_piece(Writer* w, Layout* lay) except -1:
+    """Hand what is written so far to ``write_json``'s callable and start again;
+    nothing for ``to_json`` or while the buffer holds less than a piece."""
+    if lay.write == NULL or w.pos < JSON_PIECE:
+        return 0
+    text = PyUnicode_DecodeUTF8(<char*>w.buf, w.pos, "surrogatepass")
+    w.pos = 0
+    (<object>lay.write)(text)
+    return 0
 
 
 cdef int _t_break(Writer* w, Layout* lay, Py_ssize_t level) except -1:
@@ -165,6 +182,7 @@ cdef int _t_nested(Writer* w, Layout* lay, object v, Py_ssize_t level) except -1
             _t_key(w, key)
             _lit(w, b": ")
             _t_value(w, lay, item, level + 1)
+            _t_piece(w, lay)
         _t_break(w, lay, level)
         return _lit(w, b"}")
     if isinstance(v, (list, tuple)):
@@ -175,6 +193,7 @@ cdef int _t_nested(Writer* w, Layout* lay, object v, Py_ssize_t level) except -1
             _t_separator(w, lay, level + 1, first)
             first = False
             _t_value(w, lay, item, level + 1)
+            _t_piece(w, lay)
         _t_break(w, lay, level)
         return _lit(w, b"]")
     if isinstance(v, bytes):
@@ -188,10 +207,8 @@ cdef int _t_nested(Writer* w, Layout* lay, object v, Py_ssize_t level) except -1
     raise TypeError("Object of type %s is not JSON serializable" % type(v).__name__)
 
 
-def to_json(obj, indent=4):
-    """The reference's ``to_json(indent=...)``: the record as a JSON document, the
-    text ``json.dumps(to_plain(obj), indent=indent)`` gives (an int indent is that
-    many spaces, a str is used as is, None writes one line)."""
+cdef object _json_text(obj, indent, write):
+    """The document for ``to_json`` (``write`` None) or ``write_json``."""
     cdef Writer w
     cdef Layout lay
     cdef bytes ind = None
@@ -202,10 +219,32 @@ def to_json(obj, indent=4):
     else:
         lay.indent = NULL
         lay.indent_n = 0
+    lay.write = <PyObject*>write if write is not None else NULL
     _writer_init(&w)
     try:
         _writer_body(&w, 4096)
         _t_value(&w, &lay, obj, 0)
-        return PyUnicode_DecodeUTF8(<char*>w.buf, w.pos, "surrogatepass")
+        text = PyUnicode_DecodeUTF8(<char*>w.buf, w.pos, "surrogatepass")
     finally:
         Py_XDECREF(w.body)
+    if write is None:
+        return text
+    if text:
+        write(text)
+    return None
+
+
+def to_json(obj, indent=4):
+    """The reference's ``to_json(indent=...)``: the record as a JSON document, the
+    text ``json.dumps(to_plain(obj), indent=indent)`` gives (an int indent is that
+    many spaces, a str is used as is, None writes one line)."""
+    return _json_text(obj, indent, None)
+
+
+def write_json(obj, write, indent=4):
+    """``to_json``'s text handed to ``write`` (a text stream's ``write``) in pieces
+    of about ``JSON_PIECE`` characters, in order; their concatenation is
+    ``to_json(obj, indent)``. If ``write`` raises, what it took is all that went out."""
+    if not callable(write):
+        raise TypeError("write must be callable, got %r" % (write,))
+    _json_text(obj, indent, write)

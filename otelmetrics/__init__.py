@@ -2,7 +2,7 @@
 
 Names mirror ``opentelemetry.sdk.metrics``: migrating is changing imports.
 """
-from otelmetrics._version import __version__
+from otelmetrics.resources import __version__
 from otelmetrics._instruments import (
     Counter,
     Gauge,

@@ -1,5 +1,7 @@
-"""The environment variables (``OTEL_*`` and ``OTELMETRICS_*``), read and
-validated in one place: no other module reads ``os.environ``. This module only
+"""The process's environment: its variables (``OTEL_*`` and ``OTELMETRICS_*``), read
+and validated in one place, and its forks: no other module reads ``os.environ`` or
+registers a fork hook (``call_in_child_after_fork`` re-initialises an object's
+threads and locks, or its identity, in a forked child). This module only
 reads and checks values; what builds exporters and readers from them lives with
 those (``otelmetrics.export``). It imports nothing of otelmetrics. The OTLP
 exporters' own settings (endpoint, headers, timeout, compression, TLS files, the
@@ -22,9 +24,25 @@ from __future__ import annotations
 import logging
 import os
 import re
+import weakref
 from typing import Dict, List, Optional, Tuple
 
 _logger = logging.getLogger("otelmetrics")
+
+
+def call_in_child_after_fork(obj, method_name: str) -> None:
+    """Call ``obj.<method_name>()`` in every child forked from now on, as long as
+    ``obj`` is alive (held weakly: the hook does not keep it)."""
+    if not hasattr(os, "register_at_fork"):
+        return
+    ref = weakref.ref(obj)
+
+    def after_fork_in_child() -> None:
+        target = ref()
+        if target is not None:
+            getattr(target, method_name)()
+
+    os.register_at_fork(after_in_child=after_fork_in_child)
 
 OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
 OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"

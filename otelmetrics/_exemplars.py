@@ -12,9 +12,8 @@ from typing import Optional
 from opentelemetry import context as otel_context
 
 from otelmetrics import _env
-from otelmetrics._kinds import reference_name
 from otelmetrics._native import ALWAYS_OFF, ALWAYS_ON, TRACE_BASED, ExemplarSampler
-from otelmetrics.view import ExplicitBucketHistogramAggregation, ExponentialBucketHistogramAggregation
+from otelmetrics.view import ExplicitBucketHistogramAggregation, ExponentialBucketHistogramAggregation, reference_name
 
 _logger = logging.getLogger("otelmetrics")
 

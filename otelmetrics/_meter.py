@@ -8,9 +8,8 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 from opentelemetry import metrics as api
 
 from otelmetrics import _instruments as inst
-from otelmetrics._kinds import valid_instrument_name
 from otelmetrics._model import InstrumentationScope
-from otelmetrics.view import check_boundaries
+from otelmetrics.view import check_boundaries, valid_instrument_name
 
 _logger = logging.getLogger("otelmetrics")
 

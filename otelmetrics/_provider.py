@@ -2,6 +2,10 @@
 
 It owns the resource, views, readers and the pipeline, hands out one Meter per
 scope, and runs force_flush/shutdown over its readers within one deadline.
+It also owns its ``Diagnostics``: what the SDK dropped and why, counted always and
+warned about rarely (the reference SDK logs every bad call, which floods a device's
+log; here each (instrument, reason) pair warns at most once per
+``WARN_INTERVAL_S`` seconds, with how many were dropped since the last warning).
 Readers are duck-typed (anything with the reader protocol of
 ``otelmetrics.export.MetricReader``), so this layer never imports export/; a
 reader written for opentelemetry-sdk is held in a ``ReferenceReader`` that
@@ -14,21 +18,59 @@ import logging
 import threading
 import time
 import weakref
-from typing import Dict, Optional, Sequence
+from collections import Counter as _Tally
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from opentelemetry import metrics as api
 
-from otelmetrics._diagnostics import Diagnostics
 from otelmetrics._exemplars import filter_mode, make_sampler
-from otelmetrics._fork import call_in_child_after_fork
-from otelmetrics._kinds import subclasses_reference
+from otelmetrics._env import call_in_child_after_fork
 from otelmetrics._meter import Meter
 from otelmetrics._model import InstrumentationScope
 from otelmetrics._pipeline import Pipeline
 from otelmetrics.resources import Resource
-from otelmetrics.view import View
+from otelmetrics.view import View, subclasses_reference
 
 _logger = logging.getLogger("otelmetrics")
+
+WARN_INTERVAL_S = 60.0
+
+
+class Diagnostics:
+    """Per-provider tallies of dropped measurements and other self-observed events."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.dropped: _Tally = _Tally()          # (instrument name, reason) -> count
+        self._last_warn: Dict[Tuple[str, str], float] = {}
+        self._since_warn: _Tally = _Tally()
+
+    def reporter(self, instrument_name: str) -> Callable[[str], None]:
+        """The callable an instrument core calls with a drop reason."""
+        def report(reason: str, _name: str = instrument_name) -> None:
+            self.record_drop(_name, reason)
+        return report
+
+    def record_drop(self, name: str, reason: str) -> None:
+        key = (name, reason)
+        now = time.monotonic()
+        with self._lock:
+            self.dropped[key] += 1
+            self._since_warn[key] += 1
+            last = self._last_warn.get(key)
+            if last is not None and now - last < WARN_INTERVAL_S:
+                return
+            self._last_warn[key] = now
+            n = self._since_warn.pop(key)
+        _logger.warning("instrument %r: measurement %s (%d time(s)%s)", name, reason, n,
+                        "" if last is None else " in the last %.0f s" % (now - last))
+
+    def totals_by_reason(self) -> Dict[str, int]:
+        with self._lock:
+            out: _Tally = _Tally()
+            for (_, reason), n in self.dropped.items():
+                out[reason] += n
+            return dict(out)
 
 
 def _freeze(attributes) -> tuple:

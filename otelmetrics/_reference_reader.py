@@ -19,9 +19,9 @@ import threading
 
 from otelmetrics import _instruments as inst
 from otelmetrics import view
-from otelmetrics._kinds import by_kind, reference_name
 from otelmetrics._model import AggregationTemporality
 from otelmetrics._reference import temporality_from_reference, to_reference
+from otelmetrics.view import by_kind, reference_name
 
 _logger = logging.getLogger("otelmetrics")
 

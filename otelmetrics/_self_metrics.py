@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from opentelemetry.metrics import Observation
 
-from otelmetrics._version import __version__
+from otelmetrics.resources import __version__
 
 _REQUEST_OUTCOMES = {
     "requests_sent": "sent", "requests_replayed": "replayed", "requests_queued": "queued",

@@ -1,4 +1,6 @@
-"""The entity producing telemetry: a set of attributes plus a schema URL.
+"""The entity producing telemetry: a set of attributes plus a schema URL; and
+this SDK's identity in it (``telemetry.sdk.*``), whose version is the package's
+(``otelmetrics.__version__``; pyproject.toml reads it here).
 
 Anything with ``.attributes`` (a mapping) and ``.schema_url`` is accepted where a
 Resource is expected, so opentelemetry-sdk's ``Resource`` works here unchanged.
@@ -12,11 +14,11 @@ from types import MappingProxyType
 from typing import Mapping, Optional
 
 from otelmetrics import _env
-from otelmetrics._fork import call_in_child_after_fork
 from otelmetrics._native import to_json
-from otelmetrics._version import __version__
 
 _logger = logging.getLogger("otelmetrics")
+
+__version__ = "0.1.0"
 
 TELEMETRY_SDK_NAME = "telemetry.sdk.name"
 TELEMETRY_SDK_LANGUAGE = "telemetry.sdk.language"
@@ -59,7 +61,7 @@ class _ProcessInstance:
 
     def __init__(self) -> None:
         self.id = ""
-        call_in_child_after_fork(self, "reset")
+        _env.call_in_child_after_fork(self, "reset")
 
     def reset(self) -> None:
         self.id = ""

@@ -1,16 +1,23 @@
-"""Views and aggregations: which streams an instrument produces, and how.
+"""Views and aggregations: which instruments a view selects and which streams
+they produce, and how.
 
 Same names and arguments as ``opentelemetry.sdk.metrics.view``; besides them
 a View takes ``excluded_attribute_keys`` (a deny-list applied after the
 allow-list) and ``aggregation_cardinality_limit``.
+
+Instrument kinds and names are selected here for every layer: the
+specification's instrument-name rule, and which of our instrument classes a
+class given by a user designates. Users key views, and readers' preferences, by
+class: ours, the ``opentelemetry.metrics`` API's, or, by habit,
+opentelemetry-sdk's. The reference SDK is never imported for this: its classes
+are recognised by module and name.
 """
 from __future__ import annotations
 
 import logging
 import re
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Dict, Iterable, Optional, Sequence
 
-from otelmetrics._kinds import designates, valid_instrument_name
 from otelmetrics._native import ExpoHistogramStream, HistogramStream, LastValueStream, SumStream
 
 _logger = logging.getLogger("otelmetrics")
@@ -21,6 +28,55 @@ __all__ = [
 ]
 
 _INF = float("inf")
+
+# The specification's instrument name syntax: a letter, then up to 254 of
+# letters, digits, ``_``, ``.``, ``/`` and ``-`` (the regular expression
+# ``[A-Za-z][A-Za-z0-9_./-]{0,254}``, checked without compiling one at import).
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_NAME_CHARS = _LETTERS + "0123456789_./-"
+
+
+def valid_instrument_name(name) -> bool:
+    return (isinstance(name, str) and 0 < len(name) <= 255 and name[0] in _LETTERS
+            and not name.strip(_NAME_CHARS))
+
+
+def reference_name(cls) -> Optional[str]:
+    """The class name when ``cls`` is one of opentelemetry-sdk's classes, else None."""
+    if isinstance(cls, type) and (cls.__module__ or "").startswith("opentelemetry.sdk"):
+        return cls.__name__
+    return None
+
+
+def subclasses_reference(obj, name: str) -> bool:
+    """Whether ``obj`` is an instance of opentelemetry-sdk's class ``name`` (a
+    vendor's ``MetricExporter`` subclass, say), told from its type's MRO alone."""
+    return any(reference_name(c) == name for c in type(obj).__mro__)
+
+
+def designates(key: type, cls: type) -> bool:
+    """Whether a user's class ``key`` selects instruments of our class ``cls``:
+    ``cls`` or one of its bases (ours or the API's), or the reference SDK's class
+    of the same name, public or private (its ``_Gauge``, and the ``_Counter`` &c.
+    its readers key their choices by)."""
+    return issubclass(cls, key) or (reference_name(key) or "").lstrip("_") == cls.__name__
+
+
+def by_kind(mapping: Optional[dict], what: str, kinds: Iterable[type]) -> Dict[type, object]:
+    """Resolve a {class: value} mapping keyed by a user's classes into {kind: value}
+    for the given kinds; a later key wins over an earlier one for the same kind."""
+    kinds = tuple(kinds)
+    out: Dict[type, object] = {}
+    for key, value in (mapping or {}).items():
+        if not isinstance(key, type):
+            raise TypeError("%s: keys must be instrument classes, got %r" % (what, key))
+        hits = [k for k in kinds if designates(key, k)]
+        if not hits:
+            raise TypeError("%s: %r is not an instrument class" % (what, key))
+        for k in hits:
+            out[k] = value
+    return out
+
 
 # The specification's default explicit bucket boundaries.
 DEFAULT_BOUNDARIES = (0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0,

@@ -12,8 +12,7 @@ import otelmetrics
 # Lowest first. A module belongs to the layer of its longest matching prefix.
 LAYERS = [
     ("native core", ["otelmetrics._native"]),
-    ("foundations", ["otelmetrics._version", "otelmetrics._env", "otelmetrics._kinds", "otelmetrics._fork",
-                     "otelmetrics._diagnostics", "otelmetrics._callbacks"]),
+    ("foundations", ["otelmetrics._env", "otelmetrics._callbacks"]),
     ("model", ["otelmetrics._model", "otelmetrics._filter", "otelmetrics.resources", "otelmetrics._reference"]),
     ("aggregation and views", ["otelmetrics.view", "otelmetrics._instruments", "otelmetrics._exemplars"]),
     ("pipeline and provider", ["otelmetrics._pipeline", "otelmetrics._meter", "otelmetrics._provider",
@@ -33,6 +32,8 @@ DEFERRED = {
     ("otelmetrics._configure", "otelmetrics.export.grpc"),
     # The console agent never parses URLs: the OTLP settings (urllib.parse) load only for --endpoint.
     ("otelmetrics.agent.cli", "otelmetrics.export.otlp_settings"),
+    # Only --help wraps text.
+    ("otelmetrics.agent.cli", "textwrap"),
     ("otelmetrics.export.otlp_grpc", "grpc"),
     # prometheus_client is optional: imported only when a reader is created and it is installed.
     ("otelmetrics.export.prometheus", "prometheus_client"),

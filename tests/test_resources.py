@@ -6,7 +6,7 @@ import sys
 import pytest
 from opentelemetry.sdk.resources import Resource as SDKResource
 
-from otelmetrics._version import __version__
+from otelmetrics.resources import __version__
 from otelmetrics.resources import Resource, as_resource
 
 

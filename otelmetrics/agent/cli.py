@@ -14,14 +14,14 @@ collections, even empty ones; on SIGINT or SIGTERM the agent exits within
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from typing import List, Optional
+from types import SimpleNamespace
+from typing import List, Optional, Sequence
 
 import otelmetrics
 from otelmetrics import _env, export
@@ -105,29 +105,97 @@ class AgentExporter(MetricExporter):
             self._exporter.shutdown(timeout_millis)
 
 
-def _positive(kind):
-    def parse(text: str):
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError("must be greater than 0")
-        return value
+class UsageError(ValueError):
+    """A command line the agent cannot run: the message names the option."""
 
-    return parse
+
+class _Option:
+    """One ``--name VALUE`` option: ``convert`` turns the text into the value or
+    raises ValueError with what is wrong."""
+
+    __slots__ = ("flag", "metavar", "convert", "default", "help")
+
+    def __init__(self, flag: str, metavar: str, convert, help: str, default=None) -> None:
+        self.flag, self.metavar, self.convert, self.help, self.default = flag, metavar, convert, help, default
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
+
+
+def _choice(*choices: str):
+    def convert(text: str) -> str:
+        if text not in choices:
+            raise ValueError("invalid choice: %r (choose from %s)" % (text, ", ".join(choices)))
+        return text
+
+    return convert
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("%r is not a whole number" % text) from None
+    if not value > 0:
+        raise ValueError("must be greater than 0")
+    return value
 
 
 def _seconds(low: float, high: float):
     """A duration in seconds within [low, high]: inf, nan and 1e300 are refused
     here, with the range, rather than killing or hanging a thread later."""
-    def parse(text: str) -> float:
+    def convert(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError("%r is not a number of seconds" % text) from None
+            raise ValueError("%r is not a number of seconds" % text) from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError("%s s is out of range: give %g to %g seconds" % (text, low, high))
+            raise ValueError("%s s is out of range: give %g to %g seconds" % (text, low, high))
         return value
 
-    return parse
+    return convert
+
+
+def _text(text: str) -> str:
+    return text
+
+
+OPTIONS = (
+    _Option("--exporter", "{console,otlp}", _choice("console", "otlp"),
+            "where metrics go: JSON on stdout, or OTLP/HTTP (default: OTEL_METRICS_EXPORTER, "
+            "else console; otlp if --endpoint is given)"),
+    _Option("--endpoint", "URL", _text,
+            "OTLP/HTTP collector, e.g. http://collector:4318 (/v1/metrics is added when the URL "
+            "has no path); default: OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT, else http://localhost:4318"),
+    _Option("--interval", "SECONDS", _seconds(*INTERVAL_RANGE),
+            "seconds between exports, %g to %g (default: OTEL_METRIC_EXPORT_INTERVAL, else %g)"
+            % (INTERVAL_RANGE + (DEFAULT_INTERVAL_SECONDS,))),
+    _Option("--count", "N", _positive_int,
+            "stop after N collections (each exported, or empty when nothing was readable), with "
+            "exit status 1 if any export failed (default: run until SIGINT or SIGTERM, then flush "
+            "and exit 0)"),
+    _Option("--shutdown-timeout", "SECONDS", _seconds(*SHUTDOWN_RANGE),
+            "on SIGINT or SIGTERM, seconds to flush and stop, %g to %g (default %g); an export "
+            "still waiting on the collector then is given up, and its data kept in the spool if "
+            "there is one" % (SHUTDOWN_RANGE + (DEFAULT_SHUTDOWN_SECONDS,)),
+            default=DEFAULT_SHUTDOWN_SECONDS),
+    _Option("--spool-dir", "DIR", _text,
+            "OTLP: keep undelivered requests in files in DIR, sent after a restart (default: "
+            "OTELMETRICS_EXPORTER_SPOOL_DIR, else kept in memory only)"),
+    _Option("--root", "PATH", _text,
+            "where the host's /proc and /sys are, e.g. /host in a container that mounts the "
+            "host's root there (default: /)", default="/"),
+)
+
+PROG = "otelmetrics-agent"
+DESCRIPTION = ("Export this host's CPU, memory, disk, filesystem, network, process, temperature "
+               "and Raspberry Pi throttling metrics with OpenTelemetry.")
+EPILOG = "OTEL_* environment variables apply; options given here win over them."
+
+
+def _usage() -> str:
+    return "usage: %s [-h] %s" % (PROG, " ".join("[%s %s]" % (o.flag, o.metavar) for o in OPTIONS))
 
 
 def _terminal_columns() -> int:
@@ -144,46 +212,75 @@ def _terminal_columns() -> int:
         return 80
 
 
-def _help_formatter(prog: str) -> argparse.HelpFormatter:
-    """argparse's own formatter at the width it would choose. Given the width, it does not
-    import shutil (and zlib, bz2 and lzma with it) to measure the terminal: the parser
-    makes a formatter for each add_argument, so every agent would load them."""
-    return argparse.HelpFormatter(prog, width=_terminal_columns() - 2)
+def help_text() -> str:
+    """What ``--help`` prints, wrapped to the terminal (at least 40 columns)."""
+    # Deferred on purpose: only --help wraps text.
+    import textwrap
+
+    width = max(40, _terminal_columns() - 2)
+    lines = textwrap.wrap(_usage(), width, subsequent_indent=" " * 7, break_on_hyphens=False)
+    lines += ["", *textwrap.wrap(DESCRIPTION, width), "", "options:",
+              "  -h, --help            show this help message and exit"]
+    for o in OPTIONS:
+        head, text = "  %s %s" % (o.flag, o.metavar), textwrap.wrap(o.help, width - 24)
+        if len(head) <= 22:   # the help starts on the option's line when it fits, as argparse's
+            head, text = head.ljust(24) + text[0], text[1:]
+        lines += [head, *(" " * 24 + line for line in text)]
+    lines += ["", *textwrap.wrap(EPILOG, width)]
+    return "\n".join(lines) + "\n"
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="otelmetrics-agent",
-        formatter_class=_help_formatter,
-        description="Export this host's CPU, memory, disk, filesystem, network, process, "
-                    "temperature and Raspberry Pi throttling metrics with OpenTelemetry.",
-        epilog="OTEL_* environment variables apply; options given here win over them.")
-    p.add_argument("--exporter", choices=("console", "otlp"),
-                   help="where metrics go: JSON on stdout, or OTLP/HTTP "
-                        "(default: OTEL_METRICS_EXPORTER, else console; otlp if --endpoint is given)")
-    p.add_argument("--endpoint", metavar="URL",
-                   help="OTLP/HTTP collector, e.g. http://collector:4318 (/v1/metrics is added when "
-                        "the URL has no path); default: OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT, "
-                        "else http://localhost:4318")
-    p.add_argument("--interval", type=_seconds(*INTERVAL_RANGE), metavar="SECONDS",
-                   help="seconds between exports, %g to %g (default: OTEL_METRIC_EXPORT_INTERVAL, else %g)"
-                        % (INTERVAL_RANGE + (DEFAULT_INTERVAL_SECONDS,)))
-    p.add_argument("--count", type=_positive(int), metavar="N",
-                   help="stop after N collections (each exported, or empty when nothing was "
-                        "readable), with exit status 1 if any export failed "
-                        "(default: run until SIGINT or SIGTERM, then flush and exit 0)")
-    p.add_argument("--shutdown-timeout", type=_seconds(*SHUTDOWN_RANGE), default=DEFAULT_SHUTDOWN_SECONDS,
-                   metavar="SECONDS",
-                   help="on SIGINT or SIGTERM, seconds to flush and stop, %g to %g (default %g); an "
-                        "export still waiting on the collector then is given up, and its data kept "
-                        "in the spool if there is one" % (SHUTDOWN_RANGE + (DEFAULT_SHUTDOWN_SECONDS,)))
-    p.add_argument("--spool-dir", metavar="DIR",
-                   help="OTLP: keep undelivered requests in files in DIR, sent after a restart "
-                        "(default: OTELMETRICS_EXPORTER_SPOOL_DIR, else kept in memory only)")
-    p.add_argument("--root", default="/", metavar="PATH",
-                   help="where the host's /proc and /sys are, e.g. /host in a container that "
-                        "mounts the host's root there (default: /)")
-    return p
+def _option(name: str) -> Optional[_Option]:
+    """The option ``name`` designates (None for ``--help``): its flag, or a prefix of
+    one flag only (``--shutdown`` for ``--shutdown-timeout``), as argparse allows."""
+    flags = [o.flag for o in OPTIONS] + ["--help"]
+    hits = [f for f in flags if f == name] or [f for f in flags if f.startswith(name) and len(name) > 2]
+    if len(hits) > 1:
+        raise UsageError("ambiguous option: %s could match %s" % (name, ", ".join(hits)))
+    if not hits:
+        raise UsageError("unrecognized argument: %s" % name)
+    return next((o for o in OPTIONS if o.flag == hits[0]), None)
+
+
+def parse_args(argv: Sequence[str]) -> Optional[SimpleNamespace]:
+    """The options in ``argv`` (``--name VALUE`` or ``--name=VALUE``), each defaulted;
+    a later one wins over an earlier one. None when ``-h`` or ``--help`` asks for the
+    help. Raises UsageError naming what is wrong."""
+    values = {o.dest: o.default for o in OPTIONS}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "-h":
+            return None
+        if not arg.startswith("--"):
+            raise UsageError("unrecognized argument: %s" % arg)
+        name, eq, text = arg.partition("=")
+        option = _option(name)
+        if option is None:
+            return None
+        if not eq:
+            if not args or args[0].startswith("--"):
+                raise UsageError("argument %s: expected one argument" % option.flag)
+            text = args.pop(0)
+        try:
+            values[option.dest] = option.convert(text)
+        except ValueError as e:
+            raise UsageError("argument %s: %s" % (option.flag, e)) from None
+    return SimpleNamespace(**values)
+
+
+def _command_line(argv: Optional[Sequence[str]]) -> SimpleNamespace:
+    """``parse_args`` for ``main``, with argparse's conventions: the help exits 0, a
+    bad command line prints the usage and the error and exits 2."""
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as e:
+        sys.stderr.write("%s\n%s: error: %s\n" % (_usage(), PROG, e))
+        raise SystemExit(2) from None
+    if args is None:
+        sys.stdout.write(help_text())
+        raise SystemExit(0)
+    return args
 
 
 def _endpoint_url(endpoint: str) -> str:
@@ -249,7 +346,7 @@ def _shut_down(provider, exporter: AgentExporter, seconds: float) -> bool:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _command_line(argv)
     logging.basicConfig(format="otelmetrics-agent: %(levelname)s: %(message)s")
 
     if not os.path.isdir(os.path.join(args.root, "proc")):

@@ -1,4 +1,8 @@
-"""Console exporter: one JSON document per export, shaped like the reference's."""
+"""Console exporter: one JSON document per export, shaped like the reference's.
+
+With the default formatter the document of one of our collections is written to
+the stream in pieces as it is made (``write_json``): the memory it takes is a
+piece's, not the document's (3 MB of text for 2000 series)."""
 from __future__ import annotations
 
 import logging
@@ -7,9 +11,16 @@ import sys
 import threading
 from typing import IO, Callable, Optional
 
+from otelmetrics._model import MetricsData
+from otelmetrics._native import write_json
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
 
 _logger = logging.getLogger("otelmetrics")
+
+
+def _document(metrics_data) -> str:
+    """The default formatter, the reference's: the JSON document and a line break."""
+    return metrics_data.to_json() + os.linesep
 
 
 class ConsoleMetricExporter(MetricExporter):
@@ -18,7 +29,7 @@ class ConsoleMetricExporter(MetricExporter):
     def __init__(
         self,
         out: IO = None,
-        formatter: Callable = lambda metrics_data: metrics_data.to_json() + os.linesep,
+        formatter: Callable = _document,
         preferred_temporality: Optional[dict] = None,
         preferred_aggregation: Optional[dict] = None,
     ) -> None:
@@ -33,6 +44,12 @@ class ConsoleMetricExporter(MetricExporter):
             return MetricExportResult.FAILURE
         out = self._out if self._out is not None else sys.stdout
         try:
+            if self._formatter is _document and type(metrics_data) is MetricsData:
+                with self._lock:
+                    write_json(metrics_data, out.write)
+                    out.write(os.linesep)
+                    out.flush()
+                return MetricExportResult.SUCCESS
             text = self._formatter(metrics_data)
             with self._lock:
                 out.write(text)

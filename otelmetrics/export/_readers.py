@@ -15,11 +15,9 @@ from typing import Dict, Optional, Union
 from otelmetrics import _env
 from otelmetrics import _instruments as inst
 from otelmetrics._filter import filter_metrics_data
-from otelmetrics._fork import call_in_child_after_fork
-from otelmetrics._kinds import by_kind, subclasses_reference
 from otelmetrics._model import AggregationTemporality, MetricsData, count_points
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
-from otelmetrics.view import Aggregation, DefaultAggregation
+from otelmetrics.view import Aggregation, DefaultAggregation, by_kind, subclasses_reference
 
 _logger = logging.getLogger("otelmetrics")
 
@@ -290,7 +288,7 @@ class PeriodicExportingMetricReader(MetricReader):
         self._shutdown_done = False
         self._shutdown_started = False
         self._thread: Optional[threading.Thread] = None
-        call_in_child_after_fork(self, "_restart_after_fork")
+        _env.call_in_child_after_fork(self, "_restart_after_fork")
 
     def _register(self, provider) -> None:
         # The schedule starts when a provider registers the reader: before that a tick

@@ -40,7 +40,7 @@ from otelmetrics.export import otlp_settings
 from otelmetrics._native import decode_fields, encode_request
 from otelmetrics._model import count_points, point_count, points_slice
 from otelmetrics._model import replace_fields as _replace
-from otelmetrics._version import __version__
+from otelmetrics.resources import __version__
 from otelmetrics.export.otlp_queue import GZIP, JSON
 
 _logger = logging.getLogger("otelmetrics.export.otlp")

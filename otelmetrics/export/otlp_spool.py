@@ -39,7 +39,7 @@ import zlib
 from collections import deque
 from typing import BinaryIO, Deque, Optional, Tuple
 
-from otelmetrics._fork import call_in_child_after_fork
+from otelmetrics._env import call_in_child_after_fork
 from otelmetrics.export.otlp_queue import GZIP, JSON, QueuedRequest
 
 _logger = logging.getLogger("otelmetrics.export.otlp")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import tracemalloc
 
 from opentelemetry.metrics import Observation
 
@@ -81,3 +83,66 @@ def test_console_exporter_prints_the_reference_document():
             o = _without_carried_gauge(o, "g", 2)
         assert _keys_in_order(_comparable(o)) == _keys_in_order(_comparable(r))
         assert _comparable(o) == _comparable(r)
+
+
+class _Sink(io.StringIO):
+    """A text stream that records the size of each write."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    def write(self, text):
+        self.sizes.append(len(text))
+        return super().write(text)
+
+
+def _collection(series):
+    reader = OURS.export.InMemoryMetricReader()
+    meter = OURS.MeterProvider(metric_readers=[reader], shutdown_on_exit=False).get_meter("m")
+    counter, histogram = meter.create_counter("c"), meter.create_histogram("h")
+    for i in range(series):
+        counter.add(i, {"k": "v%d" % i})
+        histogram.record(i, {"k": "v%d" % i})
+    return reader.get_metrics_data()
+
+
+def test_the_default_document_is_written_in_pieces_not_held_whole():
+    """2000 counter and 2000 histogram series are 3 MB of text: the default formatter's
+    document goes out in pieces of about 16 KB, so the export's peak memory is not the
+    document's (it was three times the text: the text, the text and a line break, the
+    encoder's copy)."""
+    data = _collection(2000)
+    expected = data.to_json() + os.linesep
+    assert len(expected) > 2_500_000
+    out = _Sink()
+    tracemalloc.start()
+    try:
+        assert OURS.export.ConsoleMetricExporter(out=out).export(data) is OURS.export.MetricExportResult.SUCCESS
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.getvalue() == expected
+    assert len(out.sizes) > 100 and max(out.sizes) < 20_000
+    # The stream's own buffer holds the text; the export itself took a fraction of it.
+    assert peak - len(expected) * 1.05 < len(expected) / 4, peak
+
+
+def test_a_given_formatter_and_foreign_data_keep_the_one_string_path():
+    data = _collection(3)
+    out = _Sink()
+    OURS.export.ConsoleMetricExporter(out=out, formatter=lambda d: "<%d>" % len(d.resource_metrics)).export(data)
+    assert out.getvalue() == "<1>"
+    sdk_like = data._replace()          # ours, but a copy: still one of our MetricsData
+    out = _Sink()
+    OURS.export.ConsoleMetricExporter(out=out).export(sdk_like)
+    assert out.getvalue() == data.to_json() + os.linesep
+
+
+def test_a_failing_stream_fails_the_export_and_never_raises():
+    class Broken(io.StringIO):
+        def write(self, text):
+            raise OSError("no space left on device")
+
+    assert OURS.export.ConsoleMetricExporter(out=Broken()).export(_collection(3)) \
+        is OURS.export.MetricExportResult.FAILURE

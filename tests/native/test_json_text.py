@@ -1,7 +1,8 @@
 """``to_json`` (cext/json_text.pxi): byte for byte the text of
 ``json.dumps(to_plain(obj), indent=indent)``, which is what opentelemetry-sdk's
 ``to_json`` writes, for any value a record can hold and a few it cannot, every
-indent, and json's errors; in one pass, without importing json."""
+indent, and json's errors; in one pass, without importing json. ``write_json``:
+the same text, handed out in pieces of about ``JSON_PIECE`` characters."""
 import collections
 import json
 import subprocess
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import otelmetrics
-from otelmetrics._native import to_json, to_plain
+from otelmetrics._native import JSON_PIECE, to_json, to_plain, write_json
 from otelmetrics.export import AggregationTemporality, InMemoryMetricReader
 
 from _util import NEUTRAL_CWD
@@ -73,6 +74,42 @@ def test_a_collection_in_every_indent():
     for indent in INDENTS:
         assert data.to_json(indent=indent) == json.dumps(to_plain(data), indent=indent)
     assert len(data.to_json()) > 100_000
+
+
+def test_written_in_pieces_that_make_the_text():
+    reader = InMemoryMetricReader()
+    meter = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False).get_meter("m", "1")
+    for i in range(2000):
+        meter.create_counter("c").add(i, {"k": "v%d" % i, "e": "\u00e9\U0001f600"})
+    data = reader.get_metrics_data()
+    for indent in INDENTS:
+        pieces = []
+        write_json(data, pieces.append, indent)
+        assert "".join(pieces) == to_json(data, indent)
+        # Cut after an item once JSON_PIECE bytes are written: a piece is a little over it
+        # (one point's text at most); the last one is what is left.
+        sizes = [len(p.encode("utf-8", "surrogatepass")) for p in pieces]
+        assert len(sizes) > 10 and all(JSON_PIECE <= n < JSON_PIECE + 2000 for n in sizes[:-1])
+    small = []
+    write_json({"a": [1, 2]}, small.append, None)
+    assert small == ['{"a": [1, 2]}']
+
+
+def test_write_json_stops_where_write_raises():
+    pieces = []
+
+    def write(text):
+        if len(pieces) == 2:
+            raise OSError("disk full")
+        pieces.append(text)
+
+    with pytest.raises(OSError):
+        write_json([{"k": "v" * 100}] * 1000, write)
+    assert len(pieces) == 2 and to_json([{"k": "v" * 100}] * 1000).startswith("".join(pieces))
+    with pytest.raises(TypeError):
+        write_json({"a": 1}, None)
+    with pytest.raises(TypeError):      # json's own error, with nothing written
+        write_json({"a": object()}, pieces.append)
 
 
 @pytest.mark.parametrize("value", [
