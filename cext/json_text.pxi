@@ -11,8 +11,8 @@ Invariants:
   key separators and line breaks of ``json`` with and without an indent, and
   ``json``'s TypeError for a value or key it cannot write. Tested byte for byte.
 - Written in one pass into one growing buffer: no plain copy of the record, no list
-  of fragments, no ``json`` import. ``write_json`` hands the same text to a stream's
-  ``write`` in pieces of about ``JSON_PIECE`` bytes (each cut after an item of an
+  of fragments, no ``json`` import. ``to_json(..., write=)`` hands the same text to a
+  stream's ``write`` in pieces of about ``JSON_PIECE`` bytes (each cut after an item of an
   array or object), so the buffer stays that size however long the document. A record's ``to_dict()`` is made while it is
   written and let go after (the console's document used to be held three times
   over: the plain copy, the encoder's fragments, the text).
@@ -30,15 +30,15 @@ cdef extern from "Python.h":
 cdef struct Layout:                 # json.dumps's separators and line breaks
     const char* indent              # NULL: no indent (", " and ": ", one line)
     Py_ssize_t indent_n
-    PyObject* write                 # write_json's callable; NULL: to_json's one string
+    PyObject* write                 # the callable pieces go to; NULL: one string
 
 
-JSON_PIECE = 16384                  # write_json's piece: bytes of text per write call
+JSON_PIECE = 16384                  # bytes of text per write call
 
 
 cdef int _t_piece(Writer* w, Layout* lay) except -1:
-    """Hand what is written so far to ``write_json``'s callable and start again;
-    nothing for ``to_json`` or while the buffer holds less than a piece."""
+    """Hand what is written so far to the ``write`` callable and start again;
+    nothing without one or while the buffer holds less than a piece."""
     if lay.write == NULL or w.pos < JSON_PIECE:
         return 0
     text = PyUnicode_DecodeUTF8(<char*>w.buf, w.pos, "surrogatepass")
@@ -207,11 +207,19 @@ cdef int _t_nested(Writer* w, Layout* lay, object v, Py_ssize_t level) except -1
     raise TypeError("Object of type %s is not JSON serializable" % type(v).__name__)
 
 
-cdef object _json_text(obj, indent, write):
-    """The document for ``to_json`` (``write`` None) or ``write_json``."""
+def to_json(obj, indent=4, write=None):
+    """The reference's ``to_json(indent=...)``: the record as a JSON document, the
+    text ``json.dumps(to_plain(obj), indent=indent)`` gives (an int indent is that
+    many spaces, a str is used as is, None writes one line).
+
+    With ``write`` (a text stream's ``write``), the text is handed to it in pieces
+    of about ``JSON_PIECE`` characters, in order, and None is returned; if
+    ``write`` raises, what it took is all that went out."""
     cdef Writer w
     cdef Layout lay
     cdef bytes ind = None
+    if write is not None and not callable(write):
+        raise TypeError("write must be callable, got %r" % (write,))
     if indent is not None:
         ind = (indent if isinstance(indent, str) else " " * indent).encode("utf-8", "surrogatepass")
         lay.indent = PyBytes_AS_STRING(ind)
@@ -231,20 +239,3 @@ cdef object _json_text(obj, indent, write):
         return text
     if text:
         write(text)
-    return None
-
-
-def to_json(obj, indent=4):
-    """The reference's ``to_json(indent=...)``: the record as a JSON document, the
-    text ``json.dumps(to_plain(obj), indent=indent)`` gives (an int indent is that
-    many spaces, a str is used as is, None writes one line)."""
-    return _json_text(obj, indent, None)
-
-
-def write_json(obj, write, indent=4):
-    """``to_json``'s text handed to ``write`` (a text stream's ``write``) in pieces
-    of about ``JSON_PIECE`` characters, in order; their concatenation is
-    ``to_json(obj, indent)``. If ``write`` raises, what it took is all that went out."""
-    if not callable(write):
-        raise TypeError("write must be callable, got %r" % (write,))
-    _json_text(obj, indent, write)

@@ -1,7 +1,7 @@
 """Console exporter: one JSON document per export, shaped like the reference's.
 
 With the default formatter the document of one of our collections is written to
-the stream in pieces as it is made (``write_json``): the memory it takes is a
+the stream in pieces as it is made (``to_json(..., write=)``): the memory it takes is a
 piece's, not the document's (3 MB of text for 2000 series)."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import threading
 from typing import IO, Callable, Optional
 
 from otelmetrics._model import MetricsData
-from otelmetrics._native import write_json
+from otelmetrics._native import to_json
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
 
 _logger = logging.getLogger("otelmetrics")
@@ -46,7 +46,7 @@ class ConsoleMetricExporter(MetricExporter):
         try:
             if self._formatter is _document and type(metrics_data) is MetricsData:
                 with self._lock:
-                    write_json(metrics_data, out.write)
+                    to_json(metrics_data, 4, out.write)
                     out.write(os.linesep)
                     out.flush()
                 return MetricExportResult.SUCCESS

@@ -1,7 +1,7 @@
 """``to_json`` (cext/json_text.pxi): byte for byte the text of
 ``json.dumps(to_plain(obj), indent=indent)``, which is what opentelemetry-sdk's
 ``to_json`` writes, for any value a record can hold and a few it cannot, every
-indent, and json's errors; in one pass, without importing json. ``write_json``:
+indent, and json's errors; in one pass, without importing json. ``to_json(..., write=)``:
 the same text, handed out in pieces of about ``JSON_PIECE`` characters."""
 import collections
 import json
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import otelmetrics
-from otelmetrics._native import JSON_PIECE, to_json, to_plain, write_json
+from otelmetrics._native import JSON_PIECE, to_json, to_plain
 from otelmetrics.export import AggregationTemporality, InMemoryMetricReader
 
 from _util import NEUTRAL_CWD
@@ -84,18 +84,18 @@ def test_written_in_pieces_that_make_the_text():
     data = reader.get_metrics_data()
     for indent in INDENTS:
         pieces = []
-        write_json(data, pieces.append, indent)
+        to_json(data, indent, pieces.append)
         assert "".join(pieces) == to_json(data, indent)
         # Cut after an item once JSON_PIECE bytes are written: a piece is a little over it
         # (one point's text at most); the last one is what is left.
         sizes = [len(p.encode("utf-8", "surrogatepass")) for p in pieces]
         assert len(sizes) > 10 and all(JSON_PIECE <= n < JSON_PIECE + 2000 for n in sizes[:-1])
     small = []
-    write_json({"a": [1, 2]}, small.append, None)
+    assert to_json({"a": [1, 2]}, None, small.append) is None
     assert small == ['{"a": [1, 2]}']
 
 
-def test_write_json_stops_where_write_raises():
+def test_writing_stops_where_write_raises():
     pieces = []
 
     def write(text):
@@ -104,12 +104,12 @@ def test_write_json_stops_where_write_raises():
         pieces.append(text)
 
     with pytest.raises(OSError):
-        write_json([{"k": "v" * 100}] * 1000, write)
+        to_json([{"k": "v" * 100}] * 1000, 4, write)
     assert len(pieces) == 2 and to_json([{"k": "v" * 100}] * 1000).startswith("".join(pieces))
     with pytest.raises(TypeError):
-        write_json({"a": 1}, None)
+        to_json({"a": 1}, 4, "not callable")
     with pytest.raises(TypeError):      # json's own error, with nothing written
-        write_json({"a": object()}, pieces.append)
+        to_json({"a": object()}, 4, pieces.append)
 
 
 @pytest.mark.parametrize("value", [
