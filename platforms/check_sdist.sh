@@ -65,7 +65,7 @@ echo "$npyx modules: .pyx and generated .c both shipped; $(grep -c '^'"$TOP"'/te
 step "3/5 fresh venv with a C compiler and no Cython"
 VENV="$WORK/venv"
 "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check "setuptools>=61" wheel
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check "setuptools>=77" wheel
 no_cython() {
     if "$VENV/bin/python" -c "import Cython" 2>/dev/null; then
         die "Cython is importable in the check venv ($1)"
