@@ -24,6 +24,7 @@ from native.test_otlp_wire import (
     collections_of_everything,
     json_to_proto,
 )
+from _util import assert_nothing_per_series
 
 
 def _same_from_snapshot_and_points(data):
@@ -158,9 +159,5 @@ def test_collect_and_json_encode_allocate_nothing_per_series(delta):
     encoding leave allocated do not grow with the number of series."""
     small, small_grown = _collect_encode_blocks(200, delta, encode_request_json, json_to_proto)
     large, large_grown = _collect_encode_blocks(2000, delta, encode_request_json, json_to_proto)
-    # A few blocks may differ with the collection's size and the interpreter (3.14 and
-    # free-threaded builds: 1-2 blocks; free-threaded CPython frees some list and dict
-    # storage only at its next quiescent point), never per series: one allocation per
-    # series would be 1800 more for the larger collection.
-    assert abs(large - small) <= 4 and small < 100
+    assert_nothing_per_series(small, large)
     assert small_grown < 4096 and large_grown < 4096
