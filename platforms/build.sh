@@ -167,6 +167,10 @@ HOST_PYVER=$("$VENV/bin/python" -c 'import sys; print("%d%d" % sys.version_info[
             -w "$WORK/wheel-raw" . > "$WORK/build.log" 2>&1
 ) || { tail -60 "$WORK/build.log"; die "cross build failed (log: $WORK/build.log)"; }
 grep -E "^\s*${TRIPLET}-gcc" "$WORK/build.log" | head -2 | cut -c1-400 || true
+# A release build has no assertions (CPython's inline functions carry some): the compile line
+# must define NDEBUG, whatever setuptools does with the sysconfig data and CFLAGS.
+grep -E "^\s*${TRIPLET}-gcc .*-c " "$WORK/build.log" | grep -q -- "-DNDEBUG" \
+    || die "the compile line does not define NDEBUG (log: $WORK/build.log)"
 RAW_WHEEL=$(ls "$WORK"/wheel-raw/*.whl)
 if [ ${#TAG_OPTS[@]} -gt 0 ]; then
     "$VENV/bin/wheel" tags --remove --python-tag "cp${PYVER/./}" --abi-tag "cp${PYVER/./}" "$RAW_WHEEL" >/dev/null
