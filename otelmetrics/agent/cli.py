@@ -10,7 +10,8 @@ the command line win over them.
 Invariants: a bad option or variable (an interval of inf or 1e300) stops the agent at
 start with exit status 2 and a message naming it; ``--count N`` ends after N
 collections, even empty ones; on SIGINT or SIGTERM the agent exits within
-``--shutdown-timeout`` seconds, whatever the collector does.
+``--shutdown-timeout`` seconds, whatever the collector does; a console agent whose
+stdout's reader has gone stops, with exit status 1, at the export that found it.
 """
 from __future__ import annotations
 
@@ -304,11 +305,40 @@ def _exporter_name(args) -> Optional[str]:
     return names[0] if names else None
 
 
-def _exporter(name: str, args) -> MetricExporter:
+class Stdout:
+    """The console's stream: ``sys.stdout`` until its reader goes away (``agent | head``, a
+    log pipe that died). Then the write fails with BrokenPipeError once, stdout is pointed
+    at /dev/null (so the final flush and the interpreter's exit write nowhere, quietly),
+    ``gone`` is set and ``done`` too: the agent stops instead of failing every export."""
+
+    def __init__(self, done: threading.Event) -> None:
+        self._done = done
+        self.gone = False
+
+    def _call(self, method: str, *args):
+        try:
+            return getattr(sys.stdout, method)(*args)
+        except BrokenPipeError:
+            if not self.gone:
+                self.gone = True
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+                self._done.set()
+            raise
+
+    def write(self, text: str) -> int:
+        return self._call("write", text)
+
+    def flush(self) -> None:
+        self._call("flush")
+
+
+def _exporter(name: str, args, stdout: Stdout) -> MetricExporter:
     if name == "otlp":
         return export.OTLPMetricExporter(endpoint=_endpoint_url(args.endpoint) if args.endpoint else None,
                                          spool_dir=args.spool_dir)
-    return ConsoleMetricExporter()
+    return ConsoleMetricExporter(out=stdout)
 
 
 def _interval_millis(args) -> float:
@@ -359,14 +389,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("otelmetrics-agent: OTEL_METRICS_EXPORTER=none leaves nothing to export to; "
               "choose --exporter console or otlp", file=sys.stderr)
         return 2
+    done = threading.Event()
+    stdout = Stdout(done)
     try:
         interval = _interval_millis(args)
-        exporter = _exporter(name, args)
+        exporter = _exporter(name, args, stdout)
     except ValueError as e:  # a bad endpoint, certificate path, spool directory, interval ...
         print("otelmetrics-agent: %s" % e, file=sys.stderr)
         return 2
 
-    done = threading.Event()
     exporter = AgentExporter(exporter, args.count, done)
     provider = otelmetrics.configure(resource=agent_resource(args.root), exporter=[exporter],
                                      export_interval_millis=interval, set_global=False,
@@ -386,5 +417,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not _shut_down(provider, exporter, args.shutdown_timeout):
             _logger.warning("shutdown did not finish within %g s (--shutdown-timeout); exiting anyway",
                             args.shutdown_timeout)
+    if stdout.gone:
+        print("otelmetrics-agent: stdout was closed by its reader; stopped", file=sys.stderr)
+        return 1
     # With --count the exit status says whether every export was delivered (a connectivity check).
     return 1 if args.count and exporter.failures else 0

@@ -269,3 +269,23 @@ def test_endpoint_gets_the_metrics_path_only_when_it_has_none():
     assert _endpoint_url("http://collector:4318") == "http://collector:4318/v1/metrics"
     assert _endpoint_url("collector:4318/") == "http://collector:4318/v1/metrics"
     assert _endpoint_url("https://otlp.example/custom/metrics") == "https://otlp.example/custom/metrics"
+
+
+def test_a_console_agent_whose_reader_went_away_stops():
+    """``otelmetrics-agent | head``: once head has gone, every export failed with
+    BrokenPipeError and a warning, forever (ten a second at this interval). Now the
+    export that finds the pipe closed stops the agent: exit status 1, one warning and
+    one line saying why, and no traceback from the interpreter's exit."""
+    proc = subprocess.Popen(AGENT + ["--interval", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=_env(), cwd=tempfile.gettempdir())
+    try:
+        assert proc.stdout.read(20).startswith(b"{")
+        proc.stdout.close()
+        rc = proc.wait(timeout=15)
+        err = proc.stderr.read().decode()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert rc == 1, err
+    assert err.count("BrokenPipeError") == 1 and "stdout was closed by its reader; stopped" in err
+    assert "Traceback" not in err and "Exception ignored" not in err
