@@ -11,7 +11,8 @@ Invariants:
   key separators and line breaks of ``json`` with and without an indent, and
   ``json``'s TypeError for a value or key it cannot write. Tested byte for byte.
 - Written in one pass into one growing buffer: no plain copy of the record, no list
-  of fragments, no ``json`` import. ``to_json(..., write=)`` hands the same text to a
+  of fragments, no ``json`` import. A metric's points that are still its collection's
+  records are built one at a time as they are written and not kept. ``to_json(..., write=)`` hands the same text to a
   stream's ``write`` in pieces of about ``JSON_PIECE`` bytes (each cut after an item of an
   array or object), so the buffer stays that size however long the document. A record's ``to_dict()`` is made while it is
   written and let go after (the console's document used to be held three times
@@ -165,12 +166,49 @@ cdef int _t_value(Writer* w, Layout* lay, object v, Py_ssize_t level) except -1:
         Py_LeaveRecursiveCall()
 
 
+cdef int _t_record_of_snapshot(Writer* w, Layout* lay, object v, Snapshot snap,
+                               Py_ssize_t level) except -1:
+    """A metric's data whose points are still its collection's records (the model's
+    ``_Data``, whose ``to_dict()`` is its fields in order): that dict's text, with the
+    points built one at a time as they are written and let go, so a document never
+    holds them all (nor keeps them: a later reader builds them, as if never written)."""
+    cdef bint first = True
+    cdef Py_ssize_t i
+    _lit(w, b"{")
+    for field in type(v)._fields:
+        _t_separator(w, lay, level + 1, first)
+        first = False
+        _t_key(w, field)
+        _lit(w, b": ")
+        if field != "data_points":
+            _t_value(w, lay, getattr(v, field), level + 1)
+        elif snap.count == 0:
+            _lit(w, b"[]")
+        else:
+            _lit(w, b"[")
+            for i in range(snap.count):
+                point = snap.point_at(i)
+                if point is None:           # another thread built the points meanwhile
+                    point = snap.points()[i]
+                _t_separator(w, lay, level + 2, i == 0)
+                _t_value(w, lay, point, level + 2)
+                _t_piece(w, lay)
+            _t_break(w, lay, level + 1)
+            _lit(w, b"]")
+        _t_piece(w, lay)
+    _t_break(w, lay, level)
+    return _lit(w, b"}")
+
+
 cdef int _t_nested(Writer* w, Layout* lay, object v, Py_ssize_t level) except -1:
     """``_t_value``'s cases that may nest (a record, a dict, a list or tuple) and the
     subclasses of the builtins, one recursion level deeper."""
     cdef bint first = True
     t = type(v)
     if t is not dict and t is not list and t is not tuple and hasattr(v, "to_dict"):
+        raw = getattr(v, "_data_points", None)
+        if type(raw) is Snapshot and records_readable(<Snapshot>raw) and (<Snapshot>raw).ex is None:
+            return _t_record_of_snapshot(w, lay, v, <Snapshot>raw, level)
         return _t_value(w, lay, v.to_dict(), level)
     if isinstance(v, dict):
         if not v:

@@ -124,6 +124,7 @@ cdef class Snapshot:
     cdef list built                         # the points, once built
     cpdef list points(self)
     cdef list _build(self)
+    cdef object point_at(self, Py_ssize_t i)
     cdef void _release(self) noexcept
 
 

@@ -498,6 +498,16 @@ cdef class Snapshot:
         self.ex = None
         return points
 
+    cdef object point_at(self, Py_ssize_t i):
+        """Point ``i``, built from its record and not kept (the console's writer makes
+        them one at a time); None once the records are not the data (points built, or
+        exemplars taken: then ``points()``)."""
+        with cython.critical_section(self):
+            if not records_readable(self) or self.ex is not None or not 0 <= i < self.count:
+                return None
+            return self.stream.make_point(self.buf + i * self.rec + sizeof(int64_t), self.attrs[i],
+                                          (<int64_t *>(self.buf + i * self.rec))[0], self.now, [])
+
     def slice(self, Py_ssize_t start, Py_ssize_t stop):
         """A snapshot of records ``start`` to ``stop`` (clamped, as a list slice), copied,
         for a batch of an export: the byte writers write it from its records as from

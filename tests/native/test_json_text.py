@@ -70,10 +70,12 @@ def test_a_collection_in_every_indent():
         meter.create_counter("c").add(i, {"k": "v%d" % i, "q": 'say "\\x"\n\u00e9\U0001f600', "n": i, "f": i / 7})
         meter.create_histogram("h").record(i / 3, {"k": "v%d" % i})
     meter.create_gauge("g").set(float("nan"))
-    data = reader.get_metrics_data()
     for indent in INDENTS:
-        assert data.to_json(indent=indent) == json.dumps(to_plain(data), indent=indent)
-    assert len(data.to_json()) > 100_000
+        data = reader.get_metrics_data()
+        text = data.to_json(indent=indent)          # the points written from the records
+        assert text == json.dumps(to_plain(data), indent=indent)   # to_plain builds them
+        assert data.to_json(indent=indent) == text  # and from the built points
+    assert len(text) > 100_000
 
 
 def test_written_in_pieces_that_make_the_text():
