@@ -60,8 +60,8 @@ cdef inline object _number(bint isfloat, int64_t i, double d):
 
 
 cdef class NumberStream(Stream):
-    """A number per series: int64 while every measurement is an int (exported
-    as an int, as_int over OTLP), double from the first float on."""
+    # A number per series: int64 while every measurement is an int (exported
+    # as an int, as_int over OTLP), double from the first float on.
 
     def __init__(self, Py_ssize_t limit=2000, bint delta=False, bint is_async=False,
                  object allowed_keys=None, object excluded_keys=None):
@@ -102,10 +102,10 @@ cdef class NumberStream(Stream):
 
 
 cdef class SumStream(NumberStream):
-    """Sum of measurements. An int64 overflow switches the cell to double
-    rather than wrapping. Asynchronous streams receive each callback's
-    cumulative observation; several observations of one series in a
-    collection add up (as in the reference SDK)."""
+    # Sum of measurements. An int64 overflow switches the cell to double
+    # rather than wrapping. Asynchronous streams receive each callback's
+    # cumulative observation; several observations of one series in a
+    # collection add up (as in the reference SDK).
 
     def __dealloc__(self):
         PyMem_Free(self.prev_i)
@@ -164,9 +164,9 @@ cdef class SumStream(NumberStream):
 
 
 cdef class LastValueStream(NumberStream):
-    """Last value (gauges). Points carry no start time, as in the reference SDK.
-    A synchronous cumulative stream keeps exporting each series' last value;
-    otherwise a series is exported only when it got a value in the interval."""
+    # Last value (gauges). Points carry no start time, as in the reference SDK.
+    # A synchronous cumulative stream keeps exporting each series' last value;
+    # otherwise a series is exported only when it got a value in the interval.
 
     def __cinit__(self, *args, **kwargs):
         self.gauge_points = True
@@ -190,8 +190,8 @@ cdef uint64_t _narrow_max = 0xFFFFFFFF
 
 
 def narrow_bucket_limit(uint64_t limit):
-    """Tests: the largest count a uint32 snapshot record may hold (0: none); returns the
-    previous one."""
+    # Tests: the largest count a uint32 snapshot record may hold (0: none); returns the
+    # previous one.
     global _narrow_max
     cdef uint64_t old = _narrow_max
     _narrow_max = limit
@@ -199,8 +199,8 @@ def narrow_bucket_limit(uint64_t limit):
 
 
 cdef class HistogramStream(Stream):
-    """Explicit-bucket histogram: bucket i counts values in (b[i-1], b[i]],
-    the last one (b[-1], +inf). Sum, count, min and max alongside."""
+    # Explicit-bucket histogram: bucket i counts values in (b[i-1], b[i]],
+    # the last one (b[-1], +inf). Sum, count, min and max alongside.
 
     def __init__(self, Py_ssize_t limit=2000, bint delta=False, bint is_async=False,
                  object allowed_keys=None, object excluded_keys=None,
@@ -340,14 +340,14 @@ ctypedef struct ExpoSnap:
 
 
 cdef class ExpoHistogramStream(Stream):
-    """Base-2 exponential histogram. Each series owns two ExpoHistogramCell
-    objects (expo_histogram.pxi), created when the series appears: ``act``
-    receives measurements; ``aux`` is the running cumulative histogram
-    (cumulative temporality: each collection merges ``act`` into it and resets
-    ``act``, which reproduces the reference SDK's numbers exactly, float sums
-    included) or the spare that ``act`` is swapped with (delta). Both moves are
-    C calls with no Python code, so a collection splits the measurements of
-    concurrent threads cleanly between intervals."""
+    # Base-2 exponential histogram. Each series owns two ExpoHistogramCell
+    # objects (expo_histogram.pxi), created when the series appears: ``act``
+    # receives measurements; ``aux`` is the running cumulative histogram
+    # (cumulative temporality: each collection merges ``act`` into it and resets
+    # ``act``, which reproduces the reference SDK's numbers exactly, float sums
+    # included) or the spare that ``act`` is swapped with (delta). Both moves are
+    # C calls with no Python code, so a collection splits the measurements of
+    # concurrent threads cleanly between intervals.
 
     def __init__(self, Py_ssize_t limit=2000, bint delta=False, bint is_async=False,
                  object allowed_keys=None, object excluded_keys=None,

@@ -67,7 +67,7 @@ cdef object _clean_value(object v):
 
 
 def sanitize(object attributes):
-    """Return ``(clean_dict, dropped_pairs)`` for any input; never raises."""
+    # Return ``(clean_dict, dropped_pairs)`` for any input; never raises.
     cdef dict clean = {}
     cdef Py_ssize_t dropped = 0
     if attributes is None:

@@ -54,8 +54,8 @@ TRACE_BASED = EX_TRACE_BASED
 
 
 cdef class ExemplarSampler:
-    """Decides, per measurement, whether it may become an exemplar and with
-    which span."""
+    # Decides, per measurement, whether it may become an exemplar and with
+    # which span.
 
     def __cinit__(self, int mode, ctxvar, get_current):
         self.mode = mode
@@ -267,9 +267,9 @@ cdef list _build_exemplars(ExSlot *src, Py_ssize_t n):
 
 
 cdef class StreamExemplars:
-    """One stream's exemplars: ``k`` reservoir slots per cell (``aligned``:
-    one per histogram bucket), or, when made by ``custom()``, a user reservoir
-    per series."""
+    # One stream's exemplars: ``k`` reservoir slots per cell (``aligned``:
+    # one per histogram bucket), or, when made by ``custom()``, a user reservoir
+    # per series.
 
     def __cinit__(self, Py_ssize_t k, bint aligned, Py_ssize_t cap, allowed, excluded):
         self.k = k
@@ -280,9 +280,9 @@ cdef class StreamExemplars:
 
     @staticmethod
     def custom(factory, aggregation_type, first, Py_ssize_t cap, allowed, excluded):
-        """A user reservoir (``offer(value, time_unix_nano, attributes, context)``,
-        ``collect(point_attributes)``) per series, made by ``factory(aggregation_type)``;
-        ``first`` (made while configuring) serves the first series."""
+        # A user reservoir (``offer(value, time_unix_nano, attributes, context)``,
+        # ``collect(point_attributes)``) per series, made by ``factory(aggregation_type)``;
+        # ``first`` (made while configuring) serves the first series.
         cdef StreamExemplars ex = StreamExemplars(0, False, cap, allowed, excluded)
         ex.factory = factory
         ex.agg_type = aggregation_type
@@ -370,8 +370,8 @@ cdef class StreamExemplars:
 
 
 cdef class TakenExemplars:
-    """The exemplars of one collection: ``take`` in its Python-free phase
-    (point ``i`` from cell ``c``), ``build`` afterwards."""
+    # The exemplars of one collection: ``take`` in its Python-free phase
+    # (point ``i`` from cell ``c``), ``build`` afterwards.
 
     def __dealloc__(self):
         cdef Py_ssize_t i, j

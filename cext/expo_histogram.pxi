@@ -176,7 +176,7 @@ cdef inline int64_t _map_index(double a, int scale) noexcept nogil:
 
 
 def index_of(double value, int scale):
-    """Exact bucket index of |value| at `scale` (value finite and non-zero)."""
+    # Exact bucket index of |value| at `scale` (value finite and non-zero).
     if not (MIN_SCALE <= scale <= MAX_SCALE):
         raise ValueError("scale must be in [%d, %d], got %d" % (MIN_SCALE, MAX_SCALE, scale))
     if value == 0 or (ieee_bits(value) & IEEE_EXPONENT_MASK) == IEEE_EXPONENT_MASK:
@@ -185,7 +185,7 @@ def index_of(double value, int scale):
 
 
 def _subindex_exact(double value, int scale):
-    """Test hook: the exact (slow) sub-index path for |value|, bypassing the estimate."""
+    # Test hook: the exact (slow) sub-index path for |value|, bypassing the estimate.
     cdef uint64_t f = ieee_bits(value) & IEEE_FRACTION_MASK
     if not (1 <= scale <= MAX_SCALE) or f == 0 or (ieee_bits(value) & IEEE_EXPONENT_MASK) == 0:
         raise ValueError("needs a normal, non-power-of-two value and 1 <= scale <= 20")
@@ -193,12 +193,12 @@ def _subindex_exact(double value, int scale):
 
 
 def _ieee_parts(double x):
-    """Test hook: (exponent, fraction, significand, is_subnormal) as ieee754.pxd reads them."""
+    # Test hook: (exponent, fraction, significand, is_subnormal) as ieee754.pxd reads them.
     return ieee_exponent(x), ieee_fraction(x), ieee_significand(x), ieee_is_subnormal(x)
 
 
 def exact_path_stats():
-    """(exact-path calls, undecided results) since import."""
+    # (exact-path calls, undecided results) since import.
     return _exact_calls, _exact_undecided
 
 
@@ -354,13 +354,12 @@ cdef inline void _bucket(ExpoHistogramCell c, double value) noexcept:
     _place(s, i, 1, c.max_size)
 
 cdef class ExpoHistogramCell:
-    """Aggregation state of one exponential-histogram series.
-
-    ``record``/``record_int`` take finite values (the caller filters NaN and
-    infinities; they are ignored here too, as a safety net).  Zero counts in
-    ``zero_count``.  Subnormals are rounded up to the smallest normal value.
-    No allocation happens after construction.
-    """
+    # Aggregation state of one exponential-histogram series.
+    #
+    # ``record``/``record_int`` take finite values (the caller filters NaN and
+    # infinities; they are ignored here too, as a safety net).  Zero counts in
+    # ``zero_count``.  Subnormals are rounded up to the smallest normal value.
+    # No allocation happens after construction.
 
     def __cinit__(self, int max_size=160, int max_scale=20, bint record_min_max=True):
         if max_size < MIN_MAX_SIZE or max_size > MAX_MAX_SIZE:
@@ -566,7 +565,7 @@ cdef class ExpoHistogramCell:
     # -- Python-level hooks for tests and tooling ---------------------------
 
     def py_record(self, value):
-        """record() for floats, record_int() for ints (as the SDK would dispatch)."""
+        # record() for floats, record_int() for ints (as the SDK would dispatch).
         if isinstance(value, int):
             self.record_int(value)
         else:

@@ -182,7 +182,7 @@ cdef inline int _take(SyncCore core, PyObject *amount, PyObject *attributes, PyO
 
 
 cdef class SyncCore:
-    """Shared machinery of the four synchronous instruments."""
+    # Shared machinery of the four synchronous instruments.
 
     cdef tuple _streams
     cdef Py_ssize_t _n
@@ -198,7 +198,7 @@ cdef class SyncCore:
         self._active = True
 
     def _bind_core(self, tuple streams, bint monotonic, object report):
-        """Wire the instrument to its streams; ``report(reason)`` hears about drops."""
+        # Wire the instrument to its streams; ``report(reason)`` hears about drops.
         cdef bint fast
         for st in streams:
             (<Stream>st).owner = self       # its guard: before anything records into it
@@ -220,7 +220,7 @@ cdef class SyncCore:
         self._sampler = sampler if (sampler is not None and sampler.mode != EX_OFF) else None
 
     def _deactivate(self):
-        """After shutdown: measurements are ignored (none lands once this returns)."""
+        # After shutdown: measurements are ignored (none lands once this returns).
         with cython.critical_section(self):
             self._active = False
             self._fast = False
@@ -262,9 +262,9 @@ cdef class SyncCore:
         return 0
 
     def _bind_cells(self, attributes):
-        """Sanitised attributes, the streams they were pinned in (the core's streams then),
-        and their pinned cell in each (for a bound handle). Each ``pin`` takes the core's
-        critical section itself: none is begun while it is held (3.13's are not re-entrant)."""
+        # Sanitised attributes, the streams they were pinned in (the core's streams then),
+        # and their pinned cell in each (for a bound handle). Each ``pin`` takes the core's
+        # critical section itself: none is begun while it is held (3.13's are not re-entrant).
         if OM_FREE_THREADED and PyDict_CheckExact(attributes):
             attributes = PyDict_Copy(attributes)   # as _record: a consistent copy
         clean = self._clean(attributes)
@@ -289,7 +289,7 @@ cdef class CounterCore(SyncCore):
         _take(self, <PyObject *>amount, <PyObject *>attributes, <PyObject *>context)
 
     def bind(self, attributes=None):
-        """A handle whose ``add`` skips the attribute lookup."""
+        # A handle whose ``add`` skips the attribute lookup.
         return BoundHandle(self, attributes)
 
 
@@ -298,7 +298,7 @@ cdef class HistogramCore(SyncCore):
         _take(self, <PyObject *>amount, <PyObject *>attributes, <PyObject *>context)
 
     def bind(self, attributes=None):
-        """A handle whose ``record`` skips the attribute lookup."""
+        # A handle whose ``record`` skips the attribute lookup.
         return BoundHandle(self, attributes)
 
 
@@ -307,14 +307,14 @@ cdef class GaugeCore(SyncCore):
         _take(self, <PyObject *>amount, <PyObject *>attributes, <PyObject *>context)
 
     def bind(self, attributes=None):
-        """A handle whose ``set`` skips the attribute lookup."""
+        # A handle whose ``set`` skips the attribute lookup.
         return BoundHandle(self, attributes)
 
 
 @cython.no_gc_clear     # __dealloc__ unpins through _core and _streams: the collector must not clear them first
 cdef class BoundHandle:
-    """One series of one instrument, looked up once. ``add``, ``record`` and
-    ``set`` are the same operation under the instrument's verb."""
+    # One series of one instrument, looked up once. ``add``, ``record`` and
+    # ``set`` are the same operation under the instrument's verb.
 
     cdef SyncCore _core
     cdef tuple _bound_to          # the core's streams when the cells were pinned
@@ -478,11 +478,11 @@ cdef class BoundHandle:
         self._take(<PyObject *>amount, <PyObject *>context)
 
 def observe(tuple streams, object amount, object attributes, object report):
-    """Feed one callback observation into the streams of one reader.
-
-    Returns True if it was recorded. Values are parsed and attributes
-    sanitised like synchronous ones; no exemplars (there is no measurement
-    context in a callback)."""
+    # Feed one callback observation into the streams of one reader.
+    #
+    # Returns True if it was recorded. Values are parsed and attributes
+    # sanitised like synchronous ones; no exemplars (there is no measurement
+    # context in a callback).
     cdef int64_t iv = 0
     cdef double dv = 0.0
     cdef int k

@@ -246,13 +246,13 @@ cdef int _t_nested(Writer* w, Layout* lay, object v, Py_ssize_t level) except -1
 
 
 def to_json(obj, indent=4, write=None):
-    """The reference's ``to_json(indent=...)``: the record as a JSON document, the
-    text ``json.dumps(to_plain(obj), indent=indent)`` gives (an int indent is that
-    many spaces, a str is used as is, None writes one line).
-
-    With ``write`` (a text stream's ``write``), the text is handed to it in pieces
-    of about ``JSON_PIECE`` characters, in order, and None is returned; if
-    ``write`` raises, what it took is all that went out."""
+    # The reference's ``to_json(indent=...)``: the record as a JSON document, the
+    # text ``json.dumps(to_plain(obj), indent=indent)`` gives (an int indent is that
+    # many spaces, a str is used as is, None writes one line).
+    #
+    # With ``write`` (a text stream's ``write``), the text is handed to it in pieces
+    # of about ``JSON_PIECE`` characters, in order, and None is returned; if
+    # ``write`` raises, what it took is all that went out.
     cdef Writer w
     cdef Layout lay
     cdef bytes ind = None

@@ -370,9 +370,9 @@ cdef int _j_histogram(Writer* w, HistogramStream h, const HistSnap* s, int64_t s
 
 
 def json_data_points(data):
-    """The OTLP/JSON ``dataPoints`` array (UTF-8 bytes) of ``data``, a Sum, Gauge or
-    Histogram, written from its collection's snapshot; None when its points are to be
-    encoded instead."""
+    # The OTLP/JSON ``dataPoints`` array (UTF-8 bytes) of ``data``, a Sum, Gauge or
+    # Histogram, written from its collection's snapshot; None when its points are to be
+    # encoded instead.
     cdef int kind = _kind(data)
     cdef Snapshot snap = _records_of(data, kind)
     cdef Writer w

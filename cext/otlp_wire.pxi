@@ -772,12 +772,11 @@ cdef Py_ssize_t _last_size = MIN_BODY
 
 
 def encode_request(metrics_data, list failed=None, list dropped=None):
-    """Bytes of an ExportMetricsServiceRequest for ``metrics_data``.
-
-    A metric that cannot be encoded is left out and appended to ``failed`` as
-    ``(name, exception)``; an attribute whose value OTLP cannot carry is left
-    out and appended to ``dropped`` as ``(key, reason)``.
-    """
+    # Bytes of an ExportMetricsServiceRequest for ``metrics_data``.
+    #
+    # A metric that cannot be encoded is left out and appended to ``failed`` as
+    # ``(name, exception)``; an attribute whose value OTLP cannot carry is left
+    # out and appended to ``dropped`` as ``(key, reason)``.
     global _last_size
     cdef Writer w
     cdef bytes out
@@ -818,11 +817,10 @@ cdef uint64_t _read_varint(const uint8_t* p, Py_ssize_t n, Py_ssize_t* i) except
 
 
 def decode_fields(data):
-    """The top-level fields of a protobuf message: a list of ``(number, wire_type, value)``.
-
-    ``value`` is an int for varint and fixed-width fields (fixed ones unsigned, as
-    read) and bytes for length-delimited ones. Raises ValueError on malformed input.
-    """
+    # The top-level fields of a protobuf message: a list of ``(number, wire_type, value)``.
+    #
+    # ``value`` is an int for varint and fixed-width fields (fixed ones unsigned, as
+    # read) and bytes for length-delimited ones. Raises ValueError on malformed input.
     cdef bytes b = bytes(data)
     cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(b)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(b), i = 0

@@ -31,12 +31,12 @@ cdef tuple _EXEMPLAR_FIELDS = ("filtered_attributes", "value", "time_unix_nano",
 # -- Python containers of otelmetrics._model (a type lists its fields in ``_fields``)
 
 def dataclass_fields(tuple names):
-    """``__dataclass_fields__`` for a record type, so that ``dataclasses.fields``,
-    ``asdict``, ``astuple``, ``replace`` and ``is_dataclass`` treat it as the
-    reference's dataclasses (its constructor takes every field by name). A
-    descriptor: they read it through the type or an instance, and the Field objects
-    are made then, once (making the 93 of them at import was 4% of what
-    ``import otelmetrics`` costs)."""
+    # ``__dataclass_fields__`` for a record type, so that ``dataclasses.fields``,
+    # ``asdict``, ``astuple``, ``replace`` and ``is_dataclass`` treat it as the
+    # reference's dataclasses (its constructor takes every field by name). A
+    # descriptor: they read it through the type or an instance, and the Field objects
+    # are made then, once (making the 93 of them at import was 4% of what
+    # ``import otelmetrics`` costs).
     return _DataclassFields(names)
 
 
@@ -64,7 +64,7 @@ cdef class _DataclassFields:
 
 
 def fields_equal(a, b):
-    """Equality by fields for records of one type; NotImplemented across types."""
+    # Equality by fields for records of one type; NotImplemented across types.
     if type(a) is not type(b):
         return NotImplemented
     cdef str f
@@ -80,7 +80,7 @@ def fields_repr(obj):
 
 
 def to_plain(obj):
-    """JSON-ready builtins, recursively: records by their ``to_dict()``, bytes as hex."""
+    # JSON-ready builtins, recursively: records by their ``to_dict()``, bytes as hex.
     if hasattr(obj, "to_dict"):
         return to_plain(obj.to_dict())
     if isinstance(obj, dict):
@@ -93,9 +93,9 @@ def to_plain(obj):
 
 
 cdef class _Point:
-    """Shared behaviour: equality and repr by fields, conversion to plain dicts and
-    JSON, and the dataclass protocol (fields, asdict, replace), as the reference's
-    frozen dataclasses."""
+    # Shared behaviour: equality and repr by fields, conversion to plain dicts and
+    # JSON, and the dataclass protocol (fields, asdict, replace), as the reference's
+    # frozen dataclasses.
 
     def __eq__(self, other):
         return fields_equal(self, other)
@@ -110,7 +110,7 @@ cdef class _Point:
         return fields_repr(self)
 
     def to_dict(self):
-        """Plain dict (JSON-ready) in the reference SDK's field order."""
+        # Plain dict (JSON-ready) in the reference SDK's field order.
         return to_plain({f: getattr(self, f) for f in type(self)._fields})
 
     def to_json(self, indent=4):
@@ -125,7 +125,7 @@ cdef class _Point:
 
 @cython.no_gc
 cdef class _SeriesPoint(_Point):
-    """A point of one series: its attribute set as a dict, built on first read."""
+    # A point of one series: its attribute set as a dict, built on first read.
 
     @property
     def attributes(self):
@@ -143,6 +143,7 @@ cdef class _SeriesPoint(_Point):
 
 
 @cython.no_gc
+@cython.embedsignature(True)
 cdef class Exemplar(_Point):
     """A sampled measurement: value, time, dropped attributes and span context."""
 
@@ -158,6 +159,7 @@ cdef class Exemplar(_Point):
 
 
 @cython.no_gc
+@cython.embedsignature(True)
 cdef class NumberDataPoint(_SeriesPoint):
     """One series of a Sum or Gauge."""
 
@@ -173,6 +175,7 @@ cdef class NumberDataPoint(_SeriesPoint):
 
 
 @cython.no_gc
+@cython.embedsignature(True)
 cdef class HistogramDataPoint(_SeriesPoint):
     """One series of an explicit-bucket Histogram."""
 
@@ -194,6 +197,7 @@ cdef class HistogramDataPoint(_SeriesPoint):
 
 
 @cython.no_gc
+@cython.embedsignature(True)
 cdef class Buckets(_Point):
     """The positive or negative bucket range of an exponential histogram point."""
 
@@ -206,6 +210,7 @@ cdef class Buckets(_Point):
 
 
 @cython.no_gc
+@cython.embedsignature(True)
 cdef class ExponentialHistogramDataPoint(_SeriesPoint):
     """One series of a base-2 ExponentialHistogram."""
 

@@ -362,14 +362,14 @@ cdef inline int _put_braced(Text* out, const char* ls, Py_ssize_t ls_n) except -
 
 def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras not None, tuple les,
                        dict names not None, object label_name, object label_value):
-    """The sample lines (UTF-8 bytes) of the metric whose points ``snap`` would build,
-    as export/prometheus.py's points path renders them, or None (take that path).
-
-    ``sample``: the sample name (a counter's ``_total`` included), or for a histogram
-    (``les`` given: its ``le`` strings, "+Inf" last) the family name. ``extras``: the
-    scope and resource labels as a flat (k0, v0, ...) tuple, added to every series.
-    ``names``: attribute key -> label name, filled through ``label_name(key)``;
-    ``label_value(value)`` spells the values that are not str, bool, int64 or float."""
+    # The sample lines (UTF-8 bytes) of the metric whose points ``snap`` would build,
+    # as export/prometheus.py's points path renders them, or None (take that path).
+    #
+    # ``sample``: the sample name (a counter's ``_total`` included), or for a histogram
+    # (``les`` given: its ``le`` strings, "+Inf" last) the family name. ``extras``: the
+    # scope and resource labels as a flat (k0, v0, ...) tuple, added to every series.
+    # ``names``: attribute key -> label name, filled through ``label_name(key)``;
+    # ``label_value(value)`` spells the values that are not str, bool, int64 or float.
     cdef Stream stream = snap.stream
     cdef HistogramStream h = None
     cdef bint histogram = les is not None

@@ -37,7 +37,7 @@ from libc.string cimport memcpy, memset
 
 
 def time_ns():
-    """Wall clock in nanoseconds, the clock every timestamp of a stream uses."""
+    # Wall clock in nanoseconds, the clock every timestamp of a stream uses.
     return now_ns()
 
 
@@ -46,7 +46,7 @@ cdef Py_ssize_t MIN_CAP = 8
 
 
 cdef class Stream:
-    """Base stream: the attribute-set table. Subclasses add the aggregation."""
+    # Base stream: the attribute-set table. Subclasses add the aggregation.
 
     def __cinit__(self, Py_ssize_t limit=2000, bint delta=False, bint is_async=False,
                   object allowed_keys=None, object excluded_keys=None, *args, **kwargs):
@@ -76,7 +76,7 @@ cdef class Stream:
         PyMem_Free(self.spare)
 
     def _init_storage(self):
-        """Called by subclasses once their own fields are set."""
+        # Called by subclasses once their own fields are set.
         self._grow(min(MIN_CAP, self.limit))
 
     cdef int _grow(self, Py_ssize_t newcap) except -1:
@@ -235,32 +235,32 @@ cdef class Stream:
         self.n_live -= 1
 
     def set_owner(self, object owner):
-        """The instrument core that will record into this stream: its critical section
-        guards the stream from now on (before the stream is collected or recorded into)."""
+        # The instrument core that will record into this stream: its critical section
+        # guards the stream from now on (before the stream is collected or recorded into).
         self.owner = owner
 
     def set_start(self, int64_t start_ns):
-        """The instrument's creation time: the first delta interval's start."""
+        # The instrument's creation time: the first delta interval's start.
         self.created_ns = start_ns
         self.last_collect_ns = start_ns
 
     # -- exemplars (kept by exemplars.pxi) -----------------------------------
 
     def enable_exemplars(self, Py_ssize_t slots, bint aligned=False):
-        """Keep up to ``slots`` exemplars per series (``aligned``: one per
-        histogram bucket). Storage is allocated with the first sample."""
+        # Keep up to ``slots`` exemplars per series (``aligned``: one per
+        # histogram bucket). Storage is allocated with the first sample.
         if slots < 1:
             raise ValueError("exemplar reservoir size must be >= 1, got %d" % slots)
         self.ex = StreamExemplars(slots, aligned, self.cap, self.allowed, self.excluded)
 
     def enable_custom_exemplars(self, factory, aggregation_type, first=None):
-        """A user reservoir (``offer(value, time_unix_nano, attributes, context)``,
-        ``collect(point_attributes)``) per series, made by ``factory(aggregation_type)``."""
+        # A user reservoir (``offer(value, time_unix_nano, attributes, context)``,
+        # ``collect(point_attributes)``) per series, made by ``factory(aggregation_type)``.
         self.ex = StreamExemplars.custom(factory, aggregation_type, first, self.cap, self.allowed, self.excluded)
 
     @property
     def ex_k(self):
-        """Reservoir slots per series (0: no exemplars, or a user's reservoirs)."""
+        # Reservoir slots per series (0: no exemplars, or a user's reservoirs).
         return self.ex.k if self.ex is not None else 0
 
     cdef int offer(self, Py_ssize_t c, bint isint, int64_t iv, double dv, object attributes,
@@ -275,7 +275,7 @@ cdef class Stream:
     # -- bound handles -------------------------------------------------------
 
     def pin(self, object attributes):
-        """Cell for ``attributes`` (sanitised dict or None), kept for a bound handle."""
+        # Cell for ``attributes`` (sanitised dict or None), kept for a bound handle.
         cdef Py_ssize_t c
         with cython.critical_section(guard(self)):
             c = self.cell_for(attributes, True)
@@ -291,8 +291,8 @@ cdef class Stream:
     # -- recording (Python-level entry points; the instruments use the C ones) --
 
     def record(self, object value, object attributes=None):
-        """Record one measurement: an int that fits int64 or a float, with a
-        sanitised attribute dict (for tests; instruments use the C entry)."""
+        # Record one measurement: an int that fits int64 or a float, with a
+        # sanitised attribute dict (for tests; instruments use the C entry).
         cdef Py_ssize_t c
         cdef int64_t iv = 0
         cdef double dv = 0.0
@@ -352,12 +352,12 @@ cdef class Stream:
     # -- collection ------------------------------------------------------------
 
     cpdef list collect(self, int64_t now):
-        """Points for this collection interval, ending at ``now`` (ns)."""
+        # Points for this collection interval, ending at ``now`` (ns).
         return self.collect_snapshot(now).points()
 
     @property
     def series(self):
-        """Live series, not counting the overflow cell."""
+        # Live series, not counting the overflow cell.
         return self.n_live
 
     @property
@@ -379,11 +379,11 @@ cdef class Stream:
         return self.snap_size
 
     cpdef Snapshot collect_snapshot(self, int64_t now):
-        """This collection interval, ending at ``now`` (ns), as a Snapshot: the
-        exported cells copied (and for delta reset) in one Python-free pass into a
-        buffer the snapshot owns, so it stays valid whatever later collections do.
-        Points are built from it when asked (at once when exemplars were taken or
-        the stream's records are not stable)."""
+        # This collection interval, ending at ``now`` (ns), as a Snapshot: the
+        # exported cells copied (and for delta reset) in one Python-free pass into a
+        # buffer the snapshot owns, so it stays valid whatever later collections do.
+        # Points are built from it when asked (at once when exemplars were taken or
+        # the stream's records are not stable).
         cdef Py_ssize_t n_cells, c, k = 0, i
         cdef Py_ssize_t rec
         cdef Py_ssize_t need
@@ -458,10 +458,10 @@ cdef class Stream:
 
 
 cdef class Snapshot:
-    """One collection of one stream (made by ``Stream.collect_snapshot``): the
-    copied records, and the points built from them on the first ``points()``.
-    Its buffer goes back to the stream for the next collection when the snapshot
-    is dropped (the stream keeps one spare)."""
+    # One collection of one stream (made by ``Stream.collect_snapshot``): the
+    # copied records, and the points built from them on the first ``points()``.
+    # Its buffer goes back to the stream for the next collection when the snapshot
+    # is dropped (the stream keeps one spare).
 
     def __dealloc__(self):
         self._release()
@@ -471,13 +471,13 @@ cdef class Snapshot:
 
     @property
     def points_built(self):
-        """Whether the points exist (then an encoder reads them, not the records)."""
+        # Whether the points exist (then an encoder reads them, not the records).
         return self.built is not None
 
     cpdef list points(self):
-        """The points, built once from the records. The records stay until the
-        snapshot goes (another thread may be reading them); two threads asking at
-        once get the same list (the snapshot's critical section)."""
+        # The points, built once from the records. The records stay until the
+        # snapshot goes (another thread may be reading them); two threads asking at
+        # once get the same list (the snapshot's critical section).
         with cython.critical_section(self):
             return self._build()
 
@@ -509,10 +509,10 @@ cdef class Snapshot:
                                           (<int64_t *>(self.buf + i * self.rec))[0], self.now, [])
 
     def slice(self, Py_ssize_t start, Py_ssize_t stop):
-        """A snapshot of records ``start`` to ``stop`` (clamped, as a list slice), copied,
-        for a batch of an export: the byte writers write it from its records as from
-        this one's. None when this one's points are the data (built, or exemplars taken):
-        slice those."""
+        # A snapshot of records ``start`` to ``stop`` (clamped, as a list slice), copied,
+        # for a batch of an export: the byte writers write it from its records as from
+        # this one's. None when this one's points are the data (built, or exemplars taken):
+        # slice those.
         cdef Snapshot part
         cdef Py_ssize_t n
         with cython.critical_section(self):
