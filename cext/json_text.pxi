@@ -11,12 +11,13 @@ Invariants:
   key separators and line breaks of ``json`` with and without an indent, and
   ``json``'s TypeError for a value or key it cannot write. Tested byte for byte.
 - Written in one pass into one growing buffer: no plain copy of the record, no list
-  of fragments, no ``json`` import. A metric's points that are still its collection's
-  records are built one at a time as they are written and not kept. ``to_json(..., write=)`` hands the same text to a
-  stream's ``write`` in pieces of about ``JSON_PIECE`` bytes (each cut after an item of an
-  array or object), so the buffer stays that size however long the document. A record's ``to_dict()`` is made while it is
+  of fragments, no ``json`` import. A record's ``to_dict()`` is made while it is
   written and let go after (the console's document used to be held three times
-  over: the plain copy, the encoder's fragments, the text).
+  over: the plain copy, the encoder's fragments, the text). A metric's points that
+  are still its collection's records are built one at a time as they are written
+  and not kept. ``to_json(..., write=)`` hands the same text to a stream's ``write``
+  in pieces of about ``JSON_PIECE`` bytes (each cut after an item of an array or
+  object), so the buffer stays that size however long the document.
 - Nesting deeper than the interpreter's recursion limit raises RecursionError, as
   ``to_plain`` did.
 """
@@ -166,38 +167,20 @@ cdef int _t_value(Writer* w, Layout* lay, object v, Py_ssize_t level) except -1:
         Py_LeaveRecursiveCall()
 
 
-cdef int _t_record_of_snapshot(Writer* w, Layout* lay, object v, Snapshot snap,
-                               Py_ssize_t level) except -1:
-    """A metric's data whose points are still its collection's records (the model's
-    ``_Data``, whose ``to_dict()`` is its fields in order): that dict's text, with the
-    points built one at a time as they are written and let go, so a document never
-    holds them all (nor keeps them: a later reader builds them, as if never written)."""
-    cdef bint first = True
+cdef int _t_points(Writer* w, Layout* lay, Snapshot snap, Py_ssize_t level) except -1:
+    """A snapshot's points as the array of their ``to_dict()``s, each built as it is
+    written and let go (``Snapshot.point_at``), so a document never holds them all
+    (nor keeps them: a later reader builds them, as if never written)."""
     cdef Py_ssize_t i
-    _lit(w, b"{")
-    for field in type(v)._fields:
-        _t_separator(w, lay, level + 1, first)
-        first = False
-        _t_key(w, field)
-        _lit(w, b": ")
-        if field != "data_points":
-            _t_value(w, lay, getattr(v, field), level + 1)
-        elif snap.count == 0:
-            _lit(w, b"[]")
-        else:
-            _lit(w, b"[")
-            for i in range(snap.count):
-                point = snap.point_at(i)
-                if point is None:           # another thread built the points meanwhile
-                    point = snap.points()[i]
-                _t_separator(w, lay, level + 2, i == 0)
-                _t_value(w, lay, point, level + 2)
-                _t_piece(w, lay)
-            _t_break(w, lay, level + 1)
-            _lit(w, b"]")
+    if snap.count == 0:
+        return _lit(w, b"[]")
+    _lit(w, b"[")
+    for i in range(snap.count):
+        _t_separator(w, lay, level + 1, i == 0)
+        _t_value(w, lay, snap.point_at(i), level + 1)
         _t_piece(w, lay)
     _t_break(w, lay, level)
-    return _lit(w, b"}")
+    return _lit(w, b"]")
 
 
 cdef int _t_nested(Writer* w, Layout* lay, object v, Py_ssize_t level) except -1:
@@ -208,8 +191,13 @@ cdef int _t_nested(Writer* w, Layout* lay, object v, Py_ssize_t level) except -1
     if t is not dict and t is not list and t is not tuple and hasattr(v, "to_dict"):
         raw = getattr(v, "_data_points", None)
         if type(raw) is Snapshot and records_readable(<Snapshot>raw) and (<Snapshot>raw).ex is None:
-            return _t_record_of_snapshot(w, lay, v, <Snapshot>raw, level)
+            # A metric's data (the model's ``_Data``, whose ``to_dict()`` is its fields in
+            # order) with its points still records: that dict, the snapshot as its points.
+            return _t_value(w, lay, {f: raw if f == "data_points" else getattr(v, f)
+                                     for f in type(v)._fields}, level)
         return _t_value(w, lay, v.to_dict(), level)
+    if t is Snapshot:
+        return _t_points(w, lay, <Snapshot>v, level)
     if isinstance(v, dict):
         if not v:
             return _lit(w, b"{}")

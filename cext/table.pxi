@@ -499,12 +499,12 @@ cdef class Snapshot:
         return points
 
     cdef object point_at(self, Py_ssize_t i):
-        """Point ``i``, built from its record and not kept (the console's writer makes
-        them one at a time); None once the records are not the data (points built, or
-        exemplars taken: then ``points()``)."""
+        """Point ``i`` (0 <= i < count): built from its record and not kept (the console's
+        writer makes them one at a time), or, once the points are the data (built, or
+        exemplars taken), the built one."""
         with cython.critical_section(self):
-            if not records_readable(self) or self.ex is not None or not 0 <= i < self.count:
-                return None
+            if not records_readable(self) or self.ex is not None:
+                return self._build()[i]
             return self.stream.make_point(self.buf + i * self.rec + sizeof(int64_t), self.attrs[i],
                                           (<int64_t *>(self.buf + i * self.rec))[0], self.now, [])
 

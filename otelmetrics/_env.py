@@ -44,6 +44,7 @@ def call_in_child_after_fork(obj, method_name: str) -> None:
 
     os.register_at_fork(after_in_child=after_fork_in_child)
 
+
 OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
 OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"
 OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"

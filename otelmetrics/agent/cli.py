@@ -160,15 +160,11 @@ def _seconds(low: float, high: float):
     return convert
 
 
-def _text(text: str) -> str:
-    return text
-
-
 OPTIONS = (
     _Option("--exporter", "{console,otlp}", _choice("console", "otlp"),
             "where metrics go: JSON on stdout, or OTLP/HTTP (default: OTEL_METRICS_EXPORTER, "
             "else console; otlp if --endpoint is given)"),
-    _Option("--endpoint", "URL", _text,
+    _Option("--endpoint", "URL", str,
             "OTLP/HTTP collector, e.g. http://collector:4318 (/v1/metrics is added when the URL "
             "has no path); default: OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT, else http://localhost:4318"),
     _Option("--interval", "SECONDS", _seconds(*INTERVAL_RANGE),
@@ -183,10 +179,10 @@ OPTIONS = (
             "still waiting on the collector then is given up, and its data kept in the spool if "
             "there is one" % (SHUTDOWN_RANGE + (DEFAULT_SHUTDOWN_SECONDS,)),
             default=DEFAULT_SHUTDOWN_SECONDS),
-    _Option("--spool-dir", "DIR", _text,
+    _Option("--spool-dir", "DIR", str,
             "OTLP: keep undelivered requests in files in DIR, sent after a restart (default: "
             "OTELMETRICS_EXPORTER_SPOOL_DIR, else kept in memory only)"),
-    _Option("--root", "PATH", _text,
+    _Option("--root", "PATH", str,
             "where the host's /proc and /sys are, e.g. /host in a container that mounts the "
             "host's root there (default: /)", default="/"),
 )

@@ -44,14 +44,12 @@ class ConsoleMetricExporter(MetricExporter):
             return MetricExportResult.FAILURE
         out = self._out if self._out is not None else sys.stdout
         try:
-            if self._formatter is _document and type(metrics_data) is MetricsData:
-                with self._lock:
-                    to_json(metrics_data, 4, out.write)
-                    out.write(os.linesep)
-                    out.flush()
-                return MetricExportResult.SUCCESS
-            text = self._formatter(metrics_data)
+            # The default document of our data is written in pieces; anything else whole.
+            pieces = self._formatter is _document and type(metrics_data) is MetricsData
+            text = os.linesep if pieces else self._formatter(metrics_data)
             with self._lock:
+                if pieces:
+                    to_json(metrics_data, 4, out.write)
                 out.write(text)
                 out.flush()
             return MetricExportResult.SUCCESS
