@@ -5,6 +5,7 @@
     python benchmarks/bench.py --instructions   # instructions per call under callgrind (~3 min)
     python benchmarks/bench.py --memory         # peak RSS per series after a collection, fresh processes
     python benchmarks/bench.py --threads        # threads recording at once: scaling (~20 s)
+    python benchmarks/bench.py --imports        # instructions of each package's import (~1 min)
 
 Timing: absolute times depend on the machine and its load; the ratios, measured
 in the same process a few milliseconds apart, are what to compare between runs.
@@ -23,6 +24,14 @@ Memory (``--memory``): each SDK in fresh processes, one with a counter and a
 histogram of 2000 series each and one without (the same imports and attribute
 dicts), both after one collection and its OTLP encoding; the difference of their
 peak RSS / 2000 is one (sum + histogram) series.
+
+Imports (``--imports``, needs valgrind): instructions of ``python -c "import X"`` in a
+fresh interpreter (an empty directory, ``PYTHONHASHSEED=0``, the installed bytecode),
+counted two ways: the import alone (``import X; os._exit(0)`` less ``import os;
+os._exit(0)``: what the import statement costs the program, as ``-X importtime`` times
+it) and the whole process (``import X`` less ``pass``: the import, and the
+interpreter's exit freeing and collecting what it left). Set against a bare
+``import opentelemetry.metrics``, the API every SDK imports.
 
 Threads (``--threads``): 1, 2 and 4 threads each make the same number of
 ``counter.add(1, 3 attrs)`` calls at once, into one series of one counter, into a
@@ -281,20 +290,26 @@ def run_case(column: str, case: str, n: int) -> int:
     return 0
 
 
-def _callgrind_total(column: str, case: str, n: int) -> int:
+def _callgrind(args, what: str, cwd=None, env=None) -> int:
+    """Total instructions of ``python args...`` run under callgrind."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
-               sys.executable, os.path.abspath(__file__), "--run-case", column, case, str(n)]
-        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env = dict(os.environ if env is None else env, PYTHONHASHSEED="0")
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, sys.executable] + args
+        proc = subprocess.run(cmd, env=env, cwd=cwd or tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
         if proc.returncode != 0:
-            raise RuntimeError("%s / %s failed:\n%s" % (column, case, proc.stderr[-2000:]))
+            raise RuntimeError("%s failed:\n%s" % (what, proc.stderr[-2000:]))
         with open(out) as f:
             for line in f:
                 if line.startswith("summary:") or line.startswith("totals:"):
                     return int(line.split()[1])
-    raise RuntimeError("no totals in callgrind output for %s / %s" % (column, case))
+    raise RuntimeError("no totals in callgrind output for %s" % what)
+
+
+def _callgrind_total(column: str, case: str, n: int) -> int:
+    return _callgrind([os.path.abspath(__file__), "--run-case", column, case, str(n)],
+                      "%s / %s" % (column, case), cwd=os.getcwd())
 
 
 def instructions_per_call(column: str, case: str) -> float:
@@ -365,6 +380,60 @@ def instruction_table(columns, jobs: int) -> int:
                      "bound handle; it has no exponential histogram")
     notes.append("floor: d.get(1[, attrs]) on an empty dict in the same loop, plus hash() of a "
                  "6-tuple for the attribute cases")
+    for note in notes:
+        print("  note: " + note)
+    return 0
+
+
+# -- imports ------------------------------------------------------------------------
+
+# (label, module): the bare API first, the baseline of the ratios.
+IMPORTS = (("opentelemetry.metrics (the API)", "opentelemetry.metrics"),
+           ("otelmetrics", "otelmetrics"),
+           ("opentelemetry.sdk.metrics", "opentelemetry.sdk.metrics"),
+           ("prometheus_client", "prometheus_client"))
+
+
+def _process_instructions(statement: str) -> int:
+    """Instructions of a fresh ``python -c statement`` in an empty directory."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return _callgrind(["-c", statement], "python -c %r" % statement, env=env)
+
+
+def import_table(jobs: int) -> int:
+    """Instructions of each package's import, alone and with the process's exit."""
+    if shutil.which("valgrind") is None:
+        print("--imports needs valgrind (e.g. apt-get install -y valgrind)", file=sys.stderr)
+        return 2
+    rows, notes = [], []
+    for label, module in IMPORTS:
+        try:
+            __import__(module)
+        except ImportError:
+            notes.append("%s is not installed: no row" % module)
+        else:
+            rows.append((label, module))
+    statements = ["pass", "import os; os._exit(0)"]
+    for _, module in rows:
+        statements += ["import %s" % module, "import %s, os; os._exit(0)" % module]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        counts = dict(zip(statements, pool.map(_process_instructions, statements)))
+    print("instructions of an import in a fresh interpreter (callgrind, PYTHONHASHSEED=0), %s, Python %s"
+          % (platform.machine(), sys.version.split()[0]))
+    head = "%-34s%16s%10s%18s%10s" % ("import", "import alone", "ratio", "with the exit", "ratio")
+    print(head)
+    print("-" * len(head))
+    base_alone = base_whole = None
+    for label, module in rows:
+        alone = counts["import %s, os; os._exit(0)" % module] - counts["import os; os._exit(0)"]
+        whole = counts["import %s" % module] - counts["pass"]
+        if base_alone is None:
+            base_alone, base_whole = alone, whole
+        print("%-34s%14.1f M%9.3fx%16.1f M%9.3fx" % (label, alone / 1e6, alone / base_alone,
+                                                    whole / 1e6, whole / base_whole))
+    notes.append("import alone: python -c 'import X, os; os._exit(0)' less 'import os; os._exit(0)'; "
+                 "with the exit: 'import X' less 'pass' (the interpreter's exit frees and collects "
+                 "what the import left)")
     for note in notes:
         print("  note: " + note)
     return 0
@@ -594,6 +663,8 @@ def main(argv=None) -> int:
                     help="only the peak RSS per series after a collection (fresh processes)")
     ap.add_argument("--threads", action="store_true",
                     help="threads recording at once (scaling) instead of one-thread times")
+    ap.add_argument("--imports", action="store_true",
+                    help="instructions of each package's import under valgrind's callgrind")
     ap.add_argument("--run-case", nargs=3, metavar=("COLUMN", "CASE", "N"), help=argparse.SUPPRESS)
     ap.add_argument("--run-memory", nargs=3, metavar=("COLUMN", "SERIES", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -606,6 +677,8 @@ def main(argv=None) -> int:
         return run_case(column, case, int(n))
     if args.threads:
         return threads_table()
+    if args.imports:
+        return import_table(max(args.jobs, 1))
     if args.instructions:
         columns = [c for c, _ in COLUMNS if c in args.columns.split(",")]
         return instruction_table(columns, max(args.jobs, 1))
