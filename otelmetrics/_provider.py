@@ -6,6 +6,8 @@ It also owns its ``Diagnostics``: what the SDK dropped and why, counted always a
 warned about rarely (the reference SDK logs every bad call, which floods a device's
 log; here each (instrument, reason) pair warns at most once per
 ``WARN_INTERVAL_S`` seconds, with how many were dropped since the last warning).
+``Diagnostics`` is the one rate-limited warning of the SDK: exporters and servers
+keep one for their failures.
 Readers are duck-typed (anything with the reader protocol of
 ``otelmetrics.export.MetricReader``), so this layer never imports export/; a
 reader written for opentelemetry-sdk is held in a ``ReferenceReader`` that
@@ -19,7 +21,7 @@ import threading
 import time
 import weakref
 from collections import Counter as _Tally
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence
 
 from opentelemetry import metrics as api
 
@@ -37,13 +39,35 @@ WARN_INTERVAL_S = 60.0
 
 
 class Diagnostics:
-    """Per-provider tallies of dropped measurements and other self-observed events."""
+    """Events counted always and warned about rarely: each key warns at most once per
+    ``WARN_INTERVAL_S`` seconds, with how many times it happened since its last
+    warning. A provider's counts the measurements it dropped, by (instrument name,
+    reason); an exporter or a server keeps its own for its failures."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.dropped: _Tally = _Tally()          # (instrument name, reason) -> count
-        self._last_warn: Dict[Tuple[str, str], float] = {}
+        self.counts: _Tally = _Tally()           # key -> how many times, ever
+        self._last_warn: Dict[object, float] = {}
         self._since_warn: _Tally = _Tally()
+        self._reinit_lock_after_fork()
+        call_in_child_after_fork(self, "_reinit_lock_after_fork")
+
+    def _reinit_lock_after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+    def note(self, key, message: str, *args) -> None:
+        """Count one event under ``key``; log ``message % args`` unless ``key`` was
+        warned about less than ``WARN_INTERVAL_S`` seconds ago."""
+        now = time.monotonic()
+        with self._lock:
+            self.counts[key] += 1
+            self._since_warn[key] += 1
+            last = self._last_warn.get(key)
+            if last is not None and now - last < WARN_INTERVAL_S:
+                return
+            self._last_warn[key] = now
+            n = self._since_warn.pop(key)
+        _logger.warning(message + " (%d time(s)%s)", *args, n,
+                        "" if last is None else " in the last %.0f s" % (now - last))
 
     def reporter(self, instrument_name: str) -> Callable[[str], None]:
         """The callable an instrument core calls with a drop reason."""
@@ -52,23 +76,12 @@ class Diagnostics:
         return report
 
     def record_drop(self, name: str, reason: str) -> None:
-        key = (name, reason)
-        now = time.monotonic()
-        with self._lock:
-            self.dropped[key] += 1
-            self._since_warn[key] += 1
-            last = self._last_warn.get(key)
-            if last is not None and now - last < WARN_INTERVAL_S:
-                return
-            self._last_warn[key] = now
-            n = self._since_warn.pop(key)
-        _logger.warning("instrument %r: measurement %s (%d time(s)%s)", name, reason, n,
-                        "" if last is None else " in the last %.0f s" % (now - last))
+        self.note((name, reason), "instrument %r: measurement %s", name, reason)
 
     def totals_by_reason(self) -> Dict[str, int]:
         with self._lock:
             out: _Tally = _Tally()
-            for (_, reason), n in self.dropped.items():
+            for (_, reason), n in self.counts.items():
                 out[reason] += n
             return dict(out)
 
@@ -242,7 +255,6 @@ class MeterProvider(api.MeterProvider):
         """A lock held by a parent thread at fork time stays held forever in the
         child, where that thread does not exist: every lock gets a fresh copy."""
         self._lock = threading.Lock()
-        self._diagnostics._lock = threading.Lock()
         self._pipeline._lock = threading.RLock()
         self._pipeline._callback_lock = threading.Lock()
         self._pipeline._runner = None   # the parent's worker threads are gone: a new runner at first use
@@ -332,7 +344,7 @@ class MeterProvider(api.MeterProvider):
         exporter that has a ``stats()`` (the OTLP exporter's), added up."""
         d = self._diagnostics
         with d._lock:
-            per = {"%s: %s" % k: n for k, n in d.dropped.items()}
+            per = {"%s: %s" % k: n for k, n in d.counts.items()}
         out = {"dropped_by_reason": d.totals_by_reason(), "dropped": per}
         overflowed: Dict[str, int] = {}
         with self._pipeline._lock:

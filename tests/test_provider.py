@@ -2,14 +2,16 @@
 collected with the SDK (spec sections MeterConfigurator / MeterConfig, Instrument
 enabled, MetricProducer); stats(): dropped measurements by reason, overflow per stream,
 and the counters of the readers' exporters (exports, requests queued, dropped, bytes
-kept); the SDK's self-metrics."""
+kept); the SDK's self-metrics; Diagnostics, its counted and rate-limited warnings."""
 import io
 import logging
+import time
 
 import pytest
 from opentelemetry.metrics import Observation
 
 import otelmetrics
+from otelmetrics import _provider
 from otelmetrics.export import (
     ConsoleMetricExporter,
     InMemoryMetricReader,
@@ -113,6 +115,22 @@ EXPORTER_KEYS = {
     "requests_rejected", "requests_dropped_queue_full", "requests_dropped_shutdown", "queued_requests",
     "queued_bytes", "spooled_requests", "spooled_bytes", "spool_write_errors", "spool_files_skipped",
 }
+
+
+def test_diagnostics_count_every_event_and_warn_once_an_interval_with_the_tally(caplog, monkeypatch):
+    d = _provider.Diagnostics()
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        for _ in range(50):
+            d.note("a", "thing %s failed", "A")
+        d.note(("b", 1), "other")
+        assert [r.getMessage() for r in caplog.records] == ["thing A failed (1 time(s))", "other (1 time(s))"]
+        monkeypatch.setattr(_provider, "WARN_INTERVAL_S", 0.05)
+        time.sleep(0.06)
+        d.note("a", "thing %s failed", "A")        # the 49 held back, and this one
+        d.note(("b", 1), "other")
+    assert [r.getMessage()[:40] for r in caplog.records[2:]] == ["thing A failed (50 time(s) in the last 0",
+                                                                 "other (1 time(s) in the last 0 s)"]
+    assert d.counts == {"a": 51, ("b", 1): 2}
 
 
 def test_drops_and_overflow_without_an_exporter():

@@ -5,7 +5,6 @@ the stream in pieces as it is made (``to_json(..., write=)``): the memory it tak
 piece's, not the document's (3 MB of text for 2000 series)."""
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
@@ -13,9 +12,9 @@ from typing import IO, Callable, Optional
 
 from otelmetrics._model import MetricsData
 from otelmetrics._native import to_json
+from otelmetrics._provider import Diagnostics
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
 
-_logger = logging.getLogger("otelmetrics")
 
 
 def _document(metrics_data) -> str:
@@ -38,6 +37,7 @@ class ConsoleMetricExporter(MetricExporter):
         self._formatter = formatter
         self._lock = threading.Lock()
         self._shutdown = False
+        self._failures = Diagnostics()   # a stream that fails every export warns once a minute
 
     def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
         if self._shutdown:
@@ -54,7 +54,7 @@ class ConsoleMetricExporter(MetricExporter):
                 out.flush()
             return MetricExportResult.SUCCESS
         except Exception as e:
-            _logger.warning("ConsoleMetricExporter: %s: %s", type(e).__name__, e)
+            self._failures.note(type(e), "ConsoleMetricExporter: export failed: %s: %s", type(e).__name__, e)
             return MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

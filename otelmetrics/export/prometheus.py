@@ -37,13 +37,13 @@ import math
 import re
 import socket
 import threading
-import time
 import weakref
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import chain, count
 from typing import Callable, List, Optional, Tuple
 
 from otelmetrics._native import Snapshot, prometheus_samples
+from otelmetrics._provider import Diagnostics
 from otelmetrics.export._readers import MetricReader
 
 __all__ = ["PrometheusMetricReader", "PrometheusServer", "start_http_server"]
@@ -55,7 +55,6 @@ OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset
 _OPENMETRICS_VERSIONS = ("", "1.0.0", "0.0.1")
 _TEXT_VERSIONS = ("", "0.0.4")
 _EXEMPLAR_MAX_RUNES = 128       # OpenMetrics: the exemplar's label names and values together
-_WARN_INTERVAL_S = 60.0
 
 # -- names, units and labels ------------------------------------------------------
 
@@ -591,19 +590,8 @@ _reader_ids = count()
 _DEFAULT_REGISTRY = object()
 
 
-class _RateLimitedWarning:
-    def __init__(self) -> None:
-        self._last = {}
-
-    def __call__(self, key: str, message: str, *args) -> None:
-        now = time.monotonic()
-        last = self._last.get(key)
-        if last is None or now - last >= _WARN_INTERVAL_S:
-            self._last[key] = now
-            _logger.warning(message, *args)
-
-
-_warn_once_a_minute = _RateLimitedWarning()
+# Warnings of scrapes and of metrics dropped outside any provider, counted and rate-limited.
+_warnings = Diagnostics()
 
 
 class PrometheusMetricReader(MetricReader):
@@ -814,7 +802,7 @@ class _Handler(BaseHTTPRequestHandler):
             if zipped:
                 body = gzip.compress(body, compresslevel=6)
         except Exception as e:
-            _warn_once_a_minute("scrape", "prometheus scrape failed: %s: %s", type(e).__name__, e)
+            _warnings.note("scrape", "prometheus scrape failed: %s: %s", type(e).__name__, e)
             status, ctype, body, zipped = 500, "text/plain; charset=utf-8", b"scrape failed\n", False
         self._answer(status, ctype, body, zipped)
 
@@ -893,7 +881,7 @@ class PrometheusServer:
 
 
 def _warn_drop_global(name: str, reason: str) -> None:
-    _warn_once_a_minute(name + reason, "metric %r %s", name, reason)
+    _warnings.note((name, reason), "metric %r %s", name, reason)
 
 
 def start_http_server(port: int, addr: str = "0.0.0.0",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import tracemalloc
 
@@ -139,10 +140,21 @@ def test_a_given_formatter_and_foreign_data_keep_the_one_string_path():
     assert out.getvalue() == data.to_json() + os.linesep
 
 
-def test_a_failing_stream_fails_the_export_and_never_raises():
-    class Broken(io.StringIO):
-        def write(self, text):
-            raise OSError("no space left on device")
+class _Broken(io.StringIO):
+    def write(self, text):
+        raise OSError("no space left on device")
 
-    assert OURS.export.ConsoleMetricExporter(out=Broken()).export(_collection(3)) \
+
+def test_a_failing_stream_fails_the_export_and_never_raises():
+    assert OURS.export.ConsoleMetricExporter(out=_Broken()).export(_collection(3)) \
         is OURS.export.MetricExportResult.FAILURE
+
+
+def test_a_stream_that_fails_every_export_warns_once_a_minute_and_counts(caplog):
+    exporter = OURS.export.ConsoleMetricExporter(out=_Broken())
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        results = {exporter.export(_collection(3)) for _ in range(20)}
+    assert results == {OURS.export.MetricExportResult.FAILURE}
+    assert [r.getMessage() for r in caplog.records] == [
+        "ConsoleMetricExporter: export failed: OSError: no space left on device (1 time(s))"]
+    assert exporter._failures.counts == {OSError: 20}

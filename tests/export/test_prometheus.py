@@ -495,6 +495,26 @@ def test_content_negotiation_and_gzip(served):
     assert not accepts_gzip("gzip;q=0") and accepts_gzip("br, gzip") and not accepts_gzip("")
 
 
+def test_a_failing_scrape_answers_500_and_warns_once_a_minute_with_a_count(served, caplog, monkeypatch):
+    from otelmetrics.export import prometheus
+
+    url, _, _, server = served
+
+    def broken(accept):
+        raise MemoryError("no room for the text")
+
+    monkeypatch.setattr(server, "_scrape", broken)
+    before = prometheus._warnings.counts["scrape"]
+    with caplog.at_level("WARNING", logger="otelmetrics"):
+        answers = [_get(url) for _ in range(3)]
+    assert [(status, body) for status, _, body in answers] == [(500, b"scrape failed\n")] * 3
+    assert prometheus._warnings.counts["scrape"] == before + 3
+    warned = [r.getMessage() for r in caplog.records if "scrape failed" in r.getMessage()]
+    # One warning for the three (none at all if an earlier test's failure warned within the minute).
+    assert len(warned) == (0 if before else 1)
+    assert all(m.startswith("prometheus scrape failed: MemoryError: no room for the text (") for m in warned)
+
+
 def test_two_scrapers_at_once_get_consistent_answers(served):
     url, provider, _, _ = served
     h = provider.get_meter("m").create_histogram("h")
