@@ -25,6 +25,13 @@ from otelmetrics._native import narrow_bucket_limit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
+# grpcio's fork handlers (on by default) restart its poller thread in a forked child; where
+# subprocess forks (Python 3.9: 3.10 and later use vfork, which runs no handlers) the child
+# closing its inherited files makes that thread abort the child before it execs (a server a
+# test starts dies at once, 1 Popen in 20 after the OTLP/gRPC tests). No test uses gRPC in a
+# forked child. Read when grpc is first imported, after this.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 settings.register_profile("default", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("emulated", max_examples=12, deadline=None,
