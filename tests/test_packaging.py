@@ -1,8 +1,10 @@
-"""Packaging: the CI workflows, the cibuildwheel configuration and the platform recipes.
+"""Packaging: the CI workflows, the cibuildwheel configuration and the platform recipes,
+and the license the installed distribution carries.
 
-These read files of the source tree (not the installed package); a run without the tree
-next to the tests (e.g. tests copied elsewhere) skips them.
+All but the last read files of the source tree (not the installed package); a run without
+the tree next to the tests (e.g. tests copied elsewhere) skips them.
 """
+import importlib.metadata
 import importlib.util
 import os
 import re
@@ -225,6 +227,16 @@ def test_release_flags_in_setup_are_portable():
         text = f.read()
     assert "-O2" in text
     assert not re.search(r"""["']-m(arch|cpu|tune)=native["']""", text)
+
+
+def test_the_installed_distribution_carries_the_license_text():
+    dist = importlib.metadata.distribution("otelmetrics")
+    assert dist.metadata["License-Expression"] == "Apache-2.0"
+    assert dist.metadata.get_all("License-File") == ["LICENSE"]
+    text = dist.read_text("licenses/LICENSE")
+    assert text is not None, "no .dist-info/licenses/LICENSE in the installed distribution"
+    assert "Apache License" in text[:100] and "Version 2.0, January 2004" in text[:200]
+    assert "END OF TERMS AND CONDITIONS" in text and len(text) == 11358
 
 
 if __name__ == "__main__":
