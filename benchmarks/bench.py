@@ -391,6 +391,8 @@ def instruction_table(columns, jobs: int) -> int:
 IMPORTS = (("opentelemetry.metrics (the API)", "opentelemetry.metrics"),
            ("otelmetrics", "otelmetrics"),
            ("opentelemetry.sdk.metrics", "opentelemetry.sdk.metrics"),
+           ("otelmetrics.export", "otelmetrics.export"),               # what a program imports
+           ("opentelemetry.sdk.metrics.export", "opentelemetry.sdk.metrics.export"),
            ("prometheus_client", "prometheus_client"))
 
 
