@@ -16,7 +16,6 @@ from otelmetrics._provider import Diagnostics
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
 
 
-
 def _document(metrics_data) -> str:
     """The default formatter, the reference's: the JSON document and a line break."""
     return metrics_data.to_json() + os.linesep
