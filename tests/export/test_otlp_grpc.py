@@ -83,7 +83,8 @@ class GrpcServer:
     def __init__(self, port=0, tls=None):
         self.replies, self.received = [], []
         self.release = threading.Event()
-        self.server = grpc.server(futures.ThreadPoolExecutor(4))
+        self._pool = futures.ThreadPoolExecutor(4)
+        self.server = grpc.server(self._pool)
         handler = grpc.unary_unary_rpc_method_handler(self._export)   # no deserializer: bytes
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Export": handler}),))
         address = "127.0.0.1:%d" % port
@@ -115,6 +116,7 @@ class GrpcServer:
     def close(self):
         self.release.set()
         self.server.stop(0).wait(5)
+        self._pool.shutdown(wait=False)      # its idle threads would outlive the test
 
     def __enter__(self):
         return self
