@@ -190,7 +190,7 @@ cdef int _t_nested(Writer* w, Layout* lay, object v, Py_ssize_t level) except -1
     t = type(v)
     if t is not dict and t is not list and t is not tuple and hasattr(v, "to_dict"):
         raw = getattr(v, "_data_points", None)
-        if type(raw) is Snapshot and records_readable(<Snapshot>raw) and (<Snapshot>raw).ex is None:
+        if type(raw) is Snapshot and records_readable(<Snapshot>raw):
             # A metric's data (the model's ``_Data``, whose ``to_dict()`` is its fields in
             # order) with its points still records: that dict, the snapshot as its points.
             return _t_value(w, lay, {f: raw if f == "data_points" else getattr(v, f)

@@ -124,6 +124,7 @@ cdef class Snapshot:
     cdef list built                         # the points, once built
     cpdef list points(self)
     cdef list _build(self)
+    cdef object _point(self, Py_ssize_t i, object now, list exemplars)
     cdef object point_at(self, Py_ssize_t i)
     cdef void _release(self) noexcept
 
@@ -194,7 +195,8 @@ cdef inline void touch(Stream s, Py_ssize_t c) noexcept:
 
 
 cdef inline bint records_readable(Snapshot snap) noexcept:
-    """Whether an encoder may write ``snap`` from its records (otlp_wire.pxi,
-    prometheus_text.pxi): they are there and no points were built (once built,
-    with the exemplars taken, if any, the points are the data)."""
-    return snap.buf != NULL and snap.built is None
+    """Whether ``snap``'s records are its data, to be written or sliced from them
+    (otlp_wire.pxi, prometheus_text.pxi, json_text.pxi, Snapshot.point_at and slice):
+    they are there, no points were built and no exemplars were taken (once taken, the
+    points, built with them, are the data)."""
+    return snap.buf != NULL and snap.built is None and snap.ex is None

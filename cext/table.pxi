@@ -482,8 +482,7 @@ cdef class Snapshot:
             return self._build()
 
     cdef list _build(self):
-        cdef Py_ssize_t i, rec = self.rec
-        cdef char *buf = self.buf
+        cdef Py_ssize_t i
         cdef list points
         cdef TakenExemplars ex = self.ex
         if self.built is not None:
@@ -491,22 +490,24 @@ cdef class Snapshot:
         points = [None] * self.count
         py_now = self.now
         for i in range(self.count):
-            points[i] = self.stream.make_point(buf + i * rec + sizeof(int64_t), self.attrs[i],
-                                               (<int64_t *>(buf + i * rec))[0], py_now,
-                                               ex.build(i, self.attrs[i]) if ex is not None else [])
+            points[i] = self._point(i, py_now, ex.build(i, self.attrs[i]) if ex is not None else [])
         self.built = points
         self.ex = None
         return points
 
+    cdef object _point(self, Py_ssize_t i, object now, list exemplars):
+        """The point of record ``i`` (its start time first, then the stream's record)."""
+        cdef char *rec = self.buf + i * self.rec
+        return self.stream.make_point(rec + sizeof(int64_t), self.attrs[i], (<int64_t *>rec)[0], now,
+                                      exemplars)
+
     cdef object point_at(self, Py_ssize_t i):
         """Point ``i`` (0 <= i < count): built from its record and not kept (the console's
-        writer makes them one at a time), or, once the points are the data (built, or
-        exemplars taken), the built one."""
+        writer makes them one at a time), or, once the points are the data, the built one."""
         with cython.critical_section(self):
-            if not records_readable(self) or self.ex is not None:
+            if not records_readable(self):
                 return self._build()[i]
-            return self.stream.make_point(self.buf + i * self.rec + sizeof(int64_t), self.attrs[i],
-                                          (<int64_t *>(self.buf + i * self.rec))[0], self.now, [])
+            return self._point(i, self.now, [])
 
     def slice(self, Py_ssize_t start, Py_ssize_t stop):
         # A snapshot of records ``start`` to ``stop`` (clamped, as a list slice), copied,
@@ -516,7 +517,7 @@ cdef class Snapshot:
         cdef Snapshot part
         cdef Py_ssize_t n
         with cython.critical_section(self):
-            if not records_readable(self) or self.ex is not None:
+            if not records_readable(self):
                 return None
             start = min(max(start, 0), self.count)
             stop = min(max(stop, start), self.count)
