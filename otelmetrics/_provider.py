@@ -48,11 +48,7 @@ class Diagnostics:
         self.counts: _Tally = _Tally()           # key -> how many times, ever
         self._last_warn: Dict[object, float] = {}
         self._since_warn: _Tally = _Tally()
-        self._reinit_lock_after_fork()
-        call_in_child_after_fork(self, "_reinit_lock_after_fork")
-
-    def _reinit_lock_after_fork(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()   # re-created in a forked child by the provider's fork hook
 
     def note(self, key, message: str, *args) -> None:
         """Count one event under ``key``; log ``message % args`` unless ``key`` was
@@ -255,6 +251,7 @@ class MeterProvider(api.MeterProvider):
         """A lock held by a parent thread at fork time stays held forever in the
         child, where that thread does not exist: every lock gets a fresh copy."""
         self._lock = threading.Lock()
+        self._diagnostics._lock = threading.Lock()
         self._pipeline._lock = threading.RLock()
         self._pipeline._callback_lock = threading.Lock()
         self._pipeline._runner = None   # the parent's worker threads are gone: a new runner at first use

@@ -27,6 +27,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 import otelmetrics
+from otelmetrics._provider import Diagnostics
 from otelmetrics.export import (
     Gauge,
     InstrumentationScope,
@@ -39,6 +40,7 @@ from otelmetrics.export import (
     ScopeMetrics,
     start_http_server,
 )
+from otelmetrics.export import prometheus
 from otelmetrics.export.prometheus import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
@@ -496,9 +498,6 @@ def test_content_negotiation_and_gzip(served):
 
 
 def test_a_failing_scrape_answers_500_and_warns_once_a_minute_with_a_count(served, caplog, monkeypatch):
-    from otelmetrics._provider import Diagnostics
-    from otelmetrics.export import prometheus
-
     url, _, _, server = served
 
     def broken(accept):
