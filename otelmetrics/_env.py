@@ -1,7 +1,8 @@
 """The process's environment: its variables (``OTEL_*`` and ``OTELMETRICS_*``), read
 and validated in one place, and its forks: no other module reads ``os.environ`` or
 registers a fork hook (``call_in_child_after_fork`` re-initialises an object's
-threads and locks, or its identity, in a forked child). This module only
+threads and locks, or its identity, in a forked child; one process-wide hook calls
+them all, in the order they asked, and forgets an object once it is collected). This module only
 reads and checks values; what builds exporters and readers from them lives with
 those (``otelmetrics.export``). It imports nothing of otelmetrics. The OTLP
 exporters' own settings (endpoint, headers, timeout, compression, TLS files, the
@@ -24,25 +25,45 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import weakref
 from typing import Dict, List, Optional, Tuple
 
 _logger = logging.getLogger("otelmetrics")
 
 
+# Objects to re-initialise in a forked child, in the order they asked: one process-wide
+# hook calls them (``os.register_at_fork`` has no unregister, so a hook per object would
+# grow for as long as a program makes providers and exporters). An entry leaves when its
+# object is collected.
+_in_child: Dict[int, Tuple["weakref.ref", str]] = {}
+_in_child_keys = [0]
+_in_child_lock = threading.Lock()    # re-created in the child: a parent thread may hold it
+
+
 def call_in_child_after_fork(obj, method_name: str) -> None:
     """Call ``obj.<method_name>()`` in every child forked from now on, as long as
-    ``obj`` is alive (held weakly: the hook does not keep it)."""
+    ``obj`` is alive (held weakly: the hook does not keep it), after the calls asked
+    for before it."""
     if not hasattr(os, "register_at_fork"):
         return
-    ref = weakref.ref(obj)
+    with _in_child_lock:
+        if not _in_child_keys[0]:
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+        key = _in_child_keys[0] = _in_child_keys[0] + 1
+        _in_child[key] = (weakref.ref(obj, lambda _, key=key: _in_child.pop(key, None)), method_name)
 
-    def after_fork_in_child() -> None:
+
+def _after_fork_in_child() -> None:
+    global _in_child_lock
+    _in_child_lock = threading.Lock()
+    for ref, method_name in list(_in_child.values()):
         target = ref()
         if target is not None:
-            getattr(target, method_name)()
-
-    os.register_at_fork(after_in_child=after_fork_in_child)
+            try:
+                getattr(target, method_name)()
+            except Exception:   # one object's failure must not leave the others un-reset
+                _logger.exception("otelmetrics: re-initialising %r in a forked child failed", target)
 
 
 OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"

@@ -48,7 +48,7 @@ class Diagnostics:
         self.counts: _Tally = _Tally()           # key -> how many times, ever
         self._last_warn: Dict[object, float] = {}
         self._since_warn: _Tally = _Tally()
-        self._lock = threading.Lock()   # re-created in a forked child by the provider's fork hook
+        self._lock = threading.Lock()   # re-created in a forked child by its owner's fork hook
 
     def note(self, key, message: str, *args) -> None:
         """Count one event under ``key``; log ``message % args`` unless ``key`` was
@@ -64,6 +64,9 @@ class Diagnostics:
             n = self._since_warn.pop(key)
         _logger.warning(message + " (%d time(s)%s)", *args, n,
                         "" if last is None else " in the last %.0f s" % (now - last))
+
+    def _reinit_locks_after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def reporter(self, instrument_name: str) -> Callable[[str], None]:
         """The callable an instrument core calls with a drop reason."""
@@ -251,7 +254,7 @@ class MeterProvider(api.MeterProvider):
         """A lock held by a parent thread at fork time stays held forever in the
         child, where that thread does not exist: every lock gets a fresh copy."""
         self._lock = threading.Lock()
-        self._diagnostics._lock = threading.Lock()
+        self._diagnostics._reinit_locks_after_fork()
         self._pipeline._lock = threading.RLock()
         self._pipeline._callback_lock = threading.Lock()
         self._pipeline._runner = None   # the parent's worker threads are gone: a new runner at first use

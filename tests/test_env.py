@@ -1,5 +1,11 @@
-"""The OpenTelemetry SDK environment variables: defaults, precedence, invalid values."""
+"""The OpenTelemetry SDK environment variables: defaults, precedence, invalid values; and
+the process's fork hooks (``call_in_child_after_fork``)."""
+import gc
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 import urllib.parse
 
 import pytest
@@ -14,6 +20,7 @@ from otelmetrics.export import _exporter as prefs
 from otelmetrics.export import AggregationTemporality as T
 from otelmetrics.export.otlp import OTLPMetricExporter
 from otelmetrics.view import ExplicitBucketHistogramAggregation, ExponentialBucketHistogramAggregation
+from _util import NEUTRAL_CWD, run_in_child
 
 OTEL_VARS = [
     "OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_METRICS_EXPORTER",
@@ -269,3 +276,68 @@ def test_unquote_examples():
                  "%F0%9F%98%80", "%ED%A0%80"):
         assert config.unquote(text) == urllib.parse.unquote(text), text
 
+
+# -- fork hooks -----------------------------------------------------------------------
+
+class _Resettable:
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+        config.call_in_child_after_fork(self, "reset")
+
+    def reset(self):
+        if self.name == "fails":
+            raise RuntimeError("cannot reset")
+        self.log.append(self.name)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_hooks_run_in_the_child_in_the_order_asked_and_one_failure_stops_none():
+    log = []
+    keep = [_Resettable(name, log) for name in ("first", "fails", "last")]
+    status, got = run_in_child(lambda: log)
+    assert status == "ok" and got == ["first", "last"]
+    assert log == [] and len(keep) == 3          # the parent runs none
+
+
+def test_fork_hooks_of_collected_objects_leave_the_registry():
+    gc.collect()
+    before = len(config._in_child)
+    made = [_Resettable(str(i), []) for i in range(1000)]
+    assert len(config._in_child) == before + 1000
+    del made
+    gc.collect()
+    assert len(config._in_child) == before
+
+
+def test_one_process_hook_however_many_providers_and_exporters_a_program_makes():
+    # os.register_at_fork has no unregister: a hook per object would grow without bound.
+    script = textwrap.dedent("""
+        import gc, io, os
+        calls = []
+        real = os.register_at_fork
+        os.register_at_fork = lambda **kw: (calls.append(kw), real(**kw))
+        import otelmetrics
+        from otelmetrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+        from otelmetrics.export.otlp import OTLPMetricExporter
+        from otelmetrics.export.prometheus import PrometheusMetricReader
+        from otelmetrics import _env
+        before = len(_env._in_child)
+        for _ in range(50):
+            readers = [PeriodicExportingMetricReader(ConsoleMetricExporter(out=io.StringIO())),
+                       PeriodicExportingMetricReader(OTLPMetricExporter("http://127.0.0.1:9/v1/metrics",
+                                                                     timeout=0.05)),
+                       PrometheusMetricReader()]
+            mp = otelmetrics.MeterProvider(metric_readers=readers)
+            mp.get_meter("m").create_counter("c").add(1)
+            mp.shutdown()
+        del mp, readers
+        gc.collect()
+        ours = [f for kw in calls for f in kw.values() if f.__module__.startswith("otelmetrics")]
+        print(len(ours), len(_env._in_child) - before)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], cwd=NEUTRAL_CWD, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    hooks, left = map(int, out.stdout.split())
+    assert hooks == 1
+    assert left == 0       # each provider and exporter asked for one; the collected ones are gone

@@ -15,9 +15,10 @@ What the child keeps (checked below):
   exports the same measurements at its next collection, so they are counted
   twice downstream. What the parent collected before the fork is not exported
   again.
-- A PeriodicExportingMetricReader restarts its thread in the child (an
-  ``os.register_at_fork`` hook) and exports from it, on the same interval
-  and exporter object (a copy of the parent's).
+- A PeriodicExportingMetricReader restarts its thread in the child (the
+  provider's fork hook, after the provider's own locks are new) and exports
+  from it, on the same interval and exporter object (a copy of the parent's).
+  The exporters' own fork behaviour is tested with them (tests/export).
 
 A child that must report on its own should create its MeterProvider after the
 fork (or shut the inherited one down and build a new one).
@@ -25,13 +26,9 @@ fork (or shut the inherited one down and build a new one).
 Each test forks, runs a body in the child and reports back through a pipe; a
 child that hangs is killed after a deadline and its stack is shown.
 """
-import faulthandler
-import json
 import os
-import select
 import threading
 import time
-import traceback
 
 import pytest
 
@@ -39,62 +36,9 @@ import otelmetrics
 from otelmetrics.export import (InMemoryMetricReader, MetricExporter, MetricExportResult,
                                 PeriodicExportingMetricReader)
 
-from _util import ALL_DELTA, by_attrs, points
+from _util import ALL_DELTA, by_attrs, points, run_in_child
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-
-CHILD_DEADLINE_S = 5.0
-
-
-def run_in_child(body, deadline=CHILD_DEADLINE_S):
-    """Fork; the child runs ``body()`` and sends back its JSON-able result.
-
-    Returns ("ok", result), ("error", traceback) or ("hung", child's stacks).
-    """
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never return into pytest
-        code = 1
-        try:
-            os.close(r)
-            out = open(w, "w", closefd=False)
-            faulthandler.dump_traceback_later(deadline, exit=True, file=out)
-            try:
-                msg = {"ok": body()}
-                code = 0
-            except BaseException:
-                msg = {"error": traceback.format_exc()}
-            faulthandler.cancel_dump_traceback_later()
-            os.write(w, json.dumps(msg).encode())
-        finally:
-            os._exit(code)
-    os.close(w)
-    chunks, end = [], time.monotonic() + deadline + 5
-    try:
-        while time.monotonic() < end:
-            ready, _, _ = select.select([r], [], [], 0.05)
-            if ready:
-                chunk = os.read(r, 65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-    finally:
-        os.close(r)
-    for _ in range(100):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.01)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    text = b"".join(chunks).decode(errors="replace")
-    try:
-        msg = json.loads(text)
-    except ValueError:
-        return "hung", text       # faulthandler's dump of the stuck child
-    return ("ok", msg["ok"]) if "ok" in msg else ("error", msg["error"])
-
 
 def flat(data):
     """{"name k=v,...": value or count} of a MetricsData (None: {})."""

@@ -10,6 +10,7 @@ import sys
 import threading
 from typing import IO, Callable, Optional
 
+from otelmetrics._env import call_in_child_after_fork
 from otelmetrics._model import MetricsData
 from otelmetrics._native import to_json
 from otelmetrics._provider import Diagnostics
@@ -37,6 +38,12 @@ class ConsoleMetricExporter(MetricExporter):
         self._lock = threading.Lock()
         self._shutdown = False
         self._failures = Diagnostics()   # a stream that fails every export warns once a minute
+        call_in_child_after_fork(self, "_reinit_locks_after_fork")
+
+    def _reinit_locks_after_fork(self) -> None:
+        # A parent thread writing an export at the fork holds the lock forever in the child.
+        self._lock = threading.Lock()
+        self._failures._reinit_locks_after_fork()
 
     def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs) -> MetricExportResult:
         if self._shutdown:

@@ -288,7 +288,6 @@ class PeriodicExportingMetricReader(MetricReader):
         self._shutdown_done = False
         self._shutdown_started = False
         self._thread: Optional[threading.Thread] = None
-        _env.call_in_child_after_fork(self, "_restart_after_fork")
 
     def _register(self, provider) -> None:
         # The schedule starts when a provider registers the reader: before that a tick
@@ -304,8 +303,11 @@ class PeriodicExportingMetricReader(MetricReader):
         self._thread = threading.Thread(target=self._run, name="otelmetrics-periodic-reader", daemon=True)
         self._thread.start()
 
-    def _restart_after_fork(self) -> None:
-        # The parent's thread and locks do not exist in the child: fresh ones.
+    def _reinit_locks_after_fork(self) -> None:
+        # The parent's thread and locks do not exist in the child: fresh ones. The
+        # provider calls this after re-creating its own locks, so the new thread
+        # finds none of the parent's.
+        super()._reinit_locks_after_fork()
         self._export_lock = threading.Lock()
         self._backlog = _Backlog()     # the parent exports what waited there
         self._stop = threading.Event()

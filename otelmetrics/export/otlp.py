@@ -133,6 +133,13 @@ class OTLPMetricExporter(MetricExporter):
         self._shutdown_event = threading.Event()
         self._store = RequestStore(kept, self._shutdown_event)
         self._counts = dict.fromkeys(("exports_succeeded", "exports_failed"), 0)
+        _env.call_in_child_after_fork(self, "_reinit_after_fork")
+
+    def _reinit_after_fork(self) -> None:
+        # A parent thread exporting at the fork holds the lock, and the connection is the
+        # parent's: the child's exports get a fresh lock and a connection of their own.
+        self._lock = threading.Lock()
+        self._transport.leave_to_parent()
 
     @staticmethod
     def _open_transport(settings: otlp_settings.OTLPSettings, tls_fall_back: bool) -> Transport:

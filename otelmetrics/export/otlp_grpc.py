@@ -160,6 +160,12 @@ class GrpcTransport:
         if future is not None:
             future.cancel()   # the send in progress returns a RETRYABLE outcome
 
+    def leave_to_parent(self) -> None:
+        # Nothing to let go of: grpcio's own fork support (on unless GRPC_ENABLE_FORK_SUPPORT
+        # turns it off) makes the inherited channel the child's; with it off, gRPC is not
+        # usable in a forked child at all, with any channel.
+        pass
+
     def _call(self):
         if self._export is None:
             if self._credentials is None:

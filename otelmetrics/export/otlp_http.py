@@ -247,6 +247,15 @@ class HttpTransport:
             except OSError:
                 pass
 
+    def leave_to_parent(self) -> None:
+        # The child's copy of the socket is closed (the parent's connection stays open: a
+        # TCP connection ends with its last descriptor); a lookup the parent was waiting
+        # for has no thread here.
+        self.close()
+        self._aborted = False
+        self._lookup = None
+        self._wake = threading.Event()
+
     # ------------------------------------------------------------ the connection
 
     def _connection(self, deadline: float) -> _Connection:

@@ -79,6 +79,10 @@ class Transport(Protocol):
     def abort(self) -> None:
         """From another thread: make a ``send`` in progress return soon (as a failed try)."""
 
+    def leave_to_parent(self) -> None:
+        """In a forked child: let go of the parent's connection without touching it (it
+        is the parent's still); the child's next ``send`` opens one of its own."""
+
 
 # ---------------------------------------------------------------- requests
 

@@ -42,6 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import chain, count
 from typing import Callable, List, Optional, Tuple
 
+from otelmetrics._env import call_in_child_after_fork
 from otelmetrics._native import Snapshot, prometheus_samples
 from otelmetrics._provider import Diagnostics
 from otelmetrics.export._readers import MetricReader
@@ -592,6 +593,7 @@ _DEFAULT_REGISTRY = object()
 
 # Warnings of scrapes and of metrics dropped outside any provider, counted and rate-limited.
 _warnings = Diagnostics()
+call_in_child_after_fork(_warnings, "_reinit_locks_after_fork")
 
 
 class PrometheusMetricReader(MetricReader):
@@ -852,6 +854,16 @@ class PrometheusServer:
         self._thread = threading.Thread(target=httpd.serve_forever, name="otelmetrics-prometheus-http",
                                         daemon=True)
         self._thread.start()
+        call_in_child_after_fork(self, "_leave_to_parent")
+
+    def _leave_to_parent(self) -> None:
+        # The serving thread is the parent's: a forked child leaves the endpoint to it. Its
+        # copy of the listening socket is closed (the port stays the parent's alone) and the
+        # server counts as stopped, so ``stop`` has no thread to wait for (it would wait forever).
+        self._stopping = True
+        self._httpd.server_close()
+        if self._reader is not None and self in self._reader._servers:
+            self._reader._servers.remove(self)
 
     def _scrape(self, accept: str) -> Tuple[int, str, bytes]:
         readers = [self._reader] if self._reader is not None else list(_live_readers.values())

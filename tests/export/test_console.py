@@ -6,11 +6,15 @@ import io
 import json
 import logging
 import os
+import threading
 import tracemalloc
+
+import pytest
 
 from opentelemetry.metrics import Observation
 
 from _sdk_helpers import OURS, SIDES, reference_repeats_cumulative_sync_gauge
+from _util import run_in_child
 
 
 def _console_documents(side, flushes=2):
@@ -158,3 +162,37 @@ def test_a_stream_that_fails_every_export_warns_once_a_minute_and_counts(caplog)
     assert [r.getMessage() for r in caplog.records] == [
         "ConsoleMetricExporter: export failed: OSError: no space left on device (1 time(s))"]
     assert exporter._failures.counts == {OSError: 20}
+
+
+class _Stalling(io.StringIO):
+    """A stream whose first write waits for ``go``: an export in progress holds the lock."""
+
+    def __init__(self):
+        super().__init__()
+        self.writing, self.go = threading.Event(), threading.Event()
+
+    def write(self, text):
+        if not self.writing.is_set():
+            self.writing.set()
+            self.go.wait(10)
+        return super().write(text)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_an_export_writes_exports_on_its_own():
+    # The parent's writing thread holds the exporter's lock at the fork; it does not exist in
+    # the child, so the child's copy of the lock must be a new one, or its exports wait forever.
+    out, data = _Stalling(), _collection(3)
+    exporter = OURS.export.ConsoleMetricExporter(out=out)
+    parent = threading.Thread(target=exporter.export, args=(_collection(2),))
+    parent.start()
+    try:
+        assert out.writing.wait(10)
+        status, got = run_in_child(lambda: [exporter.export(data).name, out.getvalue()])
+    finally:
+        out.go.set()
+        parent.join(10)
+    expected = io.StringIO()
+    OURS.export.ConsoleMetricExporter(out=expected).export(data)
+    assert status == "ok", got
+    assert got == ["SUCCESS", expected.getvalue()]

@@ -2,6 +2,7 @@
 and how the exporter reacts to the status codes of the OTLP/HTTP specification."""
 import contextlib
 import logging
+import os
 import shutil
 import threading
 import time
@@ -34,6 +35,7 @@ from _sdk_helpers import reference_provider, reference_takes_list_attribute_valu
 from native.test_otlp_wire import _snapshot_backed, _with_points, canonical, json_to_proto, sdk_data
 from otlp_receiver import OTLPServer, Reply, TinyCA, free_port
 from faulty_servers import RawServer
+from _util import run_in_child
 
 SUCCESS, FAILURE = MetricExportResult.SUCCESS, MetricExportResult.FAILURE
 
@@ -350,6 +352,32 @@ def test_server_closing_the_kept_alive_connection_is_transparent(server):
     assert exp.export(sdk_data()) is SUCCESS
     assert exp.export(sdk_data()) is SUCCESS
     assert len(server.received) == 3 and server.connections == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_during_an_export_sends_on_a_connection_of_its_own(server):
+    # At the fork the parent's thread is waiting for the server's answer: it holds the export
+    # lock, and the kept-alive connection is the parent's. The child's export must take neither
+    # (on the parent's socket the two processes' requests and answers would interleave).
+    data = sdk_data()
+    exp = exporter(server)
+    assert exp.export(data) is SUCCESS                   # the parent's kept-alive connection
+    server.replies.append(Reply(delay=1.5))
+    results = []
+    parent = threading.Thread(target=lambda: results.append(exp.export(data)))
+    parent.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(server.received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        status, got = run_in_child(lambda: exp.export(data, timeout_millis=3000).name)
+    finally:
+        parent.join(10)
+    assert status == "ok", got
+    assert got == "SUCCESS" and results == [SUCCESS]
+    assert exp.export(data) is SUCCESS                   # the parent's connection still works
+    assert len(server.received) == 4 and all(r.request() == encode_metrics(data) for r in server.received)
+    assert server.connections == 2                       # the parent's, and the child's own
 
 
 @pytest.mark.parametrize("reply, shutdown_ms", [

@@ -5,6 +5,7 @@ OTLP/gRPC specification, the outage scenarios of the OTLP/HTTP exporter (its ver
 tests, run here over gRPC), TLS and mTLS, configure(), and the ImportError without
 grpcio."""
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -504,6 +505,39 @@ def test_subprocesses_started_while_grpc_runs_all_start(server, tmp_path):
                 failed.append((i, rc, log.read()[:200]))
     ex.shutdown()
     assert not failed, failed
+
+
+FORKED_EXPORT = """
+import os, sys
+import otelmetrics
+from otelmetrics.export import InMemoryMetricReader
+from otelmetrics.export.grpc import OTLPMetricExporter
+reader = InMemoryMetricReader()
+otelmetrics.MeterProvider(metric_readers=[reader]).get_meter("m").create_counter("c").add(1)
+data = reader.get_metrics_data()
+exporter = OTLPMetricExporter(sys.argv[1], insecure=True, timeout=5)
+print("parent", exporter.export(data).name, flush=True)
+pid = os.fork()
+if pid == 0:
+    print("child", exporter.export(data).name, flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent", exporter.export(data).name, flush=True)
+"""
+
+
+@needs_grpc
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_exports_over_grpc_with_grpcios_fork_support(server):
+    # grpcio's fork support (its default) hands the child a working channel: the exporter
+    # keeps it (its transport's leave_to_parent). A process of its own: this suite turns the
+    # support off (conftest.py), and with it off gRPC cannot run in a forked child at all.
+    env = dict(os.environ, GRPC_ENABLE_FORK_SUPPORT="true")
+    out = subprocess.run([sys.executable, "-c", FORKED_EXPORT, server.url], capture_output=True, text=True,
+                         timeout=60, cwd=NEUTRAL_CWD, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["parent SUCCESS", "child SUCCESS", "parent SUCCESS"]
+    assert len(server.received) == 3
 
 
 def test_without_grpcio_the_import_error_names_the_extra():

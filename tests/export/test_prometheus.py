@@ -5,6 +5,7 @@ import gzip
 import json
 import math
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -51,7 +52,7 @@ from otelmetrics.resources import Resource
 from otelmetrics.view import ExponentialBucketHistogramAggregation, ExplicitBucketHistogramAggregation, View
 
 from _sdk_helpers import reference_prometheus_labels_scope, reference_prometheus_reader, reference_provider
-from _util import NEUTRAL_CWD
+from _util import NEUTRAL_CWD, run_in_child
 
 PROMETHEUS = shutil.which("prometheus") or ("/usr/bin/prometheus" if os.path.exists("/usr/bin/prometheus") else None)
 HUGE = "x" * 10_000
@@ -650,3 +651,47 @@ def test_architecture_multi_reader_example_runs():
     assert proc.returncode == 0, proc.stderr
     assert 'traffic_volume_total{otel_scope_name="seed",route="/"} 3.0' in proc.stdout
     assert "target_info{" in proc.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_leaves_the_endpoint_to_its_parent():
+    # The serving thread is the parent's. In the child the server counts as stopped (its
+    # shutdown used to wait forever for that thread) and its copy of the listening socket is
+    # closed: once the parent stops, the port is free although the child still runs.
+    reader = PrometheusMetricReader()
+    mp = _provider(reader)
+    counter = mp.get_meter("m").create_counter("jobs")
+    counter.add(1)
+    server = start_http_server(0, "127.0.0.1", reader=reader)
+    port = server.port
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+
+    def child():
+        counter.add(1)
+        start = time.monotonic()
+        mp.shutdown()
+        took = time.monotonic() - start
+        os.write(ready_w, b"x")
+        os.read(go_r, 1)                   # the parent re-binds the port meanwhile
+        return took
+
+    outcome = []
+    runner = threading.Thread(target=lambda: outcome.append(run_in_child(child, deadline=10)))
+    runner.start()
+    try:
+        assert select.select([ready_r], [], [], 15)[0], "the child's shutdown did not return"
+        status, _, body = _get("http://127.0.0.1:%d/metrics" % port)
+        assert status == 200 and 'jobs_total{otel_scope_name="m"} 1\n' in body.decode()  # the parent's
+        server.stop()
+        again = start_http_server(port, "127.0.0.1", reader=reader)
+        again.stop()
+    finally:
+        os.write(go_w, b"x")
+        runner.join(15)
+        for fd in (ready_r, ready_w, go_r, go_w):
+            os.close(fd)
+        mp.shutdown()
+    status, took = outcome[0]
+    assert status == "ok", took
+    assert took < 2.0

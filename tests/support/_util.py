@@ -1,4 +1,12 @@
 """Small helpers shared by the core tests."""
+import faulthandler
+import json
+import os
+import select
+import tempfile
+import time
+import traceback
+
 import otelmetrics
 from otelmetrics.export import AggregationTemporality, InMemoryMetricReader
 from otelmetrics import _instruments as inst
@@ -34,9 +42,7 @@ def by_attrs(pts):
 # Subprocesses run from here, not from the checkout: with the source tree as the
 # working directory, `import otelmetrics` would find the uncompiled sources
 # instead of the installed package.
-import tempfile as _tempfile
-
-NEUTRAL_CWD = _tempfile.gettempdir()
+NEUTRAL_CWD = tempfile.gettempdir()
 
 
 def assert_nothing_per_series(small, large, series=1800, room=100):
@@ -47,3 +53,56 @@ def assert_nothing_per_series(small, large, series=1800, room=100):
     and with the threads earlier tests left winding down (a periodic reader, an idle
     callback worker), which allocate while a test counts: up to 7 seen on 3.14."""
     assert abs(large - small) <= 16 and small < room, (small, large)
+
+
+CHILD_DEADLINE_S = 5.0
+
+
+def run_in_child(body, deadline=CHILD_DEADLINE_S):
+    """Fork; the child runs ``body()`` and sends back its JSON-able result.
+
+    Returns ("ok", result), ("error", traceback) or ("hung", child's stacks).
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        code = 1
+        try:
+            os.close(r)
+            out = open(w, "w", closefd=False)
+            faulthandler.dump_traceback_later(deadline, exit=True, file=out)
+            try:
+                msg = {"ok": body()}
+                code = 0
+            except BaseException:
+                msg = {"error": traceback.format_exc()}
+            faulthandler.cancel_dump_traceback_later()
+            os.write(w, json.dumps(msg).encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks, end = [], time.monotonic() + deadline + 5
+    try:
+        while time.monotonic() < end:
+            ready, _, _ = select.select([r], [], [], 0.05)
+            if ready:
+                chunk = os.read(r, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    finally:
+        os.close(r)
+    for _ in range(100):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    text = b"".join(chunks).decode(errors="replace")
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return "hung", text       # faulthandler's dump of the stuck child
+    return ("ok", msg["ok"]) if "ok" in msg else ("error", msg["error"])
