@@ -136,10 +136,12 @@ class OTLPMetricExporter(MetricExporter):
         _env.call_in_child_after_fork(self, "_reinit_after_fork")
 
     def _reinit_after_fork(self) -> None:
-        # A parent thread exporting at the fork holds the lock, and the connection is the
-        # parent's: the child's exports get a fresh lock and a connection of their own.
+        # A parent thread exporting at the fork holds the lock, and the connection and what
+        # is kept are the parent's: the child's exports get a fresh lock, a connection of
+        # their own, and nothing to send before their own data.
         self._lock = threading.Lock()
         self._transport.leave_to_parent()
+        self._store.leave_to_parent()
 
     @staticmethod
     def _open_transport(settings: otlp_settings.OTLPSettings, tls_fall_back: bool) -> Transport:

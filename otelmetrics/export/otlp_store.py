@@ -14,6 +14,7 @@ later, and counts what became of every request.
   counted there; one that can be kept nowhere at shutdown is counted and logged. One
   kept after shutdown closed the spool still goes to disk (the directory is taken again
   for that write).
+- A forked child starts with nothing kept: the parent delivers what it kept before the fork.
 - Not thread-safe: the exporter calls it with its export lock held. ``stopped`` (the
   exporter's shutdown event) may be set by another thread at any time.
 """
@@ -71,6 +72,11 @@ class RequestStore:
             out.update(spooled_requests=len(spool), spooled_bytes=spool.bytes,
                        spool_write_errors=spool.write_errors, spool_files_skipped=spool.skipped)
         return out
+
+    def leave_to_parent(self) -> None:
+        """In a forked child: what memory keeps is the parent's to deliver (sent from both
+        processes it would arrive twice); the spool's files are the parent's too (``Spool``)."""
+        self.queue = RetryQueue(self.queue.max_bytes)
 
     def pending(self) -> bool:
         return bool(self.queue) or bool(self.spool)

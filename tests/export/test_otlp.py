@@ -380,6 +380,27 @@ def test_a_child_forked_during_an_export_sends_on_a_connection_of_its_own(server
     assert server.connections == 2                       # the parent's, and the child's own
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_what_the_parent_kept_before_a_fork_is_delivered_once(server):
+    # A request kept during an outage is the parent's to deliver: a child sending its copy
+    # too would deliver it twice (a delta batch counted twice downstream).
+    kept, child, parent = (collect_ours(SDKResource.create({"service.name": name}))
+                           for name in ("kept", "child", "parent"))
+    exp = exporter(server, timeout=2)
+    server.replies.append(Reply(503, headers={"Retry-After": "30"}))
+    assert exp.export(kept) is FAILURE and exp.stats()["queued_requests"] == 1
+    status, got = run_in_child(lambda: [exp.stats()["queued_requests"], exp.export(child).name])
+    assert status == "ok", got
+    assert got == [0, "SUCCESS"]
+    assert exp.export(parent) is SUCCESS
+    assert [_service(r.request()) for r in server.received] == ["kept", "child", "kept", "parent"]
+
+
+def _service(request):
+    (rm,) = request.resource_metrics
+    return next(kv.value.string_value for kv in rm.resource.attributes if kv.key == "service.name")
+
+
 @pytest.mark.parametrize("reply, shutdown_ms", [
     (Reply(503, headers={"Retry-After": "3"}), 30_000),   # sleeping before a retry: woken at once
     (Reply(200, delay=5), 200),                             # stalled in network I/O: socket cut
