@@ -2,6 +2,7 @@
 import logging
 import os
 import sys
+import uuid
 
 import pytest
 from opentelemetry.sdk.resources import Resource as SDKResource
@@ -102,9 +103,6 @@ def test_create_has_the_keys_of_opentelemetry_sdk_create():
 
 
 def test_service_instance_id_is_a_uuid4_per_process_and_new_in_a_forked_child():
-    import os
-    import uuid
-
     first = Resource.create().attributes["service.instance.id"]
     assert uuid.UUID(first).version == 4
     assert Resource.create().attributes["service.instance.id"] == first      # one per process
