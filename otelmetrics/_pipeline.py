@@ -2,7 +2,8 @@
 reader, runs asynchronous callbacks, and assembles a reader's collection.
 
 Invariants: every stream of an instrument starts at the instrument's creation;
-every point of one collection ends at the same instant; a callback that hangs
+every point of one collection ends at the same instant, after its callbacks; a
+reader's collections take their snapshots one at a time; a callback that hangs
 or raises never stops a collection, and its late observations never leak into
 the next one. Readers are duck-typed: the pipeline asks a reader only for its
 temporality, aggregation, cardinality limit and metric filter per kind.
@@ -118,10 +119,17 @@ class Pipeline:
         self._instruments: List = []                         # registration order
         self._outs: Dict[int, Dict[int, List[_StreamOut]]] = {}  # id(reader) -> id(instrument) -> outs
         self._callback_lock = threading.Lock()
+        self._collecting: Dict[int, threading.Lock] = {}   # id(reader) -> held by its collection
         self._runner = None   # a CallbackRunner, made at the first callback (after a fork: again)
         self._identities: Dict[tuple, object] = {}  # first instrument behind each metric name
         self._renamed_by: Dict[int, object] = {}    # renaming view -> first instrument it matched
         self._warned_views: set = set()
+
+    def _reinit_locks_after_fork(self) -> None:
+        self._lock = threading.RLock()
+        self._callback_lock = threading.Lock()
+        self._collecting = {}
+        self._runner = None   # the parent's worker threads are gone: a new runner at first use
 
     # -- registration ----------------------------------------------------------
 
@@ -150,6 +158,7 @@ class Pipeline:
         """Forget ``reader``'s streams; the provider has already taken it out of its readers."""
         with self._lock:
             self._outs.pop(id(reader), None)
+            self._collecting.pop(id(reader), None)
             self._identities = {k: v for k, v in self._identities.items() if k[0] != id(reader)}
             for instrument in self._instruments:
                 self._wire(instrument)
@@ -351,9 +360,9 @@ class Pipeline:
         with self._lock:
             instruments = list(self._instruments)
             per_reader = self._outs.get(id(reader), {})
+            collecting = self._collecting.setdefault(id(reader), threading.Lock())
         by_scope: Dict[object, List[Metric]] = {}
         scopes = {}
-        now = time_ns()   # every point of a collection ends at the same instant
         deadline = time.monotonic() + timeout_millis / 1e3   # bounds all callbacks together
         verdicts = self._filter_verdicts(reader, instruments, per_reader)
         jobs = [(i, tuple(o.stream for o in per_reader[id(i)])) for i in instruments
@@ -362,25 +371,32 @@ class Pipeline:
         if jobs:
             with self._callback_lock:
                 self._run_callbacks(jobs, deadline)
-        for instrument in instruments:
-            outs = per_reader.get(id(instrument))
-            if not outs:
-                continue
-            for out in outs:
-                # Even when filtered: the interval moves on. Points are built only
-                # when someone reads them (an OTLP encoder writes from the snapshot).
-                points = out.stream.collect_snapshot(now)
-                verdict = verdicts.get(id(out))
-                if verdict == "drop":
+        # One collection of a reader at a time (a periodic export and a force_flush, or two
+        # scrapes, may ask at once): an exponential histogram's points are built from cells
+        # its stream goes on using, which a second collection would merge into or swap
+        # while the first builds them (on 3.11 a finaliser run by the garbage collector
+        # amid the build lets another thread in, even with the GIL).
+        with collecting:
+            now = time_ns()   # every point of a collection ends at the same instant
+            for instrument in instruments:
+                outs = per_reader.get(id(instrument))
+                if not outs:
                     continue
-                if verdict == "accept_partial":
-                    from otelmetrics._filter import keep_points
-                    points = keep_points(reader._metric_filter, instrument._scope, out.name, out.data_type,
-                                         out.unit, points.points())
-                if len(points):
-                    scope = instrument._scope
-                    scopes[id(scope)] = scope
-                    by_scope.setdefault(id(scope), []).append(out.metric(points))
+                for out in outs:
+                    # Even when filtered: the interval moves on. Points are built only
+                    # when someone reads them (an OTLP encoder writes from the snapshot).
+                    points = out.stream.collect_snapshot(now)
+                    verdict = verdicts.get(id(out))
+                    if verdict == "drop":
+                        continue
+                    if verdict == "accept_partial":
+                        from otelmetrics._filter import keep_points
+                        points = keep_points(reader._metric_filter, instrument._scope, out.name, out.data_type,
+                                             out.unit, points.points())
+                    if len(points):
+                        scope = instrument._scope
+                        scopes[id(scope)] = scope
+                        by_scope.setdefault(id(scope), []).append(out.metric(points))
         if not by_scope:
             return None
         resource = provider._resource

@@ -255,9 +255,7 @@ class MeterProvider(api.MeterProvider):
         child, where that thread does not exist: every lock gets a fresh copy."""
         self._lock = threading.Lock()
         self._diagnostics._reinit_locks_after_fork()
-        self._pipeline._lock = threading.RLock()
-        self._pipeline._callback_lock = threading.Lock()
-        self._pipeline._runner = None   # the parent's worker threads are gone: a new runner at first use
+        self._pipeline._reinit_locks_after_fork()
         for meter in list(self._meters.values()):
             meter._lock = threading.Lock()
         for reader in self._readers:
