@@ -119,7 +119,7 @@ class Pipeline:
         self._instruments: List = []                         # registration order
         self._outs: Dict[int, Dict[int, List[_StreamOut]]] = {}  # id(reader) -> id(instrument) -> outs
         self._callback_lock = threading.Lock()
-        self._collecting: Dict[int, threading.Lock] = {}   # id(reader) -> held by its collection
+        self._collecting: Dict[int, threading.RLock] = {}   # id(reader) -> held by its collection
         self._runner = None   # a CallbackRunner, made at the first callback (after a fork: again)
         self._identities: Dict[tuple, object] = {}  # first instrument behind each metric name
         self._renamed_by: Dict[int, object] = {}    # renaming view -> first instrument it matched
@@ -360,7 +360,8 @@ class Pipeline:
         with self._lock:
             instruments = list(self._instruments)
             per_reader = self._outs.get(id(reader), {})
-            collecting = self._collecting.setdefault(id(reader), threading.Lock())
+            # Re-entrant: a finaliser the garbage collector runs amid a collection may collect.
+            collecting = self._collecting.setdefault(id(reader), threading.RLock())
         by_scope: Dict[object, List[Metric]] = {}
         scopes = {}
         deadline = time.monotonic() + timeout_millis / 1e3   # bounds all callbacks together
