@@ -2,8 +2,9 @@
 with the official opentelemetry-proto classes and against the reference encoder."""
 import base64
 import json
-import logging
 import math
+import sys
+import tracemalloc
 
 import pytest
 from hypothesis import given
@@ -20,7 +21,7 @@ from otelmetrics._native import Snapshot, decode_fields, encode_request
 from otelmetrics import _model as ours
 from otelmetrics.export.otlp_protocol import split_batches as _split
 from otelmetrics.export.otlp_json import encode_request_json
-from _util import assert_nothing_per_series
+from _util import assert_nothing_per_series, quiet_for_counting
 
 
 def decode(data) -> ExportMetricsServiceRequest:
@@ -430,10 +431,6 @@ def test_a_snapshot_held_by_an_exporter_outlives_later_collections():
 def _collect_encode_blocks(series, delta, encode=encode_request, parse=ExportMetricsServiceRequest.FromString):
     """Blocks still allocated after one collect + ``encode`` (the body alive), in steady
     state; ``parse`` reads the body back."""
-    import gc
-    import sys
-    import tracemalloc
-
     mp, reader = _provider(delta)
     meter = mp.get_meter("m")
     counter, hist = meter.create_counter("c"), meter.create_histogram("h")
@@ -447,9 +444,7 @@ def _collect_encode_blocks(series, delta, encode=encode_request, parse=ExportMet
 
     cycle()
     cycle()
-    gc.collect()
-    gc.disable()
-    try:
+    with quiet_for_counting():
         for a in attrs:
             counter.add(1, a)
             hist.record(2.5, a)
@@ -463,8 +458,6 @@ def _collect_encode_blocks(series, delta, encode=encode_request, parse=ExportMet
             cycle()
         grown = tracemalloc.get_traced_memory()[0] - held
         tracemalloc.stop()
-    finally:
-        gc.enable()
     assert len(parse(body).resource_metrics[0].scope_metrics[0].metrics[1].histogram.data_points) == series
     mp.shutdown()
     return blocks, grown

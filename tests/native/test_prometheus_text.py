@@ -1,7 +1,6 @@
 """Prometheus sample lines written from a collection's snapshot (cext/prometheus_text.pxi):
 the same bytes as the points path, for every instrument kind and odd attributes; the
 path is taken; no Python object per series."""
-import gc
 import math
 import sys
 
@@ -18,7 +17,7 @@ from otelmetrics.export import PrometheusMetricReader
 from otelmetrics.export.prometheus import _Translation, render
 from otelmetrics.resources import Resource
 from otelmetrics.view import ExplicitBucketHistogramAggregation, ExponentialBucketHistogramAggregation, View
-from _util import assert_nothing_per_series
+from _util import assert_nothing_per_series, quiet_for_counting
 
 ODD_ATTRIBUTES = [
     {},
@@ -189,17 +188,13 @@ def _render_blocks(series):
         hist.record(i * 0.5, a)
     for _ in range(2):
         reader.exposition()
-    gc.collect()
-    gc.disable()
-    try:
+    with quiet_for_counting():
         data = reader._snapshot()
         before = sys.getallocatedblocks()
         t = _Translation(reader._warn_drop)
         t.add(data, reader._options)
         text = render(t.ordered(), False)
         blocks = sys.getallocatedblocks() - before
-    finally:
-        gc.enable()
     assert text.count(b"\nc_total{") == series
     assert type(data.resource_metrics[0].scope_metrics[0].metrics[0].data._data_points) is Snapshot
     provider.shutdown()

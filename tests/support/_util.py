@@ -1,8 +1,11 @@
 """Small helpers shared by the core tests."""
+import contextlib
 import faulthandler
+import gc
 import json
 import os
 import select
+import sys
 import tempfile
 import time
 import traceback
@@ -45,13 +48,31 @@ def by_attrs(pts):
 NEUTRAL_CWD = tempfile.gettempdir()
 
 
+@contextlib.contextmanager
+def quiet_for_counting():
+    """No garbage collection and no other Python thread while blocks are counted
+    (``sys.getallocatedblocks()``): threads that earlier tests left winding down (a
+    server's handler on a kept-alive connection, a periodic reader) would allocate or
+    free meanwhile. The switch interval is made long enough that this thread keeps the
+    GIL for the count (a free-threaded build runs them anyway)."""
+    gc.collect()
+    gc.disable()
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(30.0)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+        gc.enable()
+
+
 def assert_nothing_per_series(small, large, series=1800, room=100):
     """``small`` and ``large``: the blocks the same work leaves allocated over N and
     N + ``series`` series. They must not grow with the series: one block per series
     would be ``series`` more. A few may differ with the interpreter (3.14 and
     free-threaded builds free some list and dict storage only at a quiescent point)
-    and with the threads earlier tests left winding down (a periodic reader, an idle
-    callback worker), which allocate while a test counts: up to 7 seen on 3.14."""
+    and, on a free-threaded build, with the threads earlier tests left winding down
+    (``quiet_for_counting`` keeps them out on a GIL build): up to 7 seen on 3.14."""
     assert abs(large - small) <= 16 and small < room, (small, large)
 
 
