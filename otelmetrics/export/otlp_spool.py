@@ -24,7 +24,8 @@ The directory is a trust boundary. Invariants:
   loaded before its header is checked, and one over 1 MiB is neither counted nor
   loaded before its CRC is (read a chunk at a time).
 - One spool per directory: an exclusive ``flock`` on ``.lock``, held until ``close()``.
-  A forked child drops the spool it inherited (its requests stay in its memory).
+  A forked child drops the spool it inherited (its requests stay in its memory): its
+  owner, the exporter's ``RequestStore``, calls ``leave_to_parent`` from its fork hook.
 """
 from __future__ import annotations
 
@@ -39,7 +40,6 @@ import zlib
 from collections import deque
 from typing import BinaryIO, Deque, Optional, Tuple
 
-from otelmetrics._env import call_in_child_after_fork
 from otelmetrics.export.otlp_queue import GZIP, JSON, QueuedRequest
 
 _logger = logging.getLogger("otelmetrics.export.otlp")
@@ -201,7 +201,6 @@ class Spool:
         except BaseException:
             self._closer()
             raise
-        call_in_child_after_fork(self, "_drop_after_fork")
 
     def __len__(self) -> int:
         return len(self._files)
@@ -215,9 +214,10 @@ class Spool:
         self._dir_fd = None
         self._closer()
 
-    def _drop_after_fork(self) -> None:
-        # The parent still spools into the directory: the child must not (its copy of
-        # the lock is the parent's), so its undelivered requests stay in its memory.
+    def leave_to_parent(self) -> None:
+        """In a forked child: the parent still spools into the directory, and the child
+        must not (its copy of the lock is the parent's), so its undelivered requests stay
+        in its memory."""
         self.forked = True
         self.close()
         self._files.clear()

@@ -75,8 +75,10 @@ class RequestStore:
 
     def leave_to_parent(self) -> None:
         """In a forked child: what memory keeps is the parent's to deliver (sent from both
-        processes it would arrive twice); the spool's files are the parent's too (``Spool``)."""
+        processes it would arrive twice), and so are the spool and its files."""
         self.queue = RetryQueue(self.queue.max_bytes)
+        if self.spool is not None:
+            self.spool.leave_to_parent()
 
     def pending(self) -> bool:
         return bool(self.queue) or bool(self.spool)
