@@ -862,6 +862,10 @@ class PrometheusServer:
         # server counts as stopped, so ``stop`` has no thread to wait for (it would wait forever).
         self._stopping = True
         self._httpd.server_close()
+        self._detach()
+
+    def _detach(self) -> None:
+        """No longer one of its reader's servers (which its reader's shutdown stops)."""
         if self._reader is not None and self in self._reader._servers:
             self._reader._servers.remove(self)
 
@@ -886,8 +890,7 @@ class PrometheusServer:
         self._httpd.server_close()
         if self._thread is not threading.current_thread():
             self._thread.join(5.0)
-        if self._reader is not None and self in self._reader._servers:
-            self._reader._servers.remove(self)
+        self._detach()
 
     shutdown = stop
 
