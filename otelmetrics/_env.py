@@ -27,6 +27,7 @@ import os
 import re
 import threading
 import weakref
+from itertools import count
 from typing import Dict, List, Optional, Tuple
 
 _logger = logging.getLogger("otelmetrics")
@@ -37,7 +38,7 @@ _logger = logging.getLogger("otelmetrics")
 # grow for as long as a program makes providers and exporters). An entry leaves when its
 # object is collected.
 _in_child: Dict[int, Tuple["weakref.ref", str]] = {}
-_in_child_keys = [0]
+_in_child_keys = count()
 _in_child_lock = threading.Lock()    # re-created in the child: a parent thread may hold it
 
 
@@ -48,9 +49,7 @@ def call_in_child_after_fork(obj, method_name: str) -> None:
     if not hasattr(os, "register_at_fork"):
         return
     with _in_child_lock:
-        if not _in_child_keys[0]:
-            os.register_at_fork(after_in_child=_after_fork_in_child)
-        key = _in_child_keys[0] = _in_child_keys[0] + 1
+        key = next(_in_child_keys)
         _in_child[key] = (weakref.ref(obj, lambda _, key=key: _in_child.pop(key, None)), method_name)
 
 
@@ -64,6 +63,10 @@ def _after_fork_in_child() -> None:
                 getattr(target, method_name)()
             except Exception:   # one object's failure must not leave the others un-reset
                 _logger.exception("otelmetrics: re-initialising %r in a forked child failed", target)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
