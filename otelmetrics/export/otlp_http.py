@@ -204,6 +204,10 @@ class HttpTransport:
         self._ssl_context = tls_context(settings, tls_fall_back) if url.scheme == "https" else None
         # How to read a response body whose Content-Type says neither JSON nor protobuf.
         self._json_responses = settings.protocol == _env.JSON
+        self._unconnected()
+
+    def _unconnected(self) -> None:
+        """The state of a transport that has sent nothing yet (at start, and in a forked child)."""
         self._conn: Optional[_Connection] = None
         self._sock: Optional[socket.socket] = None    # the socket in use, for abort()
         self._aborted = False
@@ -252,9 +256,7 @@ class HttpTransport:
         # TCP connection ends with its last descriptor); a lookup the parent was waiting
         # for has no thread here.
         self.close()
-        self._aborted = False
-        self._lookup = None
-        self._wake = threading.Event()
+        self._unconnected()
 
     # ------------------------------------------------------------ the connection
 
