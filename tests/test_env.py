@@ -2,7 +2,6 @@
 the process's fork hooks (``call_in_child_after_fork``)."""
 import gc
 import logging
-import os
 import subprocess
 import sys
 import textwrap
@@ -20,7 +19,7 @@ from otelmetrics.export import _exporter as prefs
 from otelmetrics.export import AggregationTemporality as T
 from otelmetrics.export.otlp import OTLPMetricExporter
 from otelmetrics.view import ExplicitBucketHistogramAggregation, ExponentialBucketHistogramAggregation
-from _util import NEUTRAL_CWD, run_in_child
+from _util import NEUTRAL_CWD, run_in_child, needs_fork
 
 OTEL_VARS = [
     "OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_METRICS_EXPORTER",
@@ -290,7 +289,7 @@ class _Resettable:
         self.log.append(self.name)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@needs_fork
 def test_fork_hooks_run_in_the_child_in_the_order_asked_and_one_failure_stops_none():
     log = []
     keep = [_Resettable(name, log) for name in ("first", "fails", "last")]

@@ -36,9 +36,9 @@ import otelmetrics
 from otelmetrics.export import (InMemoryMetricReader, MetricExporter, MetricExportResult,
                                 PeriodicExportingMetricReader)
 
-from _util import ALL_DELTA, by_attrs, points, run_in_child
+from _util import ALL_DELTA, by_attrs, points, run_in_child, needs_fork
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+pytestmark = needs_fork
 
 def flat(data):
     """{"name k=v,...": value or count} of a MetricsData (None: {})."""

@@ -22,7 +22,7 @@ import otelmetrics
 from otelmetrics.export import InMemoryMetricReader, MetricReader
 from otelmetrics.view import DEFAULT_BOUNDARIES, ExponentialBucketHistogramAggregation, View
 
-from _util import ALL_DELTA, by_attrs, points
+from _util import ALL_DELTA, by_attrs, points, points_of
 from _util import NEUTRAL_CWD
 
 THREADS = 8
@@ -584,14 +584,6 @@ class _Collected(MetricReader):
         pass
 
 
-def _points_of(data):
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                for p in metric.data.data_points:
-                    yield metric.name, p
-
-
 def test_concurrent_collections_of_one_reader_split_every_measurement_once():
     # Collectors race each other on one reader while threads record. An exponential
     # histogram's record refers to a cell the stream goes on using (cumulative: the running
@@ -633,19 +625,21 @@ def test_concurrent_collections_of_one_reader_split_every_measurement_once():
     n = sum(recorded)
     totals = Tally()
     for data in delta.collections:
-        for name, p in _points_of(data):
-            totals[name] += p.count if hasattr(p, "count") else p.value
+        totals.update(_counts(data))
     assert totals == {"e": n, "h": n, "c": n}
-    final = Tally()
-    for name, p in _points_of(cumulative.collections[-1]):
-        final[name] += p.count if hasattr(p, "count") else p.value
-    assert final == {"e": n, "h": n, "c": n}
+    assert _counts(cumulative.collections[-1]) == {"e": n, "h": n, "c": n}
+
+
+def _counts(data):
+    """{metric name: measurements} of one collection: counts of histograms, sums of counters."""
+    return Tally({name: sum(p.count if hasattr(p, "count") else p.value for p in pts)
+                  for name, pts in points_of(data).items()})
 
 
 def _torn(readers):
     """The exponential histogram points whose count is not the sum of their buckets."""
-    return [p for r in readers for data in r.collections for name, p in _points_of(data)
-            if name == "e" and p.count != p.zero_count + sum(p.positive.bucket_counts)]
+    return [p for r in readers for data in r.collections for p in points_of(data).get("e", ())
+            if p.count != p.zero_count + sum(p.positive.bucket_counts)]
 
 
 def test_concurrent_collections_never_tear_an_exponential_histogram_point():
@@ -669,4 +663,4 @@ def test_concurrent_collections_never_tear_an_exponential_histogram_point():
     race([collector] * 3, [recorder] * 6, stop)
     reader.collect()
     assert not _torn([reader])
-    assert sum(p.count for _, p in _points_of(reader.collections[-1])) == 6 * ITERATIONS * 6
+    assert _counts(reader.collections[-1]) == {"e": 6 * ITERATIONS * 6}

@@ -9,12 +9,10 @@ import os
 import threading
 import tracemalloc
 
-import pytest
-
 from opentelemetry.metrics import Observation
 
 from _sdk_helpers import OURS, SIDES, reference_repeats_cumulative_sync_gauge
-from _util import run_in_child
+from _util import run_in_child, needs_fork
 
 
 def _console_documents(side, flushes=2):
@@ -178,7 +176,7 @@ class _Stalling(io.StringIO):
         return super().write(text)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@needs_fork
 def test_a_child_forked_while_an_export_writes_exports_on_its_own():
     # The parent's writing thread holds the exporter's lock at the fork; it does not exist in
     # the child, so the child's copy of the lock must be a new one, or its exports wait forever.

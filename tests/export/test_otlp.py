@@ -2,7 +2,6 @@
 and how the exporter reacts to the status codes of the OTLP/HTTP specification."""
 import contextlib
 import logging
-import os
 import shutil
 import threading
 import time
@@ -35,7 +34,7 @@ from _sdk_helpers import reference_provider, reference_takes_list_attribute_valu
 from native.test_otlp_wire import _snapshot_backed, _with_points, canonical, json_to_proto, sdk_data
 from otlp_receiver import OTLPServer, Reply, TinyCA, free_port
 from faulty_servers import RawServer
-from _util import run_in_child
+from _util import run_in_child, needs_fork
 
 SUCCESS, FAILURE = MetricExportResult.SUCCESS, MetricExportResult.FAILURE
 
@@ -354,7 +353,7 @@ def test_server_closing_the_kept_alive_connection_is_transparent(server):
     assert len(server.received) == 3 and server.connections == 2
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@needs_fork
 def test_a_child_forked_during_an_export_sends_on_a_connection_of_its_own(server):
     # At the fork the parent's thread is waiting for the server's answer: it holds the export
     # lock, and the kept-alive connection is the parent's. The child's export must take neither
@@ -380,7 +379,7 @@ def test_a_child_forked_during_an_export_sends_on_a_connection_of_its_own(server
     assert server.connections == 2                       # the parent's, and the child's own
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@needs_fork
 def test_what_the_parent_kept_before_a_fork_is_delivered_once(server):
     # A request kept during an outage is the parent's to deliver: a child sending its copy
     # too would deliver it twice (a delta batch counted twice downstream).

@@ -24,7 +24,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 
 from export import test_otlp_queue as test_otlp_outage
 from _sdk_helpers import reference_provider
-from _util import NEUTRAL_CWD
+from _util import NEUTRAL_CWD, needs_fork
 from otelmetrics import _env
 from otelmetrics.export import MetricExportResult
 from otelmetrics.export.otlp_protocol import PERMANENT, RETRYABLE, grpc_outcome
@@ -527,7 +527,7 @@ print("parent", exporter.export(data).name, flush=True)
 
 
 @needs_grpc
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@needs_fork
 def test_a_forked_child_exports_over_grpc_with_grpcios_fork_support(server):
     # grpcio's fork support (its default) hands the child a working channel: the exporter
     # keeps it (its transport's leave_to_parent). A process of its own: this suite turns the

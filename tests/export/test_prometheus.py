@@ -52,7 +52,7 @@ from otelmetrics.resources import Resource
 from otelmetrics.view import ExponentialBucketHistogramAggregation, ExplicitBucketHistogramAggregation, View
 
 from _sdk_helpers import reference_prometheus_labels_scope, reference_prometheus_reader, reference_provider
-from _util import NEUTRAL_CWD, run_in_child
+from _util import NEUTRAL_CWD, run_in_child, needs_fork
 
 PROMETHEUS = shutil.which("prometheus") or ("/usr/bin/prometheus" if os.path.exists("/usr/bin/prometheus") else None)
 HUGE = "x" * 10_000
@@ -653,7 +653,7 @@ def test_architecture_multi_reader_example_runs():
     assert "target_info{" in proc.stdout
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@needs_fork
 def test_a_forked_child_leaves_the_endpoint_to_its_parent():
     # The serving thread is the parent's. In the child the server counts as stopped (its
     # shutdown used to wait forever for that thread) and its copy of the listening socket is

@@ -10,6 +10,8 @@ import tempfile
 import time
 import traceback
 
+import pytest
+
 import otelmetrics
 from otelmetrics.export import AggregationTemporality, InMemoryMetricReader
 from otelmetrics import _instruments as inst
@@ -27,14 +29,19 @@ def provider(delta=False, views=(), limit=None, **kw):
 
 def points(reader, name=None):
     """{metric name: [points]} of one collection (or the points of ``name``)."""
-    data = reader.get_metrics_data()
+    out = points_of(reader.get_metrics_data())
+    return out.get(name, []) if name is not None else out
+
+
+def points_of(data):
+    """{metric name: [points]} of a MetricsData (None: {})."""
     out = {}
     if data is not None:
         for rm in data.resource_metrics:
             for sm in rm.scope_metrics:
                 for m in sm.metrics:
                     out.setdefault(m.name, []).extend(m.data.data_points)
-    return out.get(name, []) if name is not None else out
+    return out
 
 
 def by_attrs(pts):
@@ -77,6 +84,8 @@ def assert_nothing_per_series(small, large, series=1800, room=100):
 
 
 CHILD_DEADLINE_S = 5.0
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")   # run_in_child's tests
 
 
 def run_in_child(body, deadline=CHILD_DEADLINE_S):
