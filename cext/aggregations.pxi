@@ -21,40 +21,6 @@ from libc.math cimport INFINITY
 from libc.string cimport memset, memcpy
 
 
-cdef extern from *:
-    """
-    static inline int om_add_overflow(int64_t a, int64_t b, int64_t *r) {
-        return __builtin_add_overflow(a, b, r);
-    }
-    static inline int om_sub_overflow(int64_t a, int64_t b, int64_t *r) {
-        return __builtin_sub_overflow(a, b, r);
-    }
-    """
-    bint om_add_overflow(int64_t a, int64_t b, int64_t *r) nogil
-    bint om_sub_overflow(int64_t a, int64_t b, int64_t *r) nogil
-
-
-cdef inline void _sum_add_i(int64_t *isum, double *dsum, uint8_t *isfloat, int64_t v) noexcept:
-    """Add to a sum kept as int64 until it would overflow (then as a double)."""
-    cdef int64_t r
-    if isfloat[0]:
-        dsum[0] += <double>v
-    elif om_add_overflow(isum[0], v, &r):
-        isfloat[0] = 1
-        dsum[0] = <double>isum[0] + <double>v
-    else:
-        isum[0] = r
-
-
-cdef inline void _sum_add_d(int64_t *isum, double *dsum, uint8_t *isfloat, double v) noexcept:
-    """Add a double: the sum is a double from now on."""
-    if isfloat[0]:
-        dsum[0] += v
-    else:
-        isfloat[0] = 1
-        dsum[0] = <double>isum[0] + v
-
-
 cdef inline object _number(bint isfloat, int64_t i, double d):
     return d if isfloat else i
 
@@ -129,11 +95,11 @@ cdef class SumStream(NumberStream):
 
     cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:
         touch(self, c)
-        _sum_add_i(&self.ival[c], &self.dval[c], &self.isfloat[c], v)
+        sum_add_i(&self.ival[c], &self.dval[c], &self.isfloat[c], v)
 
     cdef void add_d(self, Py_ssize_t c, double v) noexcept:
         touch(self, c)
-        _sum_add_d(&self.ival[c], &self.dval[c], &self.isfloat[c], v)
+        sum_add_d(&self.ival[c], &self.dval[c], &self.isfloat[c], v)
 
     cdef void snapshot_cell(self, Py_ssize_t c, char *dst, bint reset) noexcept:
         cdef NumSnap *s = <NumSnap *>dst
@@ -233,8 +199,8 @@ cdef class HistogramStream(Stream):
         self.dsum = <double *>grow_array(self.dsum, newcap, sizeof(double))
         self.isfloat = <uint8_t *>grow_array(self.isfloat, newcap, sizeof(uint8_t))
         self.minmax_float = <uint8_t *>grow_array(self.minmax_float, newcap, sizeof(uint8_t))
-        self.vmin = <double *>grow_array(self.vmin, newcap, sizeof(double))
-        self.vmax = <double *>grow_array(self.vmax, newcap, sizeof(double))
+        self.vmin = <MinMax *>grow_array(self.vmin, newcap, sizeof(MinMax))
+        self.vmax = <MinMax *>grow_array(self.vmax, newcap, sizeof(MinMax))
         return 0
 
     cdef void init_cell(self, Py_ssize_t c) noexcept:
@@ -244,8 +210,8 @@ cdef class HistogramStream(Stream):
         self.dsum[c] = 0.0
         self.isfloat[c] = 0
         self.minmax_float[c] = 0
-        self.vmin[c] = INFINITY
-        self.vmax[c] = -INFINITY
+        self.vmin[c].i = INT64_MAX
+        self.vmax[c].i = INT64_MIN
 
     cdef Py_ssize_t bucket_of(self, double v) noexcept:
         # First boundary >= v (upper bounds inclusive): binary search.
@@ -259,24 +225,42 @@ cdef class HistogramStream(Stream):
         return lo
 
     cdef inline void _bucket(self, Py_ssize_t c, double v) noexcept:
+        """Count ``v``; min and max too once they are doubles."""
         self.counts[c * (self.nb + 1) + self.bucket_of(v)] += 1
         self.count[c] += 1
-        if self.record_min_max:
-            if v < self.vmin[c]:
-                self.vmin[c] = v
-            if v > self.vmax[c]:
-                self.vmax[c] = v
+        if self.record_min_max and self.minmax_float[c]:
+            if v < self.vmin[c].d:
+                self.vmin[c].d = v
+            if v > self.vmax[c].d:
+                self.vmax[c].d = v
+
+    cdef void _float_extremes(self, Py_ssize_t c) noexcept:
+        """The first float of cell ``c``: its min and max are doubles from now on."""
+        if self.vmin[c].i <= self.vmax[c].i:
+            self.vmin[c].d = <double>self.vmin[c].i
+            self.vmax[c].d = <double>self.vmax[c].i
+        else:
+            self.vmin[c].d = INFINITY
+            self.vmax[c].d = -INFINITY
+        self.minmax_float[c] = 1
 
     cdef void add_i(self, Py_ssize_t c, int64_t v) noexcept:
         touch(self, c)
         self._bucket(c, <double>v)
-        _sum_add_i(&self.isum[c], &self.dsum[c], &self.isfloat[c], v)
+        if self.record_min_max and not self.minmax_float[c]:
+            # exact, as the reference's Python ints (a double is not past 2**53)
+            if v < self.vmin[c].i:
+                self.vmin[c].i = v
+            if v > self.vmax[c].i:
+                self.vmax[c].i = v
+        sum_add_i(&self.isum[c], &self.dsum[c], &self.isfloat[c], v)
 
     cdef void add_d(self, Py_ssize_t c, double v) noexcept:
         touch(self, c)
+        if not self.minmax_float[c]:
+            self._float_extremes(c)
         self._bucket(c, v)
-        self.minmax_float[c] = 1
-        _sum_add_d(&self.isum[c], &self.dsum[c], &self.isfloat[c], v)
+        sum_add_d(&self.isum[c], &self.dsum[c], &self.isfloat[c], v)
 
     cdef Py_ssize_t snapshot_record_size(self) noexcept:
         """uint32 bucket counts when every cell's count fits (buckets never exceed
@@ -325,12 +309,12 @@ cdef class HistogramStream(Stream):
         p.sum = _number(s.isfloat, s.isum, s.dsum)
         p.bucket_counts = tuple([hist_bucket(s, j) for j in range(self.nb + 1)])
         p.explicit_bounds = self.boundaries
-        if self.record_min_max and s.count and not s.minmax_float:
-            p.min = <int64_t>s.vmin
-            p.max = <int64_t>s.vmax
+        if hist_int_extremes(s):
+            p.min = s.vmin.i
+            p.max = s.vmax.i
         else:
-            p.min = s.vmin
-            p.max = s.vmax
+            p.min = hist_extreme(s, True)
+            p.max = hist_extreme(s, False)
         p.exemplars = exemplars
         return p
 

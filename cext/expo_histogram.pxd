@@ -1,6 +1,6 @@
 # Base-2 exponential histogram: one cell per series (see expo_histogram.pxi).
 
-from libc.stdint cimport uint64_t, int64_t
+from libc.stdint cimport uint64_t, int64_t, uint8_t
 
 
 cdef struct ExpoSide:
@@ -25,9 +25,9 @@ cdef class ExpoHistogramCell:
     cdef uint64_t *_block                     # both sides' counters, one allocation
     # sum/min/max keep the Python type the reference exports: int while only
     # integer measurements arrived, float from the first float on.
-    cdef long long _isum
+    cdef int64_t _isum
     cdef double _dsum
-    cdef bint _sum_is_float
+    cdef uint8_t _sum_is_float                # values.pxd's sum_add_i/sum_add_d keep the three
     cdef double _min
     cdef double _max
     cdef long long _imin

@@ -407,12 +407,8 @@ cdef class ExpoHistogramCell:
         if (ieee_bits(value) & IEEE_EXPONENT_MASK) == IEEE_EXPONENT_MASK:
             return
         self.count += 1
-        if self._sum_is_float:
-            self._dsum += value
-        else:
-            # Python's int + float: the int sum converted once, then float adds
-            self._dsum = <double>self._isum + value
-            self._sum_is_float = True
+        # Python's int + float: the int sum converted once, then float adds
+        sum_add_d(&self._isum, &self._dsum, &self._sum_is_float, value)
         if self.record_min_max:
             # Python's min()/max() keep the earlier object on ties
             if value < self._min:
@@ -426,10 +422,7 @@ cdef class ExpoHistogramCell:
     cdef void record_int(self, long long value) noexcept:
         cdef double d = <double>value
         self.count += 1
-        if self._sum_is_float:
-            self._dsum += d
-        else:
-            self._isum += value
+        sum_add_i(&self._isum, &self._dsum, &self._sum_is_float, value)    # a double past int64
         if self.record_min_max:
             # compared as doubles: exact for |value| <= 2**53
             if d < self._min:
@@ -459,12 +452,10 @@ cdef class ExpoHistogramCell:
         if other is None:
             return
         # numbers first; argument order as the reference: other's value wins ties
-        if self._sum_is_float or other._sum_is_float:
-            self._dsum = ((other._dsum if other._sum_is_float else <double>other._isum)
-                          + (self._dsum if self._sum_is_float else <double>self._isum))
-            self._sum_is_float = True
+        if other._sum_is_float:
+            sum_add_d(&self._isum, &self._dsum, &self._sum_is_float, other._dsum)
         else:
-            self._isum += other._isum
+            sum_add_i(&self._isum, &self._dsum, &self._sum_is_float, other._isum)
         if not (self._min < other._min):
             self._min, self._imin, self._min_is_int = other._min, other._imin, other._min_is_int
         if not (self._max > other._max):

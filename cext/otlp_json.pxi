@@ -340,9 +340,9 @@ cdef int _j_histogram(Writer* w, HistogramStream h, const HistSnap* s, int64_t s
     _j_double(w, total)
     n = w.pos - at
     _lit(w, b',"min":')
-    _j_double_or_copy(w, _record_extreme(h, s, s.vmin), total, at, n)
+    _j_double_or_copy(w, hist_extreme(s, True), total, at, n)
     _lit(w, b',"max":')
-    _j_double_or_copy(w, _record_extreme(h, s, s.vmax), total, at, n)
+    _j_double_or_copy(w, hist_extreme(s, False), total, at, n)
     _lit(w, b',"bucketCounts":[')
     for j in range(h.nb + 1):
         _comma(w)

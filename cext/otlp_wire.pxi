@@ -22,7 +22,7 @@ ever in memory.
 (``ExportMetricsServiceResponse``, ``google.rpc.Status``).
 
 otlp_json.pxi writes OTLP/JSON data points with the same Writer and the same readers of
-a snapshot's records (``_records_of``, ``_record_start``, ``_record_sum``, ``_record_extreme``).
+a snapshot's records (``_records_of``, ``_record_start``, ``_record_sum``; aggregations.pxd's ``hist_extreme``).
 """
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -250,7 +250,8 @@ cdef int _string(Writer* w, uint32_t field, object s, bint always) except -1:
     if s is None:
         return 0
     if type(s) is not str:
-        s = str(s)
+        # a str subclass (a (str, Enum) member) is its text, not its str(); anything else str()
+        s = str.__str__(s) if isinstance(s, str) else str(s)
     try:
         data = PyUnicode_AsUTF8AndSize(s, &n)
     except UnicodeEncodeError:
@@ -394,7 +395,7 @@ cdef int _any_value(Writer* w, object v) except -1:
         b = bytes(v)
         _bytes(w, AV_BYTES, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
     elif isinstance(v, str):
-        _string(w, AV_STRING, str(v), True)
+        _string(w, AV_STRING, v, True)
     elif isinstance(v, bool):
         _tag(w, AV_BOOL, VARINT)
         _varint(w, 1 if v else 0)
@@ -890,14 +891,6 @@ cdef inline double _record_sum(const HistSnap* s) noexcept:
     return s.dsum if s.isfloat else <double>s.isum
 
 
-cdef inline double _record_extreme(HistogramStream h, const HistSnap* s, double v) noexcept:
-    """A histogram record's min or max as its point carries it: an int when every
-    measurement was one (make_point), as a double."""
-    if h.record_min_max and s.count and not s.minmax_float:
-        return <double><int64_t>v
-    return v
-
-
 cdef bint _snapshot_points(Writer* w, object data, int kind, list dropped) except -1:
     """Write the points of ``data`` straight from its snapshot's records (``_records_of``):
     the same bytes as the points would give, with no Python object per point. False when
@@ -1057,6 +1050,6 @@ cdef int _snapshot_histogram(Writer* w, HistogramStream h, HistSnap* s, int64_t 
                 _put_le64(w.buf + w.pos + 8 * j, _double_bits(h.bounds[j]))
         w.pos += 8 * nb
     _flat_attributes(w, HDP_ATTRIBUTES, attrs, dropped)
-    _double(w, HDP_MIN, _record_extreme(h, s, s.vmin))
-    _double(w, HDP_MAX, _record_extreme(h, s, s.vmax))
+    _double(w, HDP_MIN, hist_extreme(s, True))
+    _double(w, HDP_MAX, hist_extreme(s, False))
     return _close(w, at)

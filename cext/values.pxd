@@ -4,13 +4,13 @@
 # (parse_exact), other exact ints through PyLong_AsLongLongAndOverflow; any other number (subclasses, bool, numpy
 # scalars, Decimal, Fraction...) takes the slow path and is converted if it
 # says how. Nothing here raises: a value that is not a number is V_DROP, and
-# the caller reports it. Used by instruments.pxi.
+# the caller reports it. Used by instruments.pxi. And their sums (at the end).
 # Inline code here compiles under the directives of the module that cimports it.
 
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject
 from libc.math cimport INFINITY
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t
 
 cdef extern from "Python.h":
     double PyFloat_AS_DOUBLE(object o)
@@ -113,3 +113,40 @@ cdef inline int parse_value(object amount, int64_t *iv, double *dv) except -1:
         dv[0] = _big_int_as_double(amount)
         return V_FLOAT
     return _parse_slow(amount, iv, dv)
+
+
+# Sums: int64 while only ints arrived and they fit, a double from the first float or the
+# first overflow on (never wrapped). Used by aggregations.pxi and expo_histogram.pxi.
+
+cdef extern from *:
+    """
+    static inline int om_add_overflow(int64_t a, int64_t b, int64_t *r) {
+        return __builtin_add_overflow(a, b, r);
+    }
+    static inline int om_sub_overflow(int64_t a, int64_t b, int64_t *r) {
+        return __builtin_sub_overflow(a, b, r);
+    }
+    """
+    bint om_add_overflow(int64_t a, int64_t b, int64_t *r) nogil
+    bint om_sub_overflow(int64_t a, int64_t b, int64_t *r) nogil
+
+
+cdef inline void sum_add_i(int64_t *isum, double *dsum, uint8_t *isfloat, int64_t v) noexcept:
+    """Add to a sum kept as int64 until it would overflow (then as a double)."""
+    cdef int64_t r
+    if isfloat[0]:
+        dsum[0] += <double>v
+    elif om_add_overflow(isum[0], v, &r):
+        isfloat[0] = 1
+        dsum[0] = <double>isum[0] + <double>v
+    else:
+        isum[0] = r
+
+
+cdef inline void sum_add_d(int64_t *isum, double *dsum, uint8_t *isfloat, double v) noexcept:
+    """Add a double: the sum is a double from now on."""
+    if isfloat[0]:
+        dsum[0] += v
+    else:
+        isfloat[0] = 1
+        dsum[0] = <double>isum[0] + v

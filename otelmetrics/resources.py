@@ -26,18 +26,30 @@ TELEMETRY_SDK_VERSION = "telemetry.sdk.version"
 SERVICE_NAME = "service.name"
 SERVICE_INSTANCE_ID = "service.instance.id"
 
-_SCALARS = (str, bool, int, float)
+_SCALARS = (bool, str, int, float)
+
+
+def _exact(value):
+    """A primitive as its exact type, e.g. a (str, Enum) member as its text (a point's
+    attributes are converted alike); anything else as it is."""
+    if type(value) in _SCALARS or not isinstance(value, _SCALARS):
+        return value
+    for kind in _SCALARS:       # bool before int: True is an int too
+        if isinstance(value, kind):
+            return kind.__str__(value) if kind is str else kind(value)
+    return value
 
 
 def _clean_value(key, value):
     """The value as stored (sequences become tuples), or raise ValueError."""
     if isinstance(value, _SCALARS):
-        return value
+        return _exact(value)
     if isinstance(value, (list, tuple)):
+        value = tuple(_exact(v) for v in value)
         kinds = {type(v) for v in value if v is not None}
         if len(kinds) > 1 or (kinds and not kinds.issubset(_SCALARS)):
             raise ValueError("a sequence must hold values of one primitive type")
-        return tuple(value)
+        return value
     raise ValueError("type %s is not a primitive or a sequence of primitives" % type(value).__name__)
 
 
@@ -48,7 +60,7 @@ def _clean(attributes: Optional[Mapping]) -> dict:
             _logger.warning("Resource: dropping attribute %r, keys must be non-empty strings", key)
             continue
         try:
-            out[key] = _clean_value(key, value)
+            out[_exact(key)] = _clean_value(key, value)
         except ValueError as e:
             _logger.warning("Resource: dropping attribute %r: %s", key, e)
     return out

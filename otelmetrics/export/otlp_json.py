@@ -44,6 +44,11 @@ def _double(v) -> Any:
     return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
 
 
+def _key(k) -> str:
+    """An attribute key as text: a str subclass (a (str, Enum) member) is its text, not its str()."""
+    return str.__str__(k) if isinstance(k, str) else str(k)
+
+
 def _any_value(v) -> dict:
     if isinstance(v, bool):
         return {"boolValue": v}
@@ -60,7 +65,7 @@ def _any_value(v) -> dict:
     if isinstance(v, (bytes, bytearray)):
         return {"bytesValue": base64.b64encode(bytes(v)).decode("ascii")}
     if hasattr(v, "items"):
-        return {"kvlistValue": {"values": [{"key": str(k), "value": _any_value(x)} for k, x in v.items()]}}
+        return {"kvlistValue": {"values": [{"key": _key(k), "value": _any_value(x)} for k, x in v.items()]}}
     if isinstance(v, (list, tuple)) or hasattr(v, "__iter__"):
         return {"arrayValue": {"values": [_any_value(x) for x in v]}}
     raise _Invalid("unsupported type %s" % type(v).__name__)
@@ -70,7 +75,7 @@ def _attributes(attrs, dropped: list) -> List[dict]:
     out = []
     for key, value in (attrs or {}).items():
         try:
-            out.append({"key": str(key), "value": _any_value(value)})
+            out.append({"key": _key(key), "value": _any_value(value)})
         except _Invalid as e:
             dropped.append((key, str(e)))
     return out

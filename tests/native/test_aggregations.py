@@ -133,3 +133,26 @@ def test_histogram_buckets_are_upper_inclusive_with_count_sum_min_max():
     (p,) = h.collect(time_ns())
     assert list(p.explicit_bounds) == [1.0, 10.0] and list(p.bucket_counts) == [2, 2, 1]
     assert (p.count, p.sum, p.min, p.max) == (5, 24.0, 0.5, 11.0)
+
+
+def test_histogram_int_min_max_are_exact():
+    """While every measurement is an int, min and max are the exact ints (as the reference's
+    Python ints): past 2**53 and at the int64 limits, where a double would round (2**63 - 1
+    to 2**63, which no int64 holds); from a series' first float on they are doubles."""
+    h = HistogramStream(10, False, boundaries=(0.0,))
+    for v in (2 ** 53 + 3, 2 ** 63 - 1, 2 ** 53 + 1):
+        h.record(v)
+    for v in (-(2 ** 53) - 1, -(2 ** 63)):
+        h.record(v, {"k": "low"})
+    got = {tuple(p.attributes.items()): (p.min, p.max, type(p.min), type(p.max)) for p in h.collect(time_ns())}
+    assert got == {(): (2 ** 53 + 1, 2 ** 63 - 1, int, int),
+                   (("k", "low"),): (-(2 ** 63), -(2 ** 53) - 1, int, int)}
+    h.record(0.5)
+    h.record(2 ** 63 - 1, {"k": "low"})
+    got = {tuple(p.attributes.items()): (p.min, p.max) for p in h.collect(time_ns())}
+    assert got == {(): (0.5, float(2 ** 63 - 1)), (("k", "low"),): (-(2 ** 63), 2 ** 63 - 1)}
+    assert type(got[()][0]) is float and type(got[()][1]) is float
+    off = HistogramStream(10, False, boundaries=(0.0,), record_min_max=False)
+    off.record(5)
+    (p,) = off.collect(time_ns())
+    assert (p.min, p.max) == (float("inf"), float("-inf"))

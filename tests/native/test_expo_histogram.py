@@ -528,3 +528,23 @@ def test_cumulative_single_cell_is_not_the_reference():
     want = reference(sums, "cumulative", 160, 20)
     assert ours(sums, "cumulative", 160, 20, approach="b") == want
     assert ours(sums, "cumulative", 160, 20, approach="a")[1][7] != want[1][7]
+
+
+def test_an_int_sum_past_int64_becomes_a_float_never_wraps():
+    """As the explicit histogram's and the sum's: the int sum turns float where int64 ends
+    (the reference's Python int is exact; a double is the nearest OTLP carries anyway)."""
+    c = Cell()
+    c.py_record(2 ** 63 - 1)
+    c.py_record(1)
+    p = c.py_point()
+    assert (repr(p.sum), p.min, p.max) == (repr(float(2 ** 63)), 1, 2 ** 63 - 1)
+    low, other = Cell(), Cell()
+    low.py_record(-(2 ** 63))
+    other.py_record(-1)
+    low.py_merge(other)                     # a cumulative collection merges an interval
+    assert repr(low.py_point().sum) == repr(-float(2 ** 63) - 1.0)
+    high, more = Cell(), Cell()
+    high.py_record(2 ** 62)
+    more.py_record(2 ** 62)
+    high.py_merge(more)
+    assert repr(high.py_point().sum) == repr(float(2 ** 63))

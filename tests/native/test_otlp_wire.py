@@ -471,3 +471,51 @@ def test_collect_and_encode_allocate_nothing_per_series(delta):
     large, large_grown = _collect_encode_blocks(2000, delta)
     assert_nothing_per_series(small, large)
     assert small_grown < 4096 and large_grown < 4096
+
+
+def test_histogram_int_extremes_encode_exactly_from_the_snapshot():
+    """Int min and max past 2**53 and at int64's end, encoded from the snapshot's records
+    (no points built) as the nearest doubles, in both encodings: never wrapped negative."""
+    mp, reader = _provider(False)
+    h = mp.get_meter("m").create_histogram("h")
+    for v in (2 ** 63 - 1, 2 ** 53 + 1):
+        h.record(v)
+    data = reader.get_metrics_data()
+    assert _snapshot_backed(data) == {"h"}
+    for request in (ExportMetricsServiceRequest.FromString(encode_request(data)),
+                    json_to_proto(encode_request_json(data))):
+        (p,) = request.resource_metrics[0].scope_metrics[0].metrics[0].histogram.data_points
+        assert (p.min, p.max, p.sum) == (float(2 ** 53 + 1), float(2 ** 63 - 1), float(2 ** 63 - 1 + 2 ** 53 + 1))
+    mp.shutdown()
+
+
+def test_str_subclass_keys_and_values_are_sent_as_their_text():
+    """A (str, Enum) member in a resource, scope or point, as a key, a value or in a list, is
+    sent as its text ("prod"), not its str() ("Env.PROD"), in both encodings, as the reference."""
+    import enum
+
+    import otelmetrics
+    from otelmetrics.export import InMemoryMetricReader
+    from otelmetrics.resources import Resource
+
+    class Env(str, enum.Enum):
+        PROD = "prod"
+
+    class Key(str, enum.Enum):
+        A = "a.key"
+
+    reader = InMemoryMetricReader()
+    mp = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False,
+                                   resource=Resource({Key.A: Env.PROD, "list": [Env.PROD]}))
+    mp.get_meter("m", attributes={Key.A: Env.PROD}).create_counter("c").add(1, {Key.A: Env.PROD})
+    data = reader.get_metrics_data()
+    for request in (ExportMetricsServiceRequest.FromString(encode_request(data)),
+                    json_to_proto(encode_request_json(data))):
+        rm = request.resource_metrics[0]
+        sm = rm.scope_metrics[0]
+        point = sm.metrics[0].sum.data_points[0]
+        assert {kv.key: json_format.MessageToDict(kv.value) for kv in rm.resource.attributes} == {
+            "a.key": {"stringValue": "prod"}, "list": {"arrayValue": {"values": [{"stringValue": "prod"}]}}}
+        for attributes in (sm.scope.attributes, point.attributes):
+            assert [(kv.key, kv.value.string_value) for kv in attributes] == [("a.key", "prod")]
+    mp.shutdown()
