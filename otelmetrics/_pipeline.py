@@ -94,7 +94,23 @@ def _stream_identity(instrument, out) -> tuple:
 
 
 def _name(callback) -> str:
-    return getattr(callback, "__name__", None) or repr(callback)
+    """How a warning names a callback: its ``__name__``, else its repr, else its
+    type's name. Never raises: user objects may fail at all three."""
+    try:
+        name = getattr(callback, "__name__", None)
+        if isinstance(name, str) and name:
+            return name
+        return repr(callback)
+    except Exception:
+        return "<%s object>" % type(callback).__name__
+
+
+def _error_text(error: BaseException) -> str:
+    """``Type: message`` of a callback's exception, whose ``__str__`` may raise too."""
+    try:
+        return "%s: %s" % (type(error).__name__, error)
+    except Exception:
+        return "%s (unprintable)" % type(error).__name__
 
 
 def _materialise(run, options):
@@ -311,23 +327,24 @@ class Pipeline:
             pass
         for key, _ in outcome.stuck:
             instrument, callback = instrument_of[key]
-            _logger.warning("instrument %r: callback %r did not return before the collection's timeout; "
-                            "it is skipped until it returns", instrument.name, _name(callback))
+            diagnostics.note((instrument.name, "callback timeout"),
+                             "instrument %r: callback %s did not return before the collection's timeout; "
+                             "it is skipped until it returns", instrument.name, _name(callback))
         if outcome.not_started:
             _logger.warning("the collection's timeout was used up before %d callback(s) ran, of "
                             "instrument(s) %s", len(outcome.not_started),
                             ", ".join(sorted({repr(instrument_of[k][0].name) for k, _ in outcome.not_started})))
-        for reason, items in (("callback stuck", outcome.skipped), ("callback timeout", outcome.stuck),
-                              ("callback timeout", outcome.not_started)):
+        for reason, items in (("callback stuck", outcome.skipped), ("callback timeout", outcome.not_started)):
             for key, _ in items:
                 diagnostics.record_drop(instrument_of[key][0].name, reason)
         for (key, _), error in outcome.failed:   # what _run_one lets through: KeyboardInterrupt, ...
             self._callback_failed(*instrument_of[key], error)
 
     def _callback_failed(self, instrument, callback, error: BaseException) -> None:
-        _logger.warning("instrument %r: callback %r raised %s: %s", instrument.name, _name(callback),
-                        type(error).__name__, error)
-        self._provider._diagnostics.record_drop(instrument.name, "callback error")
+        """Counted, and warned about like every drop: once an interval per instrument."""
+        self._provider._diagnostics.note((instrument.name, "callback error"),
+                                         "instrument %r: callback %s raised %s", instrument.name,
+                                         _name(callback), _error_text(error))
 
     def _run_one(self, instrument, streams, callback, deadline, cancelled, record_lock) -> None:
         diagnostics = self._provider._diagnostics

@@ -9,6 +9,7 @@ sanitised, counted, and warned about at most once in a while).
 """
 import decimal
 import fractions
+import functools
 import json
 import logging
 import math
@@ -340,6 +341,31 @@ def _half_good(options):
     raise Boom("midway")
 
 
+class Unnamable:
+    """A callback that fails and cannot be named either: its repr raises."""
+
+    def __call__(self, options):
+        raise Boom("unplugged")
+
+    def __repr__(self):
+        raise Boom("repr")
+
+
+class NameRaises(Unnamable):
+    @property
+    def __name__(self):
+        raise Boom("__name__")
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise Boom("str")
+
+
+def _raise_unprintable(options):
+    raise Unprintable()
+
+
 HOSTILE_CALLBACKS = {
     "raises": (_raise, 0),
     "returns-none": (lambda options: None, 0),
@@ -353,6 +379,10 @@ HOSTILE_CALLBACKS = {
     "half-good-generator-function": (_half_good, 1),
     "no-arguments": (lambda: [Observation(1)], 0),
     "huge-attributes": (lambda options: [Observation(1, {"k%d" % i: i for i in range(2000)})], 1),
+    "unnamable": (Unnamable(), 0),
+    "name-raises": (NameRaises(), 0),
+    "partial-of-unnamable": (functools.partial(_raise, Unnamable()), 0),
+    "unprintable-error": (_raise_unprintable, 0),
 }
 
 
@@ -374,6 +404,31 @@ def test_hostile_callbacks_do_not_break_collection(name, delta):
         assert control_value(pts) == (1 if delta else round_ + 1)
         assert len(pts.get("hostile", [])) == n_points
     assert "control" not in str(mp.stats()["dropped"])
+
+
+def test_failing_callbacks_are_logged_readably_whatever_they_are(caplog):
+    mp, reader = provider()
+    m = mp.get_meter("m")
+    m.create_observable_gauge("unnamable", callbacks=[Unnamable(), NameRaises()])
+    m.create_observable_gauge("unprintable", callbacks=[_raise_unprintable])
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        reader.get_metrics_data()
+    messages = [r.getMessage() for r in caplog.records]     # each one formats
+    assert any("'unnamable'" in msg and "Unnamable" in msg for msg in messages)
+    assert any("_raise_unprintable" in msg and "Unprintable" in msg for msg in messages)
+    assert mp.stats()["dropped"] == {"unnamable: callback error": 2, "unprintable: callback error": 1}
+
+
+def test_callback_errors_are_warned_once_an_interval_and_counted_each_time(caplog):
+    mp, reader = provider()
+    mp.get_meter("m").create_observable_gauge("temp", callbacks=[_raise])
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        for _ in range(20):
+            reader.get_metrics_data()
+    warnings = [r.getMessage() for r in caplog.records if "'temp'" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "_raise" in warnings[0] and "Boom: hostile" in warnings[0]
+    assert mp.stats()["dropped"] == {"temp: callback error": 20}
 
 
 def test_observations_are_counted_like_measurements():
