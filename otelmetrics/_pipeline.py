@@ -5,7 +5,8 @@ Invariants: every stream of an instrument starts at the instrument's creation;
 every point of one collection ends at the same instant, after its callbacks; a
 reader's collections take their snapshots one at a time; a callback that hangs
 or raises never stops a collection, and its late observations never leak into
-the next one. Readers are duck-typed: the pipeline asks a reader only for its
+the next one; one callback run hands over a bounded number of observations
+(``MAX_OBSERVATIONS``) and is no longer iterated once its collection gave up. Readers are duck-typed: the pipeline asks a reader only for its
 temporality, aggregation, cardinality limit and metric filter per kind.
 """
 from __future__ import annotations
@@ -113,17 +114,31 @@ def _error_text(error: BaseException) -> str:
         return "%s (unprintable)" % type(error).__name__
 
 
-def _materialise(run, options):
-    """(observations, error): what the callback yielded before any failure is kept."""
+# What one callback run may hand over: at most this many observations, or the largest
+# cardinality limit of the instrument's streams if that is more. A callback within its
+# limit is never cut short; one that never stops yielding costs bounded memory.
+MAX_OBSERVATIONS = 100_000
+
+
+def _materialise(run, options, cancelled, cap: int):
+    """(observations, error, truncated): what the callback yielded before any failure
+    is kept. Iteration stops once the collection has stopped waiting (what would
+    follow is discarded anyway) or after ``cap`` observations (``truncated``)."""
     out: list = []
+    append = out.append
+    stopped = cancelled.is_set
     try:
         for obs in run(options) or ():
-            out.append(obs)
+            if len(out) >= cap:
+                return out, None, True
+            append(obs)
+            if stopped():
+                break
     except StopIteration:
         raise
     except Exception as e:
-        return out, e
-    return out, None
+        return out, e, False
+    return out, None, False
 
 
 class Pipeline:
@@ -351,14 +366,17 @@ class Pipeline:
         report = diagnostics.reporter(instrument.name)
         options = CallbackOptions(timeout_millis=max(0.0, (deadline - time.monotonic()) * 1e3))
         run = callback.send if isinstance(callback, GeneratorType) else callback
+        cap = max(MAX_OBSERVATIONS, max((s.limit for s in streams), default=0))
         try:
-            observations, error = _materialise(run, options)
+            observations, error, truncated = _materialise(run, options, cancelled, cap)
         except StopIteration:
             report("dropped: generator callback is exhausted")
             return
         with record_lock:
             if cancelled.is_set():
                 return
+            if truncated:
+                report("dropped: callback made more than %d observations" % cap)
             for obs in observations:
                 try:
                     if isinstance(obs, Observation):

@@ -22,6 +22,7 @@ from hypothesis import given, strategies as st
 from opentelemetry.metrics import CallbackOptions, Observation
 
 import otelmetrics
+from otelmetrics import _pipeline
 from otelmetrics._native import BAD_ATTRIBUTES, BAD_VALUE, NEGATIVE, NON_FINITE
 from otelmetrics.export import InMemoryMetricReader
 
@@ -502,6 +503,54 @@ def test_callback_hanging_past_the_timeout(how):
     finally:
         release.set()
     assert elapsed < 1.5, "collect(timeout_millis=200) took %.1f s" % elapsed
+
+
+def test_endless_generator_is_not_consumed_after_the_timeout():
+    yielded = [0]
+
+    def endless(options):
+        while True:
+            yielded[0] += 1
+            yield Observation(1, {"k": "v"})
+
+    reader = InMemoryMetricReader()
+    mp = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    m = mp.get_meter("hostile")
+    m.create_observable_gauge("endless", callbacks=[endless])
+    m.create_counter("control").add(1, CONTROL)
+    reader.collect(timeout_millis=200)
+    time.sleep(0.2)
+    before = yielded[0]
+    time.sleep(0.3)
+    assert yielded[0] == before, "the abandoned generator is still being consumed"
+    assert before <= _pipeline.MAX_OBSERVATIONS + 1
+    assert control_value(collect(reader)) == 1
+
+
+def test_observations_past_the_cap_are_not_consumed_and_are_counted(monkeypatch):
+    monkeypatch.setattr(_pipeline, "MAX_OBSERVATIONS", 50)
+    consumed = [0]
+
+    def many(options):
+        for i in range(1000):
+            consumed[0] += 1
+            yield Observation(1, {"i": i})
+
+    mp, reader = provider(limit=10)
+    mp.get_meter("hostile").create_observable_counter("many", callbacks=[many])
+    pts = points(reader, "many")
+    assert consumed[0] <= 51
+    assert len(pts) == 10 and sum(p.value for p in pts) == 50     # 9 series + the overflow one
+    assert mp.stats()["dropped"] == {"many: dropped: callback made more than 50 observations": 1}
+
+
+def test_the_cap_is_at_least_the_cardinality_limit(monkeypatch):
+    monkeypatch.setattr(_pipeline, "MAX_OBSERVATIONS", 50)
+    mp, reader = provider(limit=300)
+    mp.get_meter("hostile").create_observable_gauge(
+        "many", callbacks=[lambda options: [Observation(i, {"i": i}) for i in range(299)]])
+    assert len(points(reader, "many")) == 299
+    assert mp.stats()["dropped"] == {}
 
 
 # -- the policy per input, example by example -------------------------------------------------
