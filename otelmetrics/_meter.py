@@ -22,7 +22,8 @@ class Meter(api.Meter):
         self._scope = scope
         self._pipeline = pipeline
         self._lock = threading.Lock()
-        # Identical registrations return the first instrument (one stream).
+        # Identical registrations return the first instrument (one stream); an observable
+        # one gets the callbacks of each registration.
         self._by_identity: Dict[Tuple, object] = {}
         self._enabled = True     # set by the provider's meter_configurator
         self._first_casing: Dict[str, str] = {}   # lower-case name -> first-seen spelling
@@ -50,20 +51,21 @@ class Meter(api.Meter):
                                 first)
                 name = first
             key = (lower, cls, unit, description)
-            if callbacks is None and key in self._by_identity:
-                existing = self._by_identity[key]
+            existing = self._by_identity.get(key)
+            if existing is not None:
                 if existing._advisory != advisory:
                     _logger.warning("histogram %r: created again with other advisory boundaries %r; the "
                                     "first ones (%r) stay in use", name, advisory, existing._advisory)
+                if cls._async:
+                    existing._add_callbacks(callbacks)   # one stream, every registration's callbacks
                 return existing
             instrument = cls()
             instrument._init_identity(name, unit, description, self._scope, advisory)
             instrument._meter_enabled = self._enabled
-            if callbacks is not None or cls._async:
-                instrument._init_callbacks(callbacks)
+            if cls._async:
+                instrument._add_callbacks(callbacks)
             self._pipeline.register(instrument)
-            if callbacks is None:
-                self._by_identity[key] = instrument
+            self._by_identity[key] = instrument
             return instrument
 
     def create_counter(self, name: str, unit: str = "", description: str = "") -> api.Counter:
