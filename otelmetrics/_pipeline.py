@@ -38,6 +38,7 @@ from otelmetrics.view import (
     ExponentialBucketHistogramAggregation,
     LastValueAggregation,
     SumAggregation,
+    safe_repr,
 )
 from otelmetrics import _instruments as inst
 from otelmetrics._exemplars import configure_exemplars
@@ -99,11 +100,9 @@ def _name(callback) -> str:
     type's name. Never raises: user objects may fail at all three."""
     try:
         name = getattr(callback, "__name__", None)
-        if isinstance(name, str) and name:
-            return name
-        return repr(callback)
     except Exception:
-        return "<%s object>" % type(callback).__name__
+        name = None
+    return name if isinstance(name, str) and name else safe_repr(callback)
 
 
 def _error_text(error: BaseException) -> str:

@@ -199,7 +199,7 @@ def test_instrument_description__none_or_missing_is_empty_and_not_validated(capl
 
 # -- Instrument advisory parameters -------------------------------------------------
 
-@pytest.mark.parametrize("bad", [[3, 1], [1, float("nan")], ["a"], [1, 1]])
+@pytest.mark.parametrize("bad", [[3, 1], [1, float("nan")], ["a"], [1, 1], [0, 10**400]])
 def test_instrument_advisory_parameters__invalid_is_reported_and_ignored(bad, caplog):
     mp, r = provider()
     with caplog.at_level(logging.WARNING, logger="otelmetrics"):
