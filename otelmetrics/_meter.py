@@ -9,9 +9,24 @@ from opentelemetry import metrics as api
 
 from otelmetrics import _instruments as inst
 from otelmetrics._model import InstrumentationScope
-from otelmetrics.view import check_boundaries, valid_instrument_name
+from otelmetrics.view import check_boundaries, safe_repr, valid_instrument_name
 
 _logger = logging.getLogger("otelmetrics")
+
+
+def as_text(value, what: str, default: str = "") -> str:
+    """``value`` as a str (``None``: ``default``); an object whose ``__str__`` raises
+    is logged and replaced by ``default``: creating an instrument or a meter never raises."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return default
+    try:
+        return str(value)
+    except Exception as e:
+        _logger.warning("%s %s cannot be made a str (%s); using %r", what, safe_repr(value),
+                        safe_repr(e), default)
+        return default
 
 
 class Meter(api.Meter):
@@ -29,10 +44,9 @@ class Meter(api.Meter):
         self._first_casing: Dict[str, str] = {}   # lower-case name -> first-seen spelling
 
     def _create(self, cls, name, unit, description, advisory=None, callbacks=None):
-        name = name if isinstance(name, str) else str(name)
-        unit = "" if unit is None else (unit if isinstance(unit, str) else str(unit))
-        description = "" if description is None else (
-            description if isinstance(description, str) else str(description))
+        name = as_text(name, "instrument name", "None" if name is None else "")
+        unit = as_text(unit, "instrument %r: unit" % name)
+        description = as_text(description, "instrument %r: description" % name)
         if not valid_instrument_name(name):
             _logger.warning(
                 "instrument name %r is invalid: it must start with a letter and contain at most 255 "
@@ -82,7 +96,7 @@ class Meter(api.Meter):
                 advisory = check_boundaries(explicit_bucket_boundaries_advisory,
                                              "explicit_bucket_boundaries_advisory")
             except ValueError as e:
-                _logger.warning("histogram %r: %s; using the default boundaries", name, e)
+                _logger.warning("histogram %s: %s; using the default boundaries", safe_repr(name), e)
         return self._create(inst.Histogram, name, unit, description, advisory=advisory)
 
     def create_gauge(self, name: str, unit: str = "", description: str = ""):

@@ -553,6 +553,55 @@ def test_the_cap_is_at_least_the_cardinality_limit(monkeypatch):
     assert mp.stats()["dropped"] == {}
 
 
+class UnprintableText:
+    def __str__(self):
+        raise Boom("str")
+
+    __repr__ = __str__
+
+
+class UnusableAttributes(dict):
+    def __bool__(self):
+        raise Boom("bool")
+
+    def items(self):
+        raise Boom("items")
+
+    keys = __iter__ = items
+
+
+@pytest.mark.parametrize("create", [
+    lambda m: m.create_counter(UnprintableText()),
+    lambda m: m.create_histogram("h", unit=UnprintableText()),
+    lambda m: m.create_gauge("g", description=UnprintableText()),
+    lambda m: m.create_up_down_counter(UnprintableText(), UnprintableText(), UnprintableText()),
+    lambda m: m.create_observable_gauge(UnprintableText(), [lambda o: [Observation(1)]]),
+    lambda m: m.create_histogram("h", explicit_bucket_boundaries_advisory=UnprintableText()),
+], ids=["name", "unit", "description", "all-three", "observable", "advisory"])
+def test_creating_instruments_from_unprintable_objects_does_not_raise(create, caplog):
+    mp, reader = provider()
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        instrument = create(mp.get_meter("m"))
+    assert [r.getMessage() for r in caplog.records]      # warned, and each warning formats
+    for method in ("add", "record", "set"):     # the observable one has none: its callback observes
+        if hasattr(instrument, method):
+            getattr(instrument, method)(1)
+    assert len(points(reader)) == 1
+
+
+@pytest.mark.parametrize("attributes", [UnusableAttributes(a=1), [1, 2], 5])
+def test_get_meter_with_unusable_attributes_does_not_raise(attributes, caplog):
+    mp, reader = provider()
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        meter = mp.get_meter("m", attributes=attributes)
+        unnamed = mp.get_meter(UnprintableText())
+    assert [r.getMessage() for r in caplog.records]
+    meter.create_counter("c").add(1)
+    unnamed.create_counter("c").add(2)
+    assert sorted(p.value for p in points(reader, "c")) == [1, 2]
+    assert meter is mp.get_meter("m", attributes=attributes)
+
+
 # -- the policy per input, example by example -------------------------------------------------
 
 class Nasty:
