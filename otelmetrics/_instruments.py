@@ -103,9 +103,17 @@ class _Observable(_Identity):
     def __init__(self, *args, **kwargs) -> None:
         pass
 
-    def _init_callbacks(self, callbacks: Optional[Sequence[Callable]]) -> None:
-        self._callbacks = list(callbacks or ())
-        for cb in self._callbacks:
+    _callbacks: tuple = ()
+
+    def _add_callbacks(self, callbacks: Optional[Sequence[Callable]]) -> None:
+        """Register callbacks; one registered already is not added twice. The tuple is
+        replaced, not changed, so a collection iterating the old one is unaffected."""
+        new = []
+        for cb in callbacks or ():
+            if not any(cb is known for known in self._callbacks + tuple(new)):
+                new.append(cb)
+        self._callbacks = self._callbacks + tuple(new)
+        for cb in new:
             if isinstance(cb, GeneratorType):
                 # The API's generator protocol: advanced to its first yield here,
                 # then sent CallbackOptions at each collection.

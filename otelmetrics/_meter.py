@@ -9,9 +9,24 @@ from opentelemetry import metrics as api
 
 from otelmetrics import _instruments as inst
 from otelmetrics._model import InstrumentationScope
-from otelmetrics.view import check_boundaries, valid_instrument_name
+from otelmetrics.view import check_boundaries, safe_repr, valid_instrument_name
 
 _logger = logging.getLogger("otelmetrics")
+
+
+def as_text(value, what: str, default: str = "") -> str:
+    """``value`` as a str (``None``: ``default``); an object whose ``__str__`` raises
+    is logged and replaced by ``default``: creating an instrument or a meter never raises."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return default
+    try:
+        return str(value)
+    except Exception as e:
+        _logger.warning("%s %s cannot be made a str (%s); using %r", what, safe_repr(value),
+                        safe_repr(e), default)
+        return default
 
 
 class Meter(api.Meter):
@@ -22,16 +37,16 @@ class Meter(api.Meter):
         self._scope = scope
         self._pipeline = pipeline
         self._lock = threading.Lock()
-        # Identical registrations return the first instrument (one stream).
+        # Identical registrations return the first instrument (one stream); an observable
+        # one gets the callbacks of each registration.
         self._by_identity: Dict[Tuple, object] = {}
         self._enabled = True     # set by the provider's meter_configurator
         self._first_casing: Dict[str, str] = {}   # lower-case name -> first-seen spelling
 
     def _create(self, cls, name, unit, description, advisory=None, callbacks=None):
-        name = name if isinstance(name, str) else str(name)
-        unit = "" if unit is None else (unit if isinstance(unit, str) else str(unit))
-        description = "" if description is None else (
-            description if isinstance(description, str) else str(description))
+        name = as_text(name, "instrument name", "None" if name is None else "")
+        unit = as_text(unit, "instrument %r: unit" % name)
+        description = as_text(description, "instrument %r: description" % name)
         if not valid_instrument_name(name):
             _logger.warning(
                 "instrument name %r is invalid: it must start with a letter and contain at most 255 "
@@ -50,20 +65,21 @@ class Meter(api.Meter):
                                 first)
                 name = first
             key = (lower, cls, unit, description)
-            if callbacks is None and key in self._by_identity:
-                existing = self._by_identity[key]
+            existing = self._by_identity.get(key)
+            if existing is not None:
                 if existing._advisory != advisory:
                     _logger.warning("histogram %r: created again with other advisory boundaries %r; the "
                                     "first ones (%r) stay in use", name, advisory, existing._advisory)
+                if cls._async:
+                    existing._add_callbacks(callbacks)   # one stream, every registration's callbacks
                 return existing
             instrument = cls()
             instrument._init_identity(name, unit, description, self._scope, advisory)
             instrument._meter_enabled = self._enabled
-            if callbacks is not None or cls._async:
-                instrument._init_callbacks(callbacks)
+            if cls._async:
+                instrument._add_callbacks(callbacks)
             self._pipeline.register(instrument)
-            if callbacks is None:
-                self._by_identity[key] = instrument
+            self._by_identity[key] = instrument
             return instrument
 
     def create_counter(self, name: str, unit: str = "", description: str = "") -> api.Counter:
@@ -80,7 +96,7 @@ class Meter(api.Meter):
                 advisory = check_boundaries(explicit_bucket_boundaries_advisory,
                                              "explicit_bucket_boundaries_advisory")
             except ValueError as e:
-                _logger.warning("histogram %r: %s; using the default boundaries", name, e)
+                _logger.warning("histogram %s: %s; using the default boundaries", safe_repr(name), e)
         return self._create(inst.Histogram, name, unit, description, advisory=advisory)
 
     def create_gauge(self, name: str, unit: str = "", description: str = ""):

@@ -5,7 +5,8 @@ Invariants: every stream of an instrument starts at the instrument's creation;
 every point of one collection ends at the same instant, after its callbacks; a
 reader's collections take their snapshots one at a time; a callback that hangs
 or raises never stops a collection, and its late observations never leak into
-the next one. Readers are duck-typed: the pipeline asks a reader only for its
+the next one; one callback run hands over a bounded number of observations
+(``MAX_OBSERVATIONS``) and is no longer iterated once its collection gave up. Readers are duck-typed: the pipeline asks a reader only for its
 temporality, aggregation, cardinality limit and metric filter per kind.
 """
 from __future__ import annotations
@@ -37,6 +38,7 @@ from otelmetrics.view import (
     ExponentialBucketHistogramAggregation,
     LastValueAggregation,
     SumAggregation,
+    safe_repr,
 )
 from otelmetrics import _instruments as inst
 from otelmetrics._exemplars import configure_exemplars
@@ -94,20 +96,48 @@ def _stream_identity(instrument, out) -> tuple:
 
 
 def _name(callback) -> str:
-    return getattr(callback, "__name__", None) or repr(callback)
+    """How a warning names a callback: its ``__name__``, else its repr, else its
+    type's name. Never raises: user objects may fail at all three."""
+    try:
+        name = getattr(callback, "__name__", None)
+    except Exception:
+        name = None
+    return name if isinstance(name, str) and name else safe_repr(callback)
 
 
-def _materialise(run, options):
-    """(observations, error): what the callback yielded before any failure is kept."""
+def _error_text(error: BaseException) -> str:
+    """``Type: message`` of a callback's exception, whose ``__str__`` may raise too."""
+    try:
+        return "%s: %s" % (type(error).__name__, error)
+    except Exception:
+        return "%s (unprintable)" % type(error).__name__
+
+
+# What one callback run may hand over: at most this many observations, or the largest
+# cardinality limit of the instrument's streams if that is more. A callback within its
+# limit is never cut short; one that never stops yielding costs bounded memory.
+MAX_OBSERVATIONS = 100_000
+
+
+def _materialise(run, options, cancelled, cap: int):
+    """(observations, error, truncated): what the callback yielded before any failure
+    is kept. Iteration stops once the collection has stopped waiting (what would
+    follow is discarded anyway) or after ``cap`` observations (``truncated``)."""
     out: list = []
+    append = out.append
+    stopped = cancelled.is_set
     try:
         for obs in run(options) or ():
-            out.append(obs)
+            if len(out) >= cap:
+                return out, None, True
+            append(obs)
+            if stopped():
+                break
     except StopIteration:
         raise
     except Exception as e:
-        return out, e
-    return out, None
+        return out, e, False
+    return out, None, False
 
 
 class Pipeline:
@@ -311,37 +341,41 @@ class Pipeline:
             pass
         for key, _ in outcome.stuck:
             instrument, callback = instrument_of[key]
-            _logger.warning("instrument %r: callback %r did not return before the collection's timeout; "
-                            "it is skipped until it returns", instrument.name, _name(callback))
+            diagnostics.note((instrument.name, "callback timeout"),
+                             "instrument %r: callback %s did not return before the collection's timeout; "
+                             "it is skipped until it returns", instrument.name, _name(callback))
         if outcome.not_started:
             _logger.warning("the collection's timeout was used up before %d callback(s) ran, of "
                             "instrument(s) %s", len(outcome.not_started),
                             ", ".join(sorted({repr(instrument_of[k][0].name) for k, _ in outcome.not_started})))
-        for reason, items in (("callback stuck", outcome.skipped), ("callback timeout", outcome.stuck),
-                              ("callback timeout", outcome.not_started)):
+        for reason, items in (("callback stuck", outcome.skipped), ("callback timeout", outcome.not_started)):
             for key, _ in items:
                 diagnostics.record_drop(instrument_of[key][0].name, reason)
         for (key, _), error in outcome.failed:   # what _run_one lets through: KeyboardInterrupt, ...
             self._callback_failed(*instrument_of[key], error)
 
     def _callback_failed(self, instrument, callback, error: BaseException) -> None:
-        _logger.warning("instrument %r: callback %r raised %s: %s", instrument.name, _name(callback),
-                        type(error).__name__, error)
-        self._provider._diagnostics.record_drop(instrument.name, "callback error")
+        """Counted, and warned about like every drop: once an interval per instrument."""
+        self._provider._diagnostics.note((instrument.name, "callback error"),
+                                         "instrument %r: callback %s raised %s", instrument.name,
+                                         _name(callback), _error_text(error))
 
     def _run_one(self, instrument, streams, callback, deadline, cancelled, record_lock) -> None:
         diagnostics = self._provider._diagnostics
         report = diagnostics.reporter(instrument.name)
         options = CallbackOptions(timeout_millis=max(0.0, (deadline - time.monotonic()) * 1e3))
         run = callback.send if isinstance(callback, GeneratorType) else callback
+        cap = max(MAX_OBSERVATIONS, max((s.limit for s in streams), default=0))
         try:
-            observations, error = _materialise(run, options)
+            observations, error, truncated = _materialise(run, options, cancelled, cap)
         except StopIteration:
             report("dropped: generator callback is exhausted")
             return
         with record_lock:
             if cancelled.is_set():
                 return
+            if truncated:
+                report("dropped: callback made more than %d observations" % cap)
             for obs in observations:
                 try:
                     if isinstance(obs, Observation):

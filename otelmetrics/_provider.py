@@ -27,11 +27,11 @@ from opentelemetry import metrics as api
 
 from otelmetrics._exemplars import filter_mode, make_sampler
 from otelmetrics._env import call_in_child_after_fork
-from otelmetrics._meter import Meter
+from otelmetrics._meter import Meter, as_text
 from otelmetrics._model import InstrumentationScope
 from otelmetrics._pipeline import Pipeline
 from otelmetrics.resources import Resource
-from otelmetrics.view import View, subclasses_reference
+from otelmetrics.view import View, safe_repr, subclasses_reference
 
 _logger = logging.getLogger("otelmetrics")
 
@@ -83,6 +83,19 @@ class Diagnostics:
             for (_, reason), n in self.counts.items():
                 out[reason] += n
             return dict(out)
+
+
+def _scope_attributes(attributes) -> Optional[dict]:
+    """get_meter's attributes as a dict, None when empty; what is not a mapping is
+    logged and ignored (the meter works, without attributes)."""
+    if attributes is None:
+        return None
+    try:
+        return dict(attributes) or None
+    except Exception as e:
+        _logger.warning("get_meter: attributes must be a mapping, got %s (%s); the meter has none",
+                        safe_repr(attributes), safe_repr(e))
+        return None
 
 
 def _freeze(attributes) -> tuple:
@@ -268,15 +281,16 @@ class MeterProvider(api.MeterProvider):
     def get_meter(self, name: str, version: Optional[str] = None, schema_url: Optional[str] = None,
                   attributes=None) -> api.Meter:
         if not isinstance(name, str) or not name:
-            _logger.warning("get_meter: invalid meter name %r; using it as %r — pass the name of the "
-                            "instrumenting library", name, str(name or ""))
-            name = "" if name is None else str(name)
+            text = as_text(name, "get_meter: meter name")
+            _logger.warning("get_meter: invalid meter name %s; using it as %r — pass the name of the "
+                            "instrumenting library", safe_repr(name), text)
+            name = text
+        attributes = _scope_attributes(attributes)
         key = (name, version, schema_url, _freeze(attributes))
         with self._lock:
             meter = self._meters.get(key)
             if meter is None:
-                scope = InstrumentationScope(name, version, schema_url or "",
-                                             dict(attributes) if attributes else None)
+                scope = InstrumentationScope(name, version, schema_url or "", attributes)
                 meter = self._meters[key] = Meter(scope, self._pipeline)
                 meter._enabled = self._meter_enabled(scope)
             return meter

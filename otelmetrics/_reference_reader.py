@@ -21,7 +21,7 @@ from otelmetrics import _instruments as inst
 from otelmetrics import view
 from otelmetrics._model import AggregationTemporality
 from otelmetrics._reference import temporality_from_reference, to_reference
-from otelmetrics.view import by_kind, reference_name
+from otelmetrics.view import by_kind, check_cardinality_limit, reference_name
 
 _logger = logging.getLogger("otelmetrics")
 
@@ -65,7 +65,8 @@ class ReferenceReader:
         self._aggregation = by_our_kind(getattr(reader, "_instrument_class_aggregation", None),
                                         what + " aggregation", aggregation_from_reference)
         self._limits = by_our_kind(getattr(reader, "_instrument_class_cardinality_limit", None),
-                                   what + " cardinality limit", int)
+                                   what + " cardinality limit",
+                                   lambda v: check_cardinality_limit(v, what + " cardinality limit"))
         self._provider = None
         self._lock = threading.Lock()
 

@@ -11,11 +11,17 @@ class given by a user designates. Users key views, and readers' preferences, by
 class: ours, the ``opentelemetry.metrics`` API's, or, by habit,
 opentelemetry-sdk's. The reference SDK is never imported for this: its classes
 are recognised by module and name.
+
+What configures a stream is checked here too, when it is configured, against the
+compiled core's bounds (cardinality limits, which readers check with the same
+function; exponential histogram sizes; histogram boundaries), so that a mistake
+raises from the constructor that was given it, never later from ``create_*()``.
 """
 from __future__ import annotations
 
 import logging
 import re
+import sys
 from typing import Callable, Dict, Iterable, Optional, Sequence
 
 from otelmetrics._native import ExpoHistogramStream, HistogramStream, LastValueStream, SumStream
@@ -78,6 +84,51 @@ def by_kind(mapping: Optional[dict], what: str, kinds: Iterable[type]) -> Dict[t
     return out
 
 
+def safe_repr(obj) -> str:
+    """repr(obj), or its type's name when that raises (a user's object may)."""
+    try:
+        return repr(obj)
+    except Exception:
+        return "<%s object>" % type(obj).__name__
+
+
+def check_int(value, low: int, high: int, what: str) -> int:
+    """``value`` if it is an int (not a bool) in [low, high]; else ValueError naming the range."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError("%s must be an int in [%d, %d], got %r" % (what, low, high, value))
+    return value
+
+
+# A stream's cardinality limit is a C Py_ssize_t in the compiled core.
+MAX_CARDINALITY_LIMIT = sys.maxsize
+
+
+def check_cardinality_limit(value, what: str) -> int:
+    """A view's or a reader's cardinality limit, checked where it is configured."""
+    return check_int(value, 1, MAX_CARDINALITY_LIMIT, what)
+
+
+# The compiled core's bounds for an exponential histogram (cext/expo_histogram.pxi:
+# MIN_MAX_SIZE, MAX_MAX_SIZE, MIN_SCALE, MAX_SCALE), checked when it is configured.
+EXPO_MAX_SIZE_RANGE = (2, 16384)
+EXPO_SCALE_RANGE = (-10, 20)
+
+
+def _attribute_keys(keys, what: str) -> Optional[frozenset]:
+    """A view's collection of attribute keys as a frozenset; a lone str is refused
+    (it would be taken as the set of its characters)."""
+    if keys is None:
+        return None
+    if isinstance(keys, (str, bytes)):
+        raise TypeError("View: %s must be a list or set of attribute keys, got the %s %r: "
+                        "write [%r]" % (what, type(keys).__name__, keys, keys))
+    try:
+        return frozenset(keys)
+    except TypeError:
+        raise TypeError("View: %s must be a list or set of attribute keys, got %r"
+                        % (what, keys)) from None
+
+
 # The specification's default explicit bucket boundaries.
 DEFAULT_BOUNDARIES = (0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0,
                       1000.0, 2500.0, 5000.0, 7500.0, 10000.0)
@@ -125,8 +176,12 @@ class LastValueAggregation(Aggregation):
 def check_boundaries(boundaries: Iterable[float], what: str) -> tuple:
     try:
         out = tuple(float(b) for b in boundaries)
+    except OverflowError:
+        raise ValueError("%s must be numbers within the range of a double (about 1.8e308)"
+                         % (what,)) from None
     except (TypeError, ValueError):
-        raise ValueError("%s must be a sequence of numbers, got %r" % (what, boundaries)) from None
+        raise ValueError("%s must be a sequence of numbers, got %s"
+                         % (what, safe_repr(boundaries))) from None
     if any(not -_INF < b < _INF for b in out):     # NaN or infinite
         raise ValueError("%s must be finite numbers, got %r" % (what, out))
     if any(b2 <= b1 for b1, b2 in zip(out, out[1:])):
@@ -158,14 +213,10 @@ class ExponentialBucketHistogramAggregation(Aggregation):
     """Base-2 exponential histogram (max_size buckets per sign, scale <= max_scale)."""
 
     def __init__(self, max_size: int = 160, max_scale: int = 20, record_min_max: bool = True) -> None:
-        if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 2:
-            raise ValueError("ExponentialBucketHistogramAggregation max_size must be an int >= 2, "
-                             "got %r" % (max_size,))
-        if not isinstance(max_scale, int) or isinstance(max_scale, bool) or not -10 <= max_scale <= 20:
-            raise ValueError("ExponentialBucketHistogramAggregation max_scale must be an int in "
-                             "[-10, 20], got %r" % (max_scale,))
-        self._max_size = max_size
-        self._max_scale = max_scale
+        self._max_size = check_int(max_size, *EXPO_MAX_SIZE_RANGE,
+                                   "ExponentialBucketHistogramAggregation max_size")
+        self._max_scale = check_int(max_scale, *EXPO_SCALE_RANGE,
+                                    "ExponentialBucketHistogramAggregation max_scale")
         self._record_min_max = bool(record_min_max)
 
     def _build(self, kind, *, delta, limit, allowed, excluded, advisory):
@@ -227,10 +278,8 @@ class View:
         if aggregation is not None and not isinstance(aggregation, Aggregation):
             raise TypeError("View: aggregation must be an otelmetrics.view aggregation, got %r"
                             % (aggregation,))
-        if aggregation_cardinality_limit is not None and (
-                not isinstance(aggregation_cardinality_limit, int) or aggregation_cardinality_limit < 1):
-            raise ValueError("View: aggregation_cardinality_limit must be a positive int, got %r"
-                             % (aggregation_cardinality_limit,))
+        if aggregation_cardinality_limit is not None:
+            check_cardinality_limit(aggregation_cardinality_limit, "View: aggregation_cardinality_limit")
         if instrument_type is not None and not isinstance(instrument_type, type):
             raise TypeError("View: instrument_type must be an instrument class, got %r" % (instrument_type,))
         self._instrument_type = instrument_type
@@ -245,9 +294,9 @@ class View:
         self._meter_schema_url = meter_schema_url
         self._name = name
         self._description = description
-        self._attribute_keys = frozenset(attribute_keys) if attribute_keys is not None else None
-        self._excluded_attribute_keys = (frozenset(excluded_attribute_keys)
-                                         if excluded_attribute_keys else None)
+        self._attribute_keys = _attribute_keys(attribute_keys, "attribute_keys")
+        self._excluded_attribute_keys = _attribute_keys(excluded_attribute_keys,
+                                                        "excluded_attribute_keys") or None
         self._aggregation = aggregation or DefaultAggregation()
         self._exemplar_reservoir_factory = exemplar_reservoir_factory
         self._cardinality_limit = aggregation_cardinality_limit

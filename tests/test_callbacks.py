@@ -41,6 +41,36 @@ def test_hanging_callback_does_not_stall_collection(caplog):
     assert mp.stats()["dropped_by_reason"].get("callback timeout") == 1
 
 
+class HangsUnnamed:
+    """A callback that hangs and whose repr raises."""
+
+    def __init__(self, release):
+        self.release = release
+
+    def __call__(self, options):
+        self.release.wait(10)
+        return [Observation(1)]
+
+    def __repr__(self):
+        raise RuntimeError("repr")
+
+
+def test_hanging_callback_that_cannot_be_named_does_not_stop_collections(caplog):
+    release = threading.Event()
+    mp, reader = provider()
+    m = mp.get_meter("m")
+    m.create_observable_gauge("stuck", callbacks=[HangsUnnamed(release)])
+    m.create_observable_gauge("fine", callbacks=[lambda options: [Observation(7)]])
+    try:
+        with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+            assert reader.collect(timeout_millis=300) is True
+            assert points(reader)["fine"][0].value == 7      # skipped while it hangs
+        assert any("'stuck'" in r.getMessage() and "HangsUnnamed" in r.getMessage()
+                   for r in caplog.records)
+    finally:
+        release.set()
+
+
 def test_callbacks_run_per_reader_and_collection():
     calls = []
 

@@ -9,6 +9,7 @@ sanitised, counted, and warned about at most once in a while).
 """
 import decimal
 import fractions
+import functools
 import json
 import logging
 import math
@@ -21,6 +22,7 @@ from hypothesis import given, strategies as st
 from opentelemetry.metrics import CallbackOptions, Observation
 
 import otelmetrics
+from otelmetrics import _pipeline
 from otelmetrics._native import BAD_ATTRIBUTES, BAD_VALUE, NEGATIVE, NON_FINITE
 from otelmetrics.export import InMemoryMetricReader
 
@@ -340,6 +342,31 @@ def _half_good(options):
     raise Boom("midway")
 
 
+class Unnamable:
+    """A callback that fails and cannot be named either: its repr raises."""
+
+    def __call__(self, options):
+        raise Boom("unplugged")
+
+    def __repr__(self):
+        raise Boom("repr")
+
+
+class NameRaises(Unnamable):
+    @property
+    def __name__(self):
+        raise Boom("__name__")
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise Boom("str")
+
+
+def _raise_unprintable(options):
+    raise Unprintable()
+
+
 HOSTILE_CALLBACKS = {
     "raises": (_raise, 0),
     "returns-none": (lambda options: None, 0),
@@ -353,6 +380,10 @@ HOSTILE_CALLBACKS = {
     "half-good-generator-function": (_half_good, 1),
     "no-arguments": (lambda: [Observation(1)], 0),
     "huge-attributes": (lambda options: [Observation(1, {"k%d" % i: i for i in range(2000)})], 1),
+    "unnamable": (Unnamable(), 0),
+    "name-raises": (NameRaises(), 0),
+    "partial-of-unnamable": (functools.partial(_raise, Unnamable()), 0),
+    "unprintable-error": (_raise_unprintable, 0),
 }
 
 
@@ -374,6 +405,31 @@ def test_hostile_callbacks_do_not_break_collection(name, delta):
         assert control_value(pts) == (1 if delta else round_ + 1)
         assert len(pts.get("hostile", [])) == n_points
     assert "control" not in str(mp.stats()["dropped"])
+
+
+def test_failing_callbacks_are_logged_readably_whatever_they_are(caplog):
+    mp, reader = provider()
+    m = mp.get_meter("m")
+    m.create_observable_gauge("unnamable", callbacks=[Unnamable(), NameRaises()])
+    m.create_observable_gauge("unprintable", callbacks=[_raise_unprintable])
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        reader.get_metrics_data()
+    messages = [r.getMessage() for r in caplog.records]     # each one formats
+    assert any("'unnamable'" in msg and "Unnamable" in msg for msg in messages)
+    assert any("_raise_unprintable" in msg and "Unprintable" in msg for msg in messages)
+    assert mp.stats()["dropped"] == {"unnamable: callback error": 2, "unprintable: callback error": 1}
+
+
+def test_callback_errors_are_warned_once_an_interval_and_counted_each_time(caplog):
+    mp, reader = provider()
+    mp.get_meter("m").create_observable_gauge("temp", callbacks=[_raise])
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        for _ in range(20):
+            reader.get_metrics_data()
+    warnings = [r.getMessage() for r in caplog.records if "'temp'" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "_raise" in warnings[0] and "Boom: hostile" in warnings[0]
+    assert mp.stats()["dropped"] == {"temp: callback error": 20}
 
 
 def test_observations_are_counted_like_measurements():
@@ -447,6 +503,103 @@ def test_callback_hanging_past_the_timeout(how):
     finally:
         release.set()
     assert elapsed < 1.5, "collect(timeout_millis=200) took %.1f s" % elapsed
+
+
+def test_endless_generator_is_not_consumed_after_the_timeout():
+    yielded = [0]
+
+    def endless(options):
+        while True:
+            yielded[0] += 1
+            yield Observation(1, {"k": "v"})
+
+    reader = InMemoryMetricReader()
+    mp = otelmetrics.MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    m = mp.get_meter("hostile")
+    m.create_observable_gauge("endless", callbacks=[endless])
+    m.create_counter("control").add(1, CONTROL)
+    reader.collect(timeout_millis=200)
+    time.sleep(0.2)
+    before = yielded[0]
+    time.sleep(0.3)
+    assert yielded[0] == before, "the abandoned generator is still being consumed"
+    assert before <= _pipeline.MAX_OBSERVATIONS + 1
+    assert control_value(collect(reader)) == 1
+
+
+def test_observations_past_the_cap_are_not_consumed_and_are_counted(monkeypatch):
+    monkeypatch.setattr(_pipeline, "MAX_OBSERVATIONS", 50)
+    consumed = [0]
+
+    def many(options):
+        for i in range(1000):
+            consumed[0] += 1
+            yield Observation(1, {"i": i})
+
+    mp, reader = provider(limit=10)
+    mp.get_meter("hostile").create_observable_counter("many", callbacks=[many])
+    pts = points(reader, "many")
+    assert consumed[0] <= 51
+    assert len(pts) == 10 and sum(p.value for p in pts) == 50     # 9 series + the overflow one
+    assert mp.stats()["dropped"] == {"many: dropped: callback made more than 50 observations": 1}
+
+
+def test_the_cap_is_at_least_the_cardinality_limit(monkeypatch):
+    monkeypatch.setattr(_pipeline, "MAX_OBSERVATIONS", 50)
+    mp, reader = provider(limit=300)
+    mp.get_meter("hostile").create_observable_gauge(
+        "many", callbacks=[lambda options: [Observation(i, {"i": i}) for i in range(299)]])
+    assert len(points(reader, "many")) == 299
+    assert mp.stats()["dropped"] == {}
+
+
+class UnprintableText:
+    def __str__(self):
+        raise Boom("str")
+
+    __repr__ = __str__
+
+
+class UnusableAttributes(dict):
+    def __bool__(self):
+        raise Boom("bool")
+
+    def items(self):
+        raise Boom("items")
+
+    keys = __iter__ = items
+
+
+@pytest.mark.parametrize("create", [
+    lambda m: m.create_counter(UnprintableText()),
+    lambda m: m.create_histogram("h", unit=UnprintableText()),
+    lambda m: m.create_gauge("g", description=UnprintableText()),
+    lambda m: m.create_up_down_counter(UnprintableText(), UnprintableText(), UnprintableText()),
+    lambda m: m.create_observable_gauge(UnprintableText(), [lambda o: [Observation(1)]]),
+    lambda m: m.create_histogram("h", explicit_bucket_boundaries_advisory=UnprintableText()),
+], ids=["name", "unit", "description", "all-three", "observable", "advisory"])
+def test_creating_instruments_from_unprintable_objects_does_not_raise(create, caplog):
+    mp, reader = provider()
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        instrument = create(mp.get_meter("m"))
+    assert [r.getMessage() for r in caplog.records]      # warned, and each warning formats
+    for method in ("add", "record", "set"):     # the observable one has none: its callback observes
+        if hasattr(instrument, method):
+            getattr(instrument, method)(1)
+    assert len(points(reader)) == 1
+
+
+@pytest.mark.parametrize("attributes", [UnusableAttributes(a=1), [1, 2], 5])
+def test_get_meter_with_unusable_attributes_does_not_raise(attributes, caplog):
+    mp, reader = provider()
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        meter = mp.get_meter("m", attributes=attributes)
+        unnamed = mp.get_meter(UnprintableText())
+    assert [r.getMessage() for r in caplog.records]
+    meter.create_counter("c").add(1)
+    unnamed.create_counter("c").add(2)
+    assert sorted(p.value for p in points(reader, "c")) == [1, 2]
+    assert meter is mp.get_meter("m", attributes=attributes)
 
 
 # -- the policy per input, example by example -------------------------------------------------

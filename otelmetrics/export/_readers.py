@@ -17,7 +17,8 @@ from otelmetrics import _instruments as inst
 from otelmetrics._filter import filter_metrics_data
 from otelmetrics._model import AggregationTemporality, MetricsData, count_points
 from otelmetrics.export._exporter import MetricExporter, MetricExportResult
-from otelmetrics.view import Aggregation, DefaultAggregation, by_kind, subclasses_reference
+from otelmetrics.view import (Aggregation, DefaultAggregation, by_kind, check_cardinality_limit,
+                              subclasses_reference)
 
 _logger = logging.getLogger("otelmetrics")
 
@@ -31,6 +32,12 @@ CardinalityLimits = Dict[InstrumentCardinalityKey, int]
 def _by_kind(mapping: Optional[dict], what: str) -> Dict[type, object]:
     """{our instrument class: value} from a mapping keyed by a user's classes."""
     return by_kind(mapping, what, inst.ALL_KINDS)
+
+
+def _limits_by_kind(mapping: Optional[dict], what: str) -> Dict[type, int]:
+    """{our instrument class: cardinality limit}, each limit checked."""
+    return {kind: check_cardinality_limit(v, "%s[%s]" % (what, kind.__name__))
+            for kind, v in _by_kind(mapping, what).items()}
 
 
 class MetricProducer(ABC):
@@ -78,16 +85,14 @@ class MetricReader(ABC):
                 raise TypeError("preferred_aggregation[%s] must be an otelmetrics.view aggregation, "
                                 "got %r" % (k.__name__, a))
         if isinstance(default_cardinality_limit, dict):
-            self._limits = _by_kind(default_cardinality_limit, "default_cardinality_limit")
+            self._limits = _limits_by_kind(default_cardinality_limit, "default_cardinality_limit")
             self._limit = DEFAULT_CARDINALITY_LIMIT
         else:
             self._limits = {}
-            self._limit = default_cardinality_limit or DEFAULT_CARDINALITY_LIMIT
+            self._limit = (DEFAULT_CARDINALITY_LIMIT if default_cardinality_limit is None else
+                           check_cardinality_limit(default_cardinality_limit, "default_cardinality_limit"))
         # opentelemetry-sdk 1.45's spelling: {instrument class: limit}, on top.
-        self._limits.update(_by_kind(cardinality_limits, "cardinality_limits"))
-        for v in list(self._limits.values()) + [self._limit]:
-            if not isinstance(v, int) or v < 1:
-                raise ValueError("default_cardinality_limit must be a positive int, got %r" % (v,))
+        self._limits.update(_limits_by_kind(cardinality_limits, "cardinality_limits"))
         self._provider = None
         self._is_shut_down = False
         self._reader_lock = threading.Lock()

@@ -61,6 +61,28 @@ def test_duplicate_instrument_registration__identical_instruments_aggregate_toge
     assert [p.value for p in points(r, "c")] == [3]
 
 
+def test_duplicate_instrument_registration__identical_observable_instruments_aggregate_together(caplog):
+    # One instrument, one stream; the second registration's callbacks join the first's (the
+    # spec: data of identical instruments aggregated together). opentelemetry-sdk 1.45 returns
+    # the first instrument too but drops the second one's callbacks: its "cpu": 1 is not exported.
+    def cpu0(options):
+        return [Observation(5, {"cpu": 0})]
+
+    def cpu1(options):
+        return [Observation(7, {"cpu": 1})]
+
+    mp, r = provider()
+    m = mp.get_meter("m")
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        a = m.create_observable_counter("cpu.time", [cpu0], unit="s")
+        b = m.create_observable_counter("cpu.time", [cpu1, cpu0], unit="s")   # cpu0 again: runs once
+    assert a is b
+    assert not warnings_about(caplog, "cpu.time")
+    got = metrics_of(r.get_metrics_data())
+    assert [(mt.name, sorted((p.attributes["cpu"], p.value) for p in mt.data.data_points))
+            for mt in got] == [("cpu.time", [(0, 5), (1, 7)])]
+
+
 def test_duplicate_instrument_registration__functional_instrument_both_exported_with_warning(caplog):
     mp, r = provider()
     m = mp.get_meter("m")
@@ -177,7 +199,7 @@ def test_instrument_description__none_or_missing_is_empty_and_not_validated(capl
 
 # -- Instrument advisory parameters -------------------------------------------------
 
-@pytest.mark.parametrize("bad", [[3, 1], [1, float("nan")], ["a"], [1, 1]])
+@pytest.mark.parametrize("bad", [[3, 1], [1, float("nan")], ["a"], [1, 1], [0, 10**400]])
 def test_instrument_advisory_parameters__invalid_is_reported_and_ignored(bad, caplog):
     mp, r = provider()
     with caplog.at_level(logging.WARNING, logger="otelmetrics"):

@@ -448,6 +448,18 @@ def test_periodic_reader_rejects_bad_configuration():
             om_export.PeriodicExportingMetricReader(TimedExporter(), export_interval_millis=bad)
 
 
+@pytest.mark.parametrize("limits", [
+    dict(default_cardinality_limit=0), dict(default_cardinality_limit=-1),
+    dict(default_cardinality_limit=True), dict(default_cardinality_limit=2**70),
+    dict(default_cardinality_limit="5"), dict(default_cardinality_limit=1.5),
+    dict(default_cardinality_limit={otelmetrics.Counter: 2**70}),
+    dict(cardinality_limits={otelmetrics.Counter: 0}),
+])
+def test_reader_rejects_bad_cardinality_limits(limits):
+    with pytest.raises(ValueError, match=r"cardinality_limit.* int in \[1, "):
+        InMemoryMetricReader(**limits)
+
+
 def test_exporter_temporality_preference_reaches_the_reader(exporters):
     exporter = exporters(preferred_temporality=temporality_map(OURS, SIDE_DELTA))
     provider, reader = periodic_provider(exporter)

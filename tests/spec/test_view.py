@@ -12,6 +12,7 @@ from opentelemetry.metrics import Observation
 
 import otelmetrics
 from otelmetrics import view as om_view
+from otelmetrics._native import ExpoHistogramStream
 from otelmetrics.export import AggregationTemporality, Histogram, InMemoryMetricReader, Sum
 from otelmetrics.view import (
     DropAggregation,
@@ -536,6 +537,11 @@ INVALID = [
     ({"instrument_name": "a", "aggregation_cardinality_limit": 0}, ValueError, "cardinality"),
     ({"instrument_name": "a", "aggregation_cardinality_limit": -3}, ValueError, "cardinality"),
     ({"instrument_name": "a", "aggregation_cardinality_limit": "3"}, ValueError, "cardinality"),
+    ({"instrument_name": "a", "aggregation_cardinality_limit": True}, ValueError, "cardinality"),
+    ({"instrument_name": "a", "aggregation_cardinality_limit": 2**70}, ValueError, "cardinality"),
+    ({"instrument_name": "a", "attribute_keys": "host"}, TypeError, r"attribute_keys.*\['host'\]"),
+    ({"instrument_name": "a", "excluded_attribute_keys": "path"}, TypeError, r"excluded_attribute_keys.*\['path'\]"),
+    ({"instrument_name": "a", "attribute_keys": 5}, TypeError, "attribute_keys"),
     ({"instrument_type": "Counter"}, TypeError, "instrument_type"),
 ]
 
@@ -546,10 +552,28 @@ def test_invalid_view_fails_fast(kwargs, exc, word):
         om_view.View(**kwargs)
 
 
-@pytest.mark.parametrize("boundaries", [[2.0, 1.0], [1.0, 1.0], [1.0, float("nan")], [float("inf")], ["x"]])
+@pytest.mark.parametrize("boundaries", [[2.0, 1.0], [1.0, 1.0], [1.0, float("nan")], [float("inf")], ["x"],
+                                        [0, 10**400]])
 def test_invalid_boundaries_fail_fast(boundaries):
     with pytest.raises(ValueError, match="boundaries"):
         om_view.ExplicitBucketHistogramAggregation(boundaries)
+
+
+@pytest.mark.parametrize("max_size", [1, 16385, 100_000, 2**40, True, 160.0])
+def test_invalid_exponential_histogram_max_size_fails_fast(max_size):
+    with pytest.raises(ValueError, match=r"max_size must be an int in \[2, 16384\]"):
+        om_view.ExponentialBucketHistogramAggregation(max_size=max_size)
+
+
+def test_exponential_histogram_max_size_range_is_the_cores():
+    for max_size in (2, 16384):
+        mp, r = provider(views=[View(instrument_name="h",
+                                     aggregation=om_view.ExponentialBucketHistogramAggregation(max_size=max_size))])
+        mp.get_meter("m").create_histogram("h").record(1.5)
+        assert points(r, "h")[0].count == 1
+    for max_size in (1, 16385):     # the compiled core refuses what the view refuses
+        with pytest.raises(ValueError, match="max_size"):
+            ExpoHistogramStream(max_size=max_size)
 
 
 def test_provider_rejects_non_views():
