@@ -52,6 +52,10 @@ cdef enum:
     MAX_MAX_SIZE = 16384      # same guard against giant histograms as the reference
     LIMBS = 4                 # 4 x 32 bits of fixed point for the exact sub-index
 
+# The bounds above for the Python layer, which checks a configured aggregation against them.
+EXPO_MAX_SIZE_RANGE = (MIN_MAX_SIZE, MAX_MAX_SIZE)
+EXPO_SCALE_RANGE = (MIN_SCALE, MAX_SCALE)
+
 # How often the exact path ran and how often its bounds could not decide.
 cdef unsigned long long _exact_calls = 0
 cdef unsigned long long _exact_undecided = 0

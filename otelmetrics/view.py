@@ -24,7 +24,14 @@ import re
 import sys
 from typing import Callable, Dict, Iterable, Optional, Sequence
 
-from otelmetrics._native import ExpoHistogramStream, HistogramStream, LastValueStream, SumStream
+from otelmetrics._native import (
+    EXPO_MAX_SIZE_RANGE,
+    EXPO_SCALE_RANGE,
+    ExpoHistogramStream,
+    HistogramStream,
+    LastValueStream,
+    SumStream,
+)
 
 _logger = logging.getLogger("otelmetrics")
 
@@ -107,11 +114,6 @@ def check_cardinality_limit(value, what: str) -> int:
     """A view's or a reader's cardinality limit, checked where it is configured."""
     return check_int(value, 1, MAX_CARDINALITY_LIMIT, what)
 
-
-# The compiled core's bounds for an exponential histogram (cext/expo_histogram.pxi:
-# MIN_MAX_SIZE, MAX_MAX_SIZE, MIN_SCALE, MAX_SCALE), checked when it is configured.
-EXPO_MAX_SIZE_RANGE = (2, 16384)
-EXPO_SCALE_RANGE = (-10, 20)
 
 
 def _attribute_keys(keys, what: str) -> Optional[frozenset]:
