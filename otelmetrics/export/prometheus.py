@@ -581,7 +581,12 @@ def wants_openmetrics(accept: str) -> bool:
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
-    return any(media in ("gzip", "*") and q > 0 for media, _, q in _media_ranges(accept_encoding))
+    """True when the Accept-Encoding header allows gzip: by gzip's own q-value when it is listed,
+    else by ``*``'s (RFC 9110 12.5.3: ``*`` matches only the codings not listed)."""
+    qs: dict = {}
+    for coding, _, q in _media_ranges(accept_encoding):
+        qs[coding] = max(q, qs.get(coding, 0.0))
+    return qs.get("gzip", qs.get("*", 0.0)) > 0
 
 
 # -- the reader --------------------------------------------------------------------

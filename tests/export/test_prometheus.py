@@ -498,6 +498,16 @@ def test_content_negotiation_and_gzip(served):
     assert not accepts_gzip("gzip;q=0") and accepts_gzip("br, gzip") and not accepts_gzip("")
 
 
+def test_gzip_refused_with_q0_is_not_taken_for_a_star(served):
+    # RFC 9110 12.5.3: "*" matches only the codings the header does not list.
+    url, provider, _, _ = served
+    provider.get_meter("m").create_counter("c").add(1)
+    status, headers, body = _get(url, {"Accept-Encoding": "gzip;q=0, *"})
+    assert status == 200 and "Content-Encoding" not in headers and b"c_total" in body
+    assert not accepts_gzip("identity, *;q=0.5, gzip;q=0") and not accepts_gzip("*;q=0, br")
+    assert accepts_gzip("*") and accepts_gzip("br;q=1, *;q=0.1") and accepts_gzip("gzip;q=0.5, *;q=0")
+
+
 def test_a_failing_scrape_answers_500_and_warns_once_a_minute_with_a_count(served, caplog, monkeypatch):
     url, _, _, server = served
 
