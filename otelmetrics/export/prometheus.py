@@ -56,6 +56,7 @@ OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset
 _OPENMETRICS_VERSIONS = ("", "1.0.0", "0.0.1")
 _TEXT_VERSIONS = ("", "0.0.4")
 _EXEMPLAR_MAX_RUNES = 128       # OpenMetrics: the exemplar's label names and values together
+_EXEMPLAR_ID_LABELS = ("trace_id", "span_id")
 
 # -- names, units and labels ------------------------------------------------------
 
@@ -464,16 +465,26 @@ class _Translation:
         return fams
 
 
-def _exemplar_text(ex) -> str:
+def _exemplar_labels(ex) -> List[Tuple[str, str]]:
+    """An exemplar's labels: its span's ``trace_id`` and ``span_id``, then its filtered
+    attributes as labels (named and merged as a series' are): all of them, or none when they
+    would pass OpenMetrics' 128 runes. ``trace_id`` and ``span_id`` are the span's alone: a
+    filtered attribute whose label name is one of them is left out (label names are unique)."""
     labels = []
     if ex.trace_id:
         labels.append(("trace_id", _hex_id(ex.trace_id, 32)))
     if ex.span_id:
         labels.append(("span_id", _hex_id(ex.span_id, 16)))
     runes = sum(len(k) + len(v) for k, v in labels)
-    attrs = _labels((ex.filtered_attributes or {}).items(), False)
+    attrs = [(k, v) for k, v in _labels((ex.filtered_attributes or {}).items(), False)
+             if k not in _EXEMPLAR_ID_LABELS]
     if attrs and runes + sum(len(k) + len(v) for k, v in attrs) <= _EXEMPLAR_MAX_RUNES:
         labels.extend(attrs)
+    return labels
+
+
+def _exemplar_text(ex) -> str:
+    labels = _exemplar_labels(ex)
     ts = ex.time_unix_nano
     return " # {%s} %s%s" % (_render_labels(labels), _number(ex.value),
                              " %.9f" % (ts / 1e9) if ts else "")
@@ -770,12 +781,7 @@ class _ClientCollector:
 def _client_exemplar(cls, ex):
     if ex is None:
         return None
-    labels = {}
-    if ex.trace_id:
-        labels["trace_id"] = _hex_id(ex.trace_id, 32)
-    if ex.span_id:
-        labels["span_id"] = _hex_id(ex.span_id, 16)
-    return cls(labels, ex.value, ex.time_unix_nano / 1e9 if ex.time_unix_nano else None)
+    return cls(dict(_exemplar_labels(ex)), ex.value, ex.time_unix_nano / 1e9 if ex.time_unix_nano else None)
 
 
 # -- the HTTP server ---------------------------------------------------------------

@@ -24,6 +24,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource as RefResource
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
@@ -425,6 +426,30 @@ def test_exponential_histogram_as_cumulative_buckets():
         assert n >= sum(1 for v in values if v <= le * (1 - 1e-9) - 1e-12) or le <= 0
         assert n <= sum(1 for v in values if v <= le * (1 + 1e-9) + 1e-12) + 0 or le < 0
     assert dict(buckets)[0.0] == 2                                       # the zeros
+
+
+def test_exemplar_label_names_are_unique():
+    # A filtered attribute whose key sanitises to trace_id or span_id is left out of the
+    # exemplar's labels (the span's ids are kept); prometheus_client's registry gets the same.
+    registry = CollectorRegistry()
+    reader = PrometheusMetricReader(registry=registry, disable_target_info=True, scope_info_enabled=False)
+    provider = _provider(reader, views=[View(instrument_name="requests", attribute_keys={"route"}),
+                                        View(instrument_name="lat", attribute_keys={"route"})])
+    meter = provider.get_meter("m")
+    ctx = trace.set_span_in_context(NonRecordingSpan(SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C, span_id=0xB7AD6B7169203331, is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED))))
+    attrs = {"route": "/a", "trace.id": "abc", "span-id": "def", "user": "u1"}
+    expected = {"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331", "user": "u1"}
+    for scrape in (lambda: reader.exposition(openmetrics=True), lambda: generate_latest_openmetrics(registry)):
+        meter.create_counter("requests").add(1, attrs, context=ctx)   # exemplars: those since the last scrape
+        meter.create_histogram("lat").record(3, attrs, context=ctx)
+        fams = {f.name: f for f in parse_openmetrics(scrape().decode())}
+        total, = fams["requests"].samples
+        assert total.exemplar.labels == expected
+        bucket_exemplars = [s.exemplar.labels for s in fams["lat"].samples if s.exemplar]
+        assert bucket_exemplars and all(labels == expected for labels in bucket_exemplars)
+    provider.shutdown()
 
 
 def test_translation_rules_and_options():
