@@ -275,10 +275,16 @@ def _expo_bound(index: int, scale: int) -> float:
 def _expo_as_buckets(p) -> Tuple[List[float], List[int]]:
     """An exponential histogram point as classic buckets: upper bounds of its
     negative buckets, the zero bucket (le=0) and its positive buckets, with the
-    cumulative count at each; the caller adds +Inf."""
+    cumulative count at each; the caller adds +Inf. A side nobody recorded into has
+    no bucket (the SDK's point holds such a side as one bucket of count 0): no
+    negative threshold where no negative value was recorded."""
     bounds: List[float] = []
     counts: List[int] = []
     neg, pos, scale = p.negative, p.positive, p.scale
+    if neg is not None and not any(neg.bucket_counts):
+        neg = None
+    if pos is not None and not any(pos.bucket_counts):
+        pos = None
     run = 0
     if neg is not None:
         nc = list(neg.bucket_counts)

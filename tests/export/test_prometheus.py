@@ -271,6 +271,17 @@ def test_real_prometheus_histograms(scraped):
     assert 80 <= p90 <= 100
 
 
+def test_real_prometheus_ingests_the_exponential_histogram_through_openmetrics(scraped):
+    prom, reader = scraped
+    # What Prometheus scraped is valid OpenMetrics (it does not check _sum against negative buckets)
+    parse = {f.name: f for f in parse_openmetrics(reader.exposition(openmetrics=True).decode())}
+    assert parse["expo_latency_milliseconds"].type == "histogram"
+    assert prom.api("metadata")["expo_latency_milliseconds"][0]["unit"] == "milliseconds"  # a # UNIT line
+    buckets = {float(m["le"]): v for m, v in prom.query("expo_latency_milliseconds_bucket")}
+    assert min(buckets) >= 0 and buckets[math.inf] == 100      # no negative bucket: nothing negative recorded
+    assert prom.value("expo_latency_milliseconds_sum") == 5050
+
+
 def test_real_prometheus_target_info_view_and_overflow(scraped):
     prom, _ = scraped
     (labels, value), = prom.query("target_info")
@@ -426,6 +437,34 @@ def test_exponential_histogram_as_cumulative_buckets():
         assert n >= sum(1 for v in values if v <= le * (1 - 1e-9) - 1e-12) or le <= 0
         assert n <= sum(1 for v in values if v <= le * (1 + 1e-9) + 1e-12) + 0 or le < 0
     assert dict(buckets)[0.0] == 2                                       # the zeros
+
+
+def _histogram_samples(fams, name):
+    """{sample name: [labels]} of one family of _families()."""
+    out = {}
+    for sample, labels in fams[name][2]:
+        out.setdefault(sample, []).append(dict(labels))
+    return out
+
+
+def test_exponential_histogram_writes_no_buckets_for_a_side_never_recorded_into():
+    # The SDK's point holds negative=Buckets(offset=0, bucket_counts=[0]) with nothing negative
+    # recorded: no le="-1.0" bucket for it, so OpenMetrics keeps the histogram's _count and _sum.
+    registry = CollectorRegistry()
+    reader = PrometheusMetricReader(registry=registry, disable_target_info=True, scope_info_enabled=False)
+    provider = _provider(reader, views=[View(instrument_name="e",
+                                             aggregation=ExponentialBucketHistogramAggregation(max_size=4))])
+    h = provider.get_meter("m").create_histogram("e")
+    for v in (1.0, 2.0, 3.0):
+        h.record(v)
+    for openmetrics in (False, True):
+        fams = _families(reader.exposition(openmetrics).decode(), openmetrics)
+        samples = _histogram_samples(fams, "e")
+        assert min(float(ls["le"]) for ls in samples["e_bucket"]) == 0.0
+        assert fams["e"][2][("e_sum", ())] == 6 and fams["e"][2][("e_count", ())] == 3
+    via_client = _families(generate_latest_openmetrics(registry).decode(), True)
+    assert via_client == _families(reader.exposition(True).decode(), True)
+    provider.shutdown()
 
 
 def test_exemplar_label_names_are_unique():
