@@ -19,13 +19,20 @@ Invariants:
   body is valid UTF-8, so anything the API accepted is exposition Prometheus parses.
 - Exponential histograms (which the text formats cannot carry as native
   histograms) are exposed as classic ``le`` buckets at their bucket boundaries,
-  which the specification allows, rather than dropped.
+  which the specification allows, rather than dropped; a side (negative, positive)
+  nobody recorded into has no bucket.
+- In OpenMetrics a histogram series has ``_count`` and ``_sum`` only where OpenMetrics
+  allows ``_sum``: no negative bucket threshold, a sum neither negative nor NaN. The
+  text format 0.0.4 keeps them. prometheus_client's registry writes either format
+  from the same samples: its collector follows OpenMetrics' rule for both.
 - A Sum, Gauge or explicit Histogram whose points were never built (its data still
   holds the collection's snapshot) has its sample lines written from the snapshot's
   records by the compiled core (``prometheus_samples``), with no Python object per
-  series: the same bytes as its points would give. This module decides when: for
-  render(), not for prometheus_client's collector, which needs the points; the
-  core answers None when it cannot, and the points are used.
+  series: the same bytes as its points would give, in both formats. This module
+  decides when: for render(), not for prometheus_client's collector, which needs the
+  points, nor for a histogram with a negative bucket threshold (its OpenMetrics lines
+  differ); the core answers None when it cannot (also for a series whose sum is below
+  zero), and the points are used.
 """
 from __future__ import annotations
 
@@ -263,6 +270,18 @@ def _explicit_bounds(explicit_bounds) -> Tuple[List[float], List[str]]:
     return hit
 
 
+def _negative_threshold(les) -> bool:
+    """Whether a histogram's first (lowest) bucket threshold, of its ``le`` strings, is below zero."""
+    return float(les[0]) < 0
+
+
+def _openmetrics_count_and_sum(les, total) -> bool:
+    """Whether OpenMetrics lets a histogram point carry ``_count`` and ``_sum``: ``_sum`` only
+    with no negative bucket threshold and as a counter-like sample (known, not negative, not
+    NaN), ``_count`` only beside ``_sum``. The text format 0.0.4 has no such rule."""
+    return total is not None and total >= 0 and not _negative_threshold(les)
+
+
 def _expo_bound(index: int, scale: int) -> float:
     try:
         if scale <= 0:
@@ -453,6 +472,8 @@ class _Translation:
             if boundaries is None:
                 return False
             les = tuple(_explicit_bounds(boundaries)[1])
+            if _negative_threshold(les):        # OpenMetrics writes its series differently: render() decides
+                return False
         sample = fam.name + "_total" if fam.type == "counter" else fam.name
         text = prometheus_samples(snap, sample, tuple(chain.from_iterable(extra)), les, self._label_names,
                                   label_name, label_value)
@@ -539,6 +560,8 @@ def render(families: List[_Family], openmetrics: bool) -> bytes:
                 for i, le in enumerate(les):
                     ex = exemplars[i] if openmetrics and exemplars and i < len(exemplars) else None
                     w("%s%s\"} %d%s\n" % (bucket, le, cum[i], _exemplar_text(ex) if ex is not None else ""))
+                if openmetrics and not _openmetrics_count_and_sum(les, total):
+                    continue
                 braces = "{" + ls + "}" if ls else ""
                 w("%s_count%s %d\n" % (name, braces, n))
                 if total is not None:
@@ -773,8 +796,10 @@ class _ClientCollector:
                         ex = exemplars[i] if exemplars else None
                         m.add_sample(f.name + "_bucket", {**base, "le": le}, cum[i],
                                      exemplar=_client_exemplar(Exemplar, ex))
-                    m.add_sample(f.name + "_count", base, n)
-                    if total is not None:
+                    # The registry writes either format from these samples: OpenMetrics' rule for
+                    # both (as prometheus_client's HistogramMetricFamily does for negative thresholds).
+                    if _openmetrics_count_and_sum(les, total):
+                        m.add_sample(f.name + "_count", base, n)
                         m.add_sample(f.name + "_sum", base, total)
             else:
                 sample = f.name + {"counter": "_total", "info": "_info"}.get(f.type, "")

@@ -467,6 +467,48 @@ def test_exponential_histogram_writes_no_buckets_for_a_side_never_recorded_into(
     provider.shutdown()
 
 
+def test_openmetrics_histogram_has_no_count_and_sum_with_a_negative_bucket_or_sum():
+    # OpenMetrics forbids _sum beside a negative bucket threshold, and a negative (counter-like)
+    # _sum; _count goes with _sum. The text format 0.0.4 keeps both. prometheus_client's
+    # registry cannot tell the formats apart: it gets the OpenMetrics rule for both.
+    registry = CollectorRegistry()
+    reader = PrometheusMetricReader(registry=registry, disable_target_info=True, scope_info_enabled=False)
+    provider = _provider(reader, views=[
+        View(instrument_name="neg.bounds", aggregation=ExplicitBucketHistogramAggregation([-5.0, -1.0, 10.0])),
+        View(instrument_name="neg.sum", aggregation=ExplicitBucketHistogramAggregation([0.0, 10.0])),
+        View(instrument_name="neg.expo", aggregation=ExponentialBucketHistogramAggregation(max_size=8)),
+        View(instrument_name="plain", aggregation=ExplicitBucketHistogramAggregation([0.0, 10.0])),
+    ])
+    meter = provider.get_meter("m")
+    meter.create_histogram("neg.bounds").record(3)
+    neg_sum = meter.create_up_down_counter("neg.sum")       # a histogram View: the sum is still kept
+    neg_sum.add(-5)
+    neg_sum.add(3)
+    neg_expo = meter.create_up_down_counter("neg.expo")
+    for v in (-3, -1, 0, 2, 5):
+        neg_expo.add(v)
+    meter.create_histogram("plain").record(4)
+    forbidden = ("neg_bounds", "neg_sum", "neg_expo")
+
+    om = _families(reader.exposition(openmetrics=True).decode(), True)
+    for name in forbidden:
+        assert set(_histogram_samples(om, name)) == {name + "_bucket"}, name
+    assert any(float(ls["le"]) < 0 for ls in _histogram_samples(om, "neg_expo")["neg_expo_bucket"])
+    assert om["plain"][2][("plain_sum", ())] == 4 and om["plain"][2][("plain_count", ())] == 1
+    text = _families(reader.exposition().decode())
+    for name, total in (("neg_bounds", 3), ("neg_sum", -2), ("neg_expo", 3), ("plain", 4)):
+        assert text[name][2][(name + "_sum", ())] == total and (name + "_count", ()) in text[name][2]
+    via_client = _families(generate_latest_openmetrics(registry).decode(), True)
+    assert via_client == om
+    client_text = _families(generate_latest(registry).decode())
+    assert all(set(_histogram_samples(client_text, n)) == {n + "_bucket"} for n in forbidden)
+    # The compiled writer's lines (for the snapshots) are those of the points, in both formats
+    for openmetrics in (False, True):
+        points = prometheus.render(reader._families(text=False), openmetrics)
+        assert reader.exposition(openmetrics) == points
+    provider.shutdown()
+
+
 def test_exemplar_label_names_are_unique():
     # A filtered attribute whose key sanitises to trace_id or span_id is left out of the
     # exemplar's labels (the span's ids are kept); prometheus_client's registry gets the same.
