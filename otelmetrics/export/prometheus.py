@@ -25,6 +25,8 @@ Invariants:
   allows ``_sum``: no negative bucket threshold, a sum neither negative nor NaN. The
   text format 0.0.4 keeps them. prometheus_client's registry writes either format
   from the same samples: its collector follows OpenMetrics' rule for both.
+- An exemplar's labels are unique: ``trace_id`` and ``span_id`` are its span's, and a
+  filtered attribute whose label name is one of them is left out.
 - A Sum, Gauge or explicit Histogram whose points were never built (its data still
   holds the collection's snapshot) has its sample lines written from the snapshot's
   records by the compiled core (``prometheus_samples``), with no Python object per
