@@ -7,7 +7,9 @@ bytes: those export/prometheus.py's points path (``_labels``, ``_render_labels``
 ``_number``, ``render`` and its ``encode("utf-8", "replace")``) writes for the same
 points, with no Python object per series. The text format 0.0.4 and OpenMetrics 1.0
 write these lines alike (a stream that was offered exemplars since its last collection
-builds its points at collection, so its snapshot never comes here).
+builds its points at collection, so its snapshot never comes here; the caller keeps a
+histogram with a negative bucket threshold, whose ``_count`` and ``_sum`` OpenMetrics
+leaves out, on the points path).
 
 Invariants:
 - The points path's bytes, byte for byte. A series' labels are the caller's extra
@@ -23,7 +25,9 @@ Invariants:
   bytes object returned.
 - None, and nothing written, when the snapshot's records cannot be read (its points
   are built), are not the kind asked, or hold what the text cannot be computed from
-  here (a key that is not a str): the caller takes the points path.
+  here (a key that is not a str), or a histogram series whose lines differ between the
+  formats (its sum is negative or NaN: OpenMetrics leaves out its ``_count`` and
+  ``_sum``): the caller takes the points path.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
@@ -422,6 +426,10 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
         out.p = PyBytes_AS_STRING(<object>out.body)
         for i in range(snap.count):
             rec = snap.buf + i * snap.rec
+            if histogram:
+                hs = <HistSnap*>(rec + sizeof(int64_t))
+                if not (hs.dsum >= 0 if hs.isfloat else hs.isum >= 0):
+                    return None                 # a sum below zero or NaN: the formats differ
             s.scratch.n = 0
             s.n = 0
             if not _add_labels(&s, extras, names, label_name, label_value, histogram):
@@ -439,7 +447,6 @@ def prometheus_samples(Snapshot snap not None, str sample not None, tuple extras
                 _put_sample_value(&out, ns.isfloat, ns.i, ns.d)
                 _put(&out, "\n", 1)
                 continue
-            hs = <HistSnap*>(rec + sizeof(int64_t))
             # Each bucket line: name_bucket{<labels>,le="  <le>"}  <cumulative count>\n
             if ls_n:
                 _put(&s.scratch, ",", 1)

@@ -19,13 +19,22 @@ Invariants:
   body is valid UTF-8, so anything the API accepted is exposition Prometheus parses.
 - Exponential histograms (which the text formats cannot carry as native
   histograms) are exposed as classic ``le`` buckets at their bucket boundaries,
-  which the specification allows, rather than dropped.
+  which the specification allows, rather than dropped; a side (negative, positive)
+  nobody recorded into has no bucket.
+- In OpenMetrics a histogram series has ``_count`` and ``_sum`` only where OpenMetrics
+  allows ``_sum``: no negative bucket threshold, a sum neither negative nor NaN. The
+  text format 0.0.4 keeps them. prometheus_client's registry writes either format
+  from the same samples: its collector follows OpenMetrics' rule for both.
+- An exemplar's labels are unique: ``trace_id`` and ``span_id`` are its span's, and a
+  filtered attribute whose label name is one of them is left out.
 - A Sum, Gauge or explicit Histogram whose points were never built (its data still
   holds the collection's snapshot) has its sample lines written from the snapshot's
   records by the compiled core (``prometheus_samples``), with no Python object per
-  series: the same bytes as its points would give. This module decides when: for
-  render(), not for prometheus_client's collector, which needs the points; the
-  core answers None when it cannot, and the points are used.
+  series: the same bytes as its points would give, in both formats. This module
+  decides when: for render(), not for prometheus_client's collector, which needs the
+  points, nor for a histogram with a negative bucket threshold (its OpenMetrics lines
+  differ); the core answers None when it cannot (also for a series whose sum is below
+  zero), and the points are used.
 """
 from __future__ import annotations
 
@@ -56,6 +65,7 @@ OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset
 _OPENMETRICS_VERSIONS = ("", "1.0.0", "0.0.1")
 _TEXT_VERSIONS = ("", "0.0.4")
 _EXEMPLAR_MAX_RUNES = 128       # OpenMetrics: the exemplar's label names and values together
+_EXEMPLAR_ID_LABELS = ("trace_id", "span_id")
 
 # -- names, units and labels ------------------------------------------------------
 
@@ -262,6 +272,18 @@ def _explicit_bounds(explicit_bounds) -> Tuple[List[float], List[str]]:
     return hit
 
 
+def _negative_threshold(les) -> bool:
+    """Whether a histogram's first (lowest) bucket threshold, of its ``le`` strings, is below zero."""
+    return float(les[0]) < 0
+
+
+def _openmetrics_count_and_sum(les, total) -> bool:
+    """Whether OpenMetrics lets a histogram point carry ``_count`` and ``_sum``: ``_sum`` only
+    with no negative bucket threshold and as a counter-like sample (known, not negative, not
+    NaN), ``_count`` only beside ``_sum``. The text format 0.0.4 has no such rule."""
+    return total is not None and total >= 0 and not _negative_threshold(les)
+
+
 def _expo_bound(index: int, scale: int) -> float:
     try:
         if scale <= 0:
@@ -274,10 +296,16 @@ def _expo_bound(index: int, scale: int) -> float:
 def _expo_as_buckets(p) -> Tuple[List[float], List[int]]:
     """An exponential histogram point as classic buckets: upper bounds of its
     negative buckets, the zero bucket (le=0) and its positive buckets, with the
-    cumulative count at each; the caller adds +Inf."""
+    cumulative count at each; the caller adds +Inf. A side nobody recorded into has
+    no bucket (the SDK's point holds such a side as one bucket of count 0): no
+    negative threshold where no negative value was recorded."""
     bounds: List[float] = []
     counts: List[int] = []
     neg, pos, scale = p.negative, p.positive, p.scale
+    if neg is not None and not any(neg.bucket_counts):
+        neg = None
+    if pos is not None and not any(pos.bucket_counts):
+        pos = None
     run = 0
     if neg is not None:
         nc = list(neg.bucket_counts)
@@ -446,6 +474,8 @@ class _Translation:
             if boundaries is None:
                 return False
             les = tuple(_explicit_bounds(boundaries)[1])
+            if _negative_threshold(les):        # OpenMetrics writes its series differently: render() decides
+                return False
         sample = fam.name + "_total" if fam.type == "counter" else fam.name
         text = prometheus_samples(snap, sample, tuple(chain.from_iterable(extra)), les, self._label_names,
                                   label_name, label_value)
@@ -464,16 +494,26 @@ class _Translation:
         return fams
 
 
-def _exemplar_text(ex) -> str:
+def _exemplar_labels(ex) -> List[Tuple[str, str]]:
+    """An exemplar's labels: its span's ``trace_id`` and ``span_id``, then its filtered
+    attributes as labels (named and merged as a series' are): all of them, or none when they
+    would pass OpenMetrics' 128 runes. ``trace_id`` and ``span_id`` are the span's alone: a
+    filtered attribute whose label name is one of them is left out (label names are unique)."""
     labels = []
     if ex.trace_id:
         labels.append(("trace_id", _hex_id(ex.trace_id, 32)))
     if ex.span_id:
         labels.append(("span_id", _hex_id(ex.span_id, 16)))
     runes = sum(len(k) + len(v) for k, v in labels)
-    attrs = _labels((ex.filtered_attributes or {}).items(), False)
+    attrs = [(k, v) for k, v in _labels((ex.filtered_attributes or {}).items(), False)
+             if k not in _EXEMPLAR_ID_LABELS]
     if attrs and runes + sum(len(k) + len(v) for k, v in attrs) <= _EXEMPLAR_MAX_RUNES:
         labels.extend(attrs)
+    return labels
+
+
+def _exemplar_text(ex) -> str:
+    labels = _exemplar_labels(ex)
     ts = ex.time_unix_nano
     return " # {%s} %s%s" % (_render_labels(labels), _number(ex.value),
                              " %.9f" % (ts / 1e9) if ts else "")
@@ -522,6 +562,8 @@ def render(families: List[_Family], openmetrics: bool) -> bytes:
                 for i, le in enumerate(les):
                     ex = exemplars[i] if openmetrics and exemplars and i < len(exemplars) else None
                     w("%s%s\"} %d%s\n" % (bucket, le, cum[i], _exemplar_text(ex) if ex is not None else ""))
+                if openmetrics and not _openmetrics_count_and_sum(les, total):
+                    continue
                 braces = "{" + ls + "}" if ls else ""
                 w("%s_count%s %d\n" % (name, braces, n))
                 if total is not None:
@@ -581,7 +623,12 @@ def wants_openmetrics(accept: str) -> bool:
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
-    return any(media in ("gzip", "*") and q > 0 for media, _, q in _media_ranges(accept_encoding))
+    """True when the Accept-Encoding header allows gzip: by gzip's own q-value when it is listed,
+    else by ``*``'s (RFC 9110 12.5.3: ``*`` matches only the codings not listed)."""
+    qs: dict = {}
+    for coding, _, q in _media_ranges(accept_encoding):
+        qs[coding] = max(q, qs.get(coding, 0.0))
+    return qs.get("gzip", qs.get("*", 0.0)) > 0
 
 
 # -- the reader --------------------------------------------------------------------
@@ -751,8 +798,10 @@ class _ClientCollector:
                         ex = exemplars[i] if exemplars else None
                         m.add_sample(f.name + "_bucket", {**base, "le": le}, cum[i],
                                      exemplar=_client_exemplar(Exemplar, ex))
-                    m.add_sample(f.name + "_count", base, n)
-                    if total is not None:
+                    # The registry writes either format from these samples: OpenMetrics' rule for
+                    # both (as prometheus_client's HistogramMetricFamily does for negative thresholds).
+                    if _openmetrics_count_and_sum(les, total):
+                        m.add_sample(f.name + "_count", base, n)
                         m.add_sample(f.name + "_sum", base, total)
             else:
                 sample = f.name + {"counter": "_total", "info": "_info"}.get(f.type, "")
@@ -765,12 +814,7 @@ class _ClientCollector:
 def _client_exemplar(cls, ex):
     if ex is None:
         return None
-    labels = {}
-    if ex.trace_id:
-        labels["trace_id"] = _hex_id(ex.trace_id, 32)
-    if ex.span_id:
-        labels["span_id"] = _hex_id(ex.span_id, 16)
-    return cls(labels, ex.value, ex.time_unix_nano / 1e9 if ex.time_unix_nano else None)
+    return cls(dict(_exemplar_labels(ex)), ex.value, ex.time_unix_nano / 1e9 if ex.time_unix_nano else None)
 
 
 # -- the HTTP server ---------------------------------------------------------------

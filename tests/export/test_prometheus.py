@@ -24,6 +24,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource as RefResource
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
@@ -270,6 +271,17 @@ def test_real_prometheus_histograms(scraped):
     assert 80 <= p90 <= 100
 
 
+def test_real_prometheus_ingests_the_exponential_histogram_through_openmetrics(scraped):
+    prom, reader = scraped
+    # What Prometheus scraped is valid OpenMetrics (it does not check _sum against negative buckets)
+    parse = {f.name: f for f in parse_openmetrics(reader.exposition(openmetrics=True).decode())}
+    assert parse["expo_latency_milliseconds"].type == "histogram"
+    assert prom.api("metadata")["expo_latency_milliseconds"][0]["unit"] == "milliseconds"  # a # UNIT line
+    buckets = {float(m["le"]): v for m, v in prom.query("expo_latency_milliseconds_bucket")}
+    assert min(buckets) >= 0 and buckets[math.inf] == 100      # no negative bucket: nothing negative recorded
+    assert prom.value("expo_latency_milliseconds_sum") == 5050
+
+
 def test_real_prometheus_target_info_view_and_overflow(scraped):
     prom, _ = scraped
     (labels, value), = prom.query("target_info")
@@ -427,6 +439,100 @@ def test_exponential_histogram_as_cumulative_buckets():
     assert dict(buckets)[0.0] == 2                                       # the zeros
 
 
+def _histogram_samples(fams, name):
+    """{sample name: [labels]} of one family of _families()."""
+    out = {}
+    for sample, labels in fams[name][2]:
+        out.setdefault(sample, []).append(dict(labels))
+    return out
+
+
+def test_exponential_histogram_writes_no_buckets_for_a_side_never_recorded_into():
+    # The SDK's point holds negative=Buckets(offset=0, bucket_counts=[0]) with nothing negative
+    # recorded: no le="-1.0" bucket for it, so OpenMetrics keeps the histogram's _count and _sum.
+    registry = CollectorRegistry()
+    reader = PrometheusMetricReader(registry=registry, disable_target_info=True, scope_info_enabled=False)
+    provider = _provider(reader, views=[View(instrument_name="e",
+                                             aggregation=ExponentialBucketHistogramAggregation(max_size=4))])
+    h = provider.get_meter("m").create_histogram("e")
+    for v in (1.0, 2.0, 3.0):
+        h.record(v)
+    for openmetrics in (False, True):
+        fams = _families(reader.exposition(openmetrics).decode(), openmetrics)
+        samples = _histogram_samples(fams, "e")
+        assert min(float(ls["le"]) for ls in samples["e_bucket"]) == 0.0
+        assert fams["e"][2][("e_sum", ())] == 6 and fams["e"][2][("e_count", ())] == 3
+    via_client = _families(generate_latest_openmetrics(registry).decode(), True)
+    assert via_client == _families(reader.exposition(True).decode(), True)
+    provider.shutdown()
+
+
+def test_openmetrics_histogram_has_no_count_and_sum_with_a_negative_bucket_or_sum():
+    # OpenMetrics forbids _sum beside a negative bucket threshold, and a negative (counter-like)
+    # _sum; _count goes with _sum. The text format 0.0.4 keeps both. prometheus_client's
+    # registry cannot tell the formats apart: it gets the OpenMetrics rule for both.
+    registry = CollectorRegistry()
+    reader = PrometheusMetricReader(registry=registry, disable_target_info=True, scope_info_enabled=False)
+    provider = _provider(reader, views=[
+        View(instrument_name="neg.bounds", aggregation=ExplicitBucketHistogramAggregation([-5.0, -1.0, 10.0])),
+        View(instrument_name="neg.sum", aggregation=ExplicitBucketHistogramAggregation([0.0, 10.0])),
+        View(instrument_name="neg.expo", aggregation=ExponentialBucketHistogramAggregation(max_size=8)),
+        View(instrument_name="plain", aggregation=ExplicitBucketHistogramAggregation([0.0, 10.0])),
+    ])
+    meter = provider.get_meter("m")
+    meter.create_histogram("neg.bounds").record(3)
+    neg_sum = meter.create_up_down_counter("neg.sum")       # a histogram View: the sum is still kept
+    neg_sum.add(-5)
+    neg_sum.add(3)
+    neg_expo = meter.create_up_down_counter("neg.expo")
+    for v in (-3, -1, 0, 2, 5):
+        neg_expo.add(v)
+    meter.create_histogram("plain").record(4)
+    forbidden = ("neg_bounds", "neg_sum", "neg_expo")
+
+    om = _families(reader.exposition(openmetrics=True).decode(), True)
+    for name in forbidden:
+        assert set(_histogram_samples(om, name)) == {name + "_bucket"}, name
+    assert any(float(ls["le"]) < 0 for ls in _histogram_samples(om, "neg_expo")["neg_expo_bucket"])
+    assert om["plain"][2][("plain_sum", ())] == 4 and om["plain"][2][("plain_count", ())] == 1
+    text = _families(reader.exposition().decode())
+    for name, total in (("neg_bounds", 3), ("neg_sum", -2), ("neg_expo", 3), ("plain", 4)):
+        assert text[name][2][(name + "_sum", ())] == total and (name + "_count", ()) in text[name][2]
+    via_client = _families(generate_latest_openmetrics(registry).decode(), True)
+    assert via_client == om
+    client_text = _families(generate_latest(registry).decode())
+    assert all(set(_histogram_samples(client_text, n)) == {n + "_bucket"} for n in forbidden)
+    # The compiled writer's lines (for the snapshots) are those of the points, in both formats
+    for openmetrics in (False, True):
+        points = prometheus.render(reader._families(text=False), openmetrics)
+        assert reader.exposition(openmetrics) == points
+    provider.shutdown()
+
+
+def test_exemplar_label_names_are_unique():
+    # A filtered attribute whose key sanitises to trace_id or span_id is left out of the
+    # exemplar's labels (the span's ids are kept); prometheus_client's registry gets the same.
+    registry = CollectorRegistry()
+    reader = PrometheusMetricReader(registry=registry, disable_target_info=True, scope_info_enabled=False)
+    provider = _provider(reader, views=[View(instrument_name="requests", attribute_keys={"route"}),
+                                        View(instrument_name="lat", attribute_keys={"route"})])
+    meter = provider.get_meter("m")
+    ctx = trace.set_span_in_context(NonRecordingSpan(SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C, span_id=0xB7AD6B7169203331, is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED))))
+    attrs = {"route": "/a", "trace.id": "abc", "span-id": "def", "user": "u1"}
+    expected = {"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331", "user": "u1"}
+    for scrape in (lambda: reader.exposition(openmetrics=True), lambda: generate_latest_openmetrics(registry)):
+        meter.create_counter("requests").add(1, attrs, context=ctx)   # exemplars: those since the last scrape
+        meter.create_histogram("lat").record(3, attrs, context=ctx)
+        fams = {f.name: f for f in parse_openmetrics(scrape().decode())}
+        total, = fams["requests"].samples
+        assert total.exemplar.labels == expected
+        bucket_exemplars = [s.exemplar.labels for s in fams["lat"].samples if s.exemplar]
+        assert bucket_exemplars and all(labels == expected for labels in bucket_exemplars)
+    provider.shutdown()
+
+
 def test_translation_rules_and_options():
     reader = PrometheusMetricReader(prefix="1st app", disable_target_info=True, registry=None,
                                     resource_attribute_filter=lambda k: k == "host.name")
@@ -496,6 +602,16 @@ def test_content_negotiation_and_gzip(served):
     assert wants_openmetrics("application/openmetrics-text;version=2.0.0") is False
     assert wants_openmetrics("application/openmetrics-text") is True
     assert not accepts_gzip("gzip;q=0") and accepts_gzip("br, gzip") and not accepts_gzip("")
+
+
+def test_gzip_refused_with_q0_is_not_taken_for_a_star(served):
+    # RFC 9110 12.5.3: "*" matches only the codings the header does not list.
+    url, provider, _, _ = served
+    provider.get_meter("m").create_counter("c").add(1)
+    status, headers, body = _get(url, {"Accept-Encoding": "gzip;q=0, *"})
+    assert status == 200 and "Content-Encoding" not in headers and b"c_total" in body
+    assert not accepts_gzip("identity, *;q=0.5, gzip;q=0") and not accepts_gzip("*;q=0, br")
+    assert accepts_gzip("*") and accepts_gzip("br;q=1, *;q=0.1") and accepts_gzip("gzip;q=0.5, *;q=0")
 
 
 def test_a_failing_scrape_answers_500_and_warns_once_a_minute_with_a_count(served, caplog, monkeypatch):
