@@ -17,6 +17,9 @@ loop within each export's deadline, as the OTLP/HTTP specification asks.
   a restart; every later export (and ``force_flush``) first sends what is kept, oldest
   first, then its own data. When full, the oldest are dropped and counted. Delivery is
   at least once: a request whose answer was lost is sent again.
+- An export that cannot get the lock within its time (another export, or a
+  ``force_flush``, still holds it) hands its requests over: whoever holds the lock next
+  keeps them first, so they are sent before newer data and never dropped.
 - One export at a time holds the lock (and so the transport and the store); the API
   never raises into the reader's thread.
 - Shutdown gives a running export half its time, then aborts it; what it and the memory
@@ -33,7 +36,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Mapping, Optional, Tuple
+from collections import deque
+from typing import Deque, Mapping, Optional, Tuple
 
 from otelmetrics import _env
 from otelmetrics.export import otlp_settings
@@ -130,6 +134,7 @@ class OTLPMetricExporter(MetricExporter):
         self._transport = self._open_transport(settings, tls_fall_back=not explicit_tls)
         self._headers = http_headers(self._encoder.flags, settings.headers)
         self._lock = threading.Lock()
+        self._handed: Deque[QueuedRequest] = deque()   # exports that could not get the lock: kept next
         self._shutdown_event = threading.Event()
         self._store = RequestStore(kept, self._shutdown_event)
         self._counts = dict.fromkeys(("exports_succeeded", "exports_failed"), 0)
@@ -140,6 +145,7 @@ class OTLPMetricExporter(MetricExporter):
         # is kept are the parent's: the child's exports get a fresh lock, a connection of
         # their own, and nothing to send before their own data.
         self._lock = threading.Lock()
+        self._handed = deque()
         self._transport.leave_to_parent()
         self._store.leave_to_parent()
 
@@ -175,9 +181,12 @@ class OTLPMetricExporter(MetricExporter):
             bodies = self._encoder.bodies(metrics_data) if metrics_data.resource_metrics else ()
             wait, deadline = self._budget(timeout_millis)
             if not self._lock.acquire(timeout=wait):
-                _logger.warning("OTLP export skipped: another export still holds the connection")
+                self._handed.extend(QueuedRequest(body, self._encoder.flags) for body in bodies)
+                _logger.warning("OTLP export: another export still holds the connection after %.1f s; "
+                                "this one's data is kept and goes out first with the next", wait)
             else:
                 try:
+                    self._take_handed()
                     if stopped:
                         # After shutdown nothing is sent: the batch goes to the spool, or is
                         # counted as dropped (``RequestStore.keep``).
@@ -196,15 +205,21 @@ class OTLPMetricExporter(MetricExporter):
         """Try to deliver what is queued or spooled; True when nothing is left."""
         if self._shutdown_event.is_set():
             return True   # nothing more will be sent; the spool waits for the next run
-        if not self._store.pending():
+        if not self._store.pending() and not self._handed:
             return True
         wait, deadline = self._budget(timeout_millis)
         if not self._lock.acquire(timeout=wait):
             return False
         try:
+            self._take_handed()
             return self._store.drain(self._send, deadline)
         finally:
             self._lock.release()
+
+    def _take_handed(self) -> None:
+        """Keep what exports that could not get the lock handed over (the lock is held)."""
+        while self._handed:
+            self._store.keep(self._handed.popleft())
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
         """Within ``timeout_millis``: an export still running gets half of it, then is
@@ -223,6 +238,7 @@ class OTLPMetricExporter(MetricExporter):
                               "holds is kept only if it returns", timeout)
                 return
         try:
+            self._take_handed()
             self._store.shutdown(self._send, deadline)
             self._transport.close()
         finally:

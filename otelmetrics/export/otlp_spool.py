@@ -23,12 +23,19 @@ The directory is a trust boundary. Invariants:
   left alone (or renamed ``*.corrupt``) and counted in ``skipped``. A file is never
   loaded before its header is checked, and one over 1 MiB is neither counted nor
   loaded before its CRC is (read a chunk at a time).
+- A file that cannot be read for a while (out of descriptors or memory: ``TRANSIENT``
+  errors) stays where it is and is read again later; only one that is not a valid
+  request, or cannot be read for another reason, is renamed aside.
+- A directory removed while the spool runs (a cleaner, an operator) is made again, with
+  the same checks, at the next write: what is kept afterwards still reaches the disk
+  (what was in it is gone, counted in ``dropped``).
 - One spool per directory: an exclusive ``flock`` on ``.lock``, held until ``close()``.
   A forked child drops the spool it inherited (its requests stay in its memory): its
   owner, the exporter's ``RequestStore``, calls ``leave_to_parent`` from its fork hook.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -53,6 +60,9 @@ _TEMP_TRIES = 8
 _CORRUPT_SUFFIX = ".corrupt"
 _LOCK_NAME = ".lock"
 _CHUNK = 1 << 20   # a body larger than this has its CRC checked in chunks before it is loaded
+
+# Read errors that say nothing about the file: it is read again later, never set aside.
+TRANSIENT = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.EINTR, errno.ENOBUFS))
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in under a checked name does not hang the open.
@@ -190,20 +200,59 @@ class Spool:
         self._files: Deque[Tuple[str, int]] = deque()   # (name, size), oldest first
         self._next = 0
         self._uid = os.geteuid()
-        fds: list = []
-        self._closer = weakref.finalize(self, _close_all, fds)   # an exporter dropped unclosed unlocks too
+        self.unreadable = False  # the oldest file could not be read just now (a TRANSIENT error)
+        self._fds: list = []     # the directory's descriptor and its lock's
+        self._closer = weakref.finalize(self, _close_all, self._fds)   # an exporter dropped unclosed unlocks too
         try:
-            self._dir_fd: Optional[int] = _open_directory(directory)
-            fds.append(self._dir_fd)
-            fds.append(_lock(self._dir_fd, directory))
+            self._dir_fd: Optional[int] = None
+            self._take_directory()
             self._scan()
             self._make_room(0, 0)    # the bounds may be smaller than when the files were written
         except BaseException:
             self._closer()
             raise
 
+    def _take_directory(self) -> None:
+        """Open (creating it if missing) and lock the directory."""
+        fd = _open_directory(self.directory)
+        try:
+            lock = _lock(fd, self.directory)
+        except BaseException:
+            os.close(fd)
+            raise
+        _close_all(self._fds)      # a removed directory's, when it is taken again
+        self._fds += [fd, lock]
+        self._dir_fd = fd
+
+    def _retake_removed_directory(self) -> None:
+        """When the directory was removed behind our back, make it again and take it;
+        its files went with it (counted as dropped). One fstat per write, and writes
+        happen only while the collector is unreachable. When it cannot be made again,
+        the writes fail (and count) as before."""
+        try:
+            if os.fstat(self._dir_fd).st_nlink > 0:
+                return
+            self._take_directory()
+        except OSError as e:
+            if not self._writes_failing:
+                _logger.error("OTLP spool: %s was removed and cannot be made again (%s)", self.directory, e)
+            return
+        if self._files:
+            self.dropped += len(self._files)
+            _logger.error("OTLP spool: %s was removed with %d undelivered request(s) in it; made it again",
+                          self.directory, len(self._files))
+        else:
+            _logger.warning("OTLP spool: %s was removed; made it again", self.directory)
+        self._files.clear()
+        self.bytes = 0
+
     def __len__(self) -> int:
         return len(self._files)
+
+    @property
+    def max_body(self) -> int:
+        """The largest request one file can hold within ``max_bytes`` (its header aside)."""
+        return self.max_bytes - _HEADER.size
 
     @property
     def closed(self) -> bool:
@@ -336,9 +385,13 @@ class Spool:
 
     def put(self, body: bytes, flags: int) -> bool:
         """Write one request; False if it is not on disk (the caller keeps it in memory)."""
-        size = _HEADER.size + len(body)
-        if size > self.max_bytes or self._dir_fd is None:
+        if len(body) > self.max_body or self._dir_fd is None:
             return False
+        self._retake_removed_directory()
+        return self._write(body, flags)
+
+    def _write(self, body: bytes, flags: int) -> bool:
+        size = _HEADER.size + len(body)
         self._make_room(1, size)
         name = file_name(self._next)
         temp = None
@@ -373,7 +426,9 @@ class Spool:
         return True
 
     def oldest(self) -> Optional[QueuedRequest]:
-        """The oldest valid request; what is not one is renamed aside with a warning."""
+        """The oldest valid request; what is not one is renamed aside with a warning. None,
+        with ``unreadable`` set, when the oldest cannot be read just now (it stays)."""
+        self.unreadable = False
         while self._files and self._dir_fd is not None:
             name, _ = self._files[0]
             body = None
@@ -386,6 +441,11 @@ class Spool:
                 self._forget_oldest()
                 continue
             except OSError as e:
+                if e.errno in TRANSIENT:
+                    _logger.warning("OTLP spool: cannot read %s just now (%s); it is read again at the "
+                                    "next export", self._path(name), e)
+                    self.unreadable = True
+                    return None
                 _logger.warning("OTLP spool: cannot read %s (%s); skipping it", self._path(name), e)
             if body is not None:
                 return QueuedRequest(body, flags, name)

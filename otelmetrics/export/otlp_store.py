@@ -3,8 +3,10 @@ on-disk ``Spool`` so that a request still undelivered when an export's time is u
 later, and counts what became of every request.
 
 - Order: kept requests go before new data, oldest first (the spool's before the memory
-  queue's: memory holds only what the spool could not take). Once one cannot be
-  delivered, the new data is kept behind it without a try, so that it arrives in order.
+  queue's: memory holds only what the spool could not take, and is moved to the spool,
+  in order, before anything newer is written there). Once one cannot be delivered (or a
+  spool file cannot be read just now), the new data is kept behind it without a try, so
+  that it arrives in order.
 - A request is removed only once delivered, or refused for good (sending it again would
   fail again); delivery is at least once. One the receiver finds too large (413) is split
   in two by data points and the halves sent in its place; one larger than the memory queue
@@ -84,7 +86,12 @@ class RequestStore:
         return bool(self.queue) or bool(self.spool)
 
     def oldest(self) -> Optional[QueuedRequest]:
-        request = self.spool.oldest() if self.spool is not None else None
+        """The oldest kept request; None also while the spool's oldest cannot be read
+        (memory's are newer: they wait behind it)."""
+        spool = self.spool
+        request = spool.oldest() if spool is not None else None
+        if request is None and spool is not None and spool.unreadable:
+            return None
         return request if request is not None else self.queue.oldest()
 
     def drain(self, send: Send, deadline: float) -> bool:
@@ -93,7 +100,7 @@ class RequestStore:
         while True:
             request = self.oldest()
             if request is None:
-                return True
+                return not (self.spool is not None and self.spool.unreadable)
             if time.monotonic() >= deadline:
                 return False
             undelivered, _ = self._send(request.body, request.flags, send, deadline, replay=True)
@@ -157,14 +164,14 @@ class RequestStore:
         it would go is split in halves until its parts fit (unless that room is smaller
         than the smallest bound a request can have: then splitting cannot help)."""
         spool = self.spool
-        room = spool.max_bytes if spool is not None else self.queue.max_bytes
+        room = spool.max_body if spool is not None else self.queue.max_bytes
         if otlp_settings.MIN_BATCH_BYTES <= room < len(request.body):
             halves = split_body(request.body, request.flags)
             if halves is not None:
                 for half in halves:
                     self.keep(QueuedRequest(half, request.flags))
                 return
-        if spool is not None and self._put(spool, request):
+        if spool is not None and self._to_spool(spool) and self._put(spool, request):
             self._counts["requests_queued"] += 1
         elif self._stopped.is_set():
             # Nobody will send from memory after shutdown.
@@ -173,6 +180,16 @@ class RequestStore:
         else:
             self._counts["requests_queued"] += 1
             self.queue.put(request)
+
+    def _to_spool(self, spool: Spool) -> bool:
+        """Move what memory keeps (the spool could not take it then) to the spool, oldest
+        first; True when memory is empty, so a newer request may go to the spool after it."""
+        while self.queue:
+            request = self.queue.oldest()
+            if not self._put(spool, request):
+                return False
+            self.queue.remove(request)
+        return True
 
     def _put(self, spool: Spool, request: QueuedRequest) -> bool:
         """Write ``request`` to the spool. After shutdown closed it (and released the
@@ -200,17 +217,16 @@ class RequestStore:
         can, else it is lost, counted and logged."""
         if self.spool is None and self.queue:
             self.drain(send, deadline)
+        if self.spool is not None:
+            self._to_spool(self.spool)
         lost = 0
-        while True:
-            request = self.queue.oldest()
-            if request is None:
-                break
-            self.queue.remove(request)
-            if self.spool is None or not self._put(self.spool, request):
-                lost += 1
+        while self.queue:
+            self.queue.remove(self.queue.oldest())
+            lost += 1
         if lost:
             self._counts["requests_dropped_shutdown"] += lost
-            _logger.error("OTLP exporter shut down with %d undelivered request(s), now lost; "
-                          "spool_dir keeps them across restarts", lost)
+            _logger.error("OTLP exporter shut down with %d undelivered request(s), now lost; %s", lost,
+                          "spool_dir keeps them across restarts" if self.spool is None
+                          else "the spool could not take them")
         if self.spool is not None:
             self.spool.close()   # unlocks the directory for the next exporter

@@ -558,3 +558,21 @@ def test_configure_end_to_end(server, monkeypatch):
                 assert m.sum.aggregation_temporality == 1   # delta, from the preference
                 sums += [p.as_int for p in m.sum.data_points]
     assert sums == [2, 5]
+
+
+def test_an_export_that_cannot_get_the_connection_hands_its_data_over(server):
+    """Another export (or a force_flush) holds the connection past this export's time: the
+    batch is not dropped but handed over, and goes out first with the next export."""
+    from export.test_otlp_queue import DELTA, Gateway, summed
+
+    gw = Gateway(OTLPMetricExporter(server.url, timeout=0.3, preferred_temporality=DELTA))
+    gw.record(3)
+    first = gw.recorded.copy()
+    with gw.exporter._lock:                 # held elsewhere for the whole export's time
+        assert not gw.export()
+    assert server.received == []
+    gw.record(2)
+    assert gw.export()
+    assert len(server.received) == 2
+    assert summed(server.received[:1]) == first and summed(server.received) == gw.recorded
+    gw.close()
