@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, binding=False, auto_pickle=False, freethreading_compatible=True, optimize.unpack_method_calls=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, binding=False, auto_pickle=False, freethreading_compatible=True, optimize.unpack_method_calls=False, always_allow_keywords=False
 """otelmetrics._native: the compiled core, one extension module.
 
 Its sources are included here, one file per concept (cext/README.md maps them),

@@ -129,6 +129,7 @@ def test_positional_and_keyword_calls_record_alike_and_report_the_same_errors():
     handle.add(16)
     handle.add(32, None)
     handle.add(amount=64, context=None)
+    c.bind(attributes={"a": 1}).add(amount=128)
     for call, args, kwargs in ((c.add, (), {}), (c.add, (1, None, None, None), {}), (c.add, (1,), {"x": 1}),
                                (hist.record, (), {}), (gauge.set, (1, None, None, None), {}),
                                (handle.add, (), {}), (handle.record, (1, None, None), {}),
@@ -136,7 +137,7 @@ def test_positional_and_keyword_calls_record_alike_and_report_the_same_errors():
         with pytest.raises(TypeError, match=call.__name__):
             call(*args, **kwargs)
     pts = points(reader)
-    assert [p.value for p in pts["c"]] == [127]
+    assert [p.value for p in pts["c"]] == [255]
     assert [(p.count, p.sum) for p in pts["h"]] == [(2, 8)]
     assert [p.value for p in pts["g"]] == [7]
 
