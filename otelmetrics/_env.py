@@ -192,11 +192,13 @@ def sdk_disabled() -> bool:
     return False
 
 
-def metrics_exporters() -> List[str]:
+def metrics_exporters(strict: bool = False) -> List[str]:
     """``OTEL_METRICS_EXPORTER``: a comma-separated list of otlp, console, none (default otlp).
 
     "none" alone means no exporter; an unknown name is skipped with a warning, and a
-    list left empty by that falls back to the default.
+    list left empty by that falls back to the default. ``strict`` (the agent, which
+    refuses to start on a bad variable): an unknown name raises ValueError naming the
+    variable and the accepted names instead.
     """
     raw = env(OTEL_METRICS_EXPORTER)
     if raw is None:
@@ -208,6 +210,9 @@ def metrics_exporters() -> List[str]:
         if not name:
             continue
         if name not in EXPORTERS:
+            if strict:
+                raise ValueError("%s=%s: %r is no exporter (expected otlp, console or none)"
+                                 % (OTEL_METRICS_EXPORTER, raw, name))
             _warn_invalid(OTEL_METRICS_EXPORTER, name, "otlp, console or none", "the others")
             invalid = True
         elif name not in names:

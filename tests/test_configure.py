@@ -83,3 +83,9 @@ def test_sdk_disabled_returns_the_noop_provider(built, monkeypatch):
 def test_bad_exporter_name_fails_fast(built):
     with pytest.raises(ValueError):
         built(exporter="zipkin")
+
+
+def test_otlp_headers_that_are_no_mapping_fail_fast(built):
+    """configure(headers="a=b") failed with AttributeError: 'str' object has no attribute 'items'."""
+    with pytest.raises(ValueError, match="headers: expected a mapping"):
+        built(exporter="otlp", headers="a=b", set_global=False)

@@ -100,6 +100,27 @@ def test_bad_header_items_are_skipped_with_a_warning(monkeypatch, warnings):
     assert "OTEL_EXPORTER_OTLP_HEADERS" in warnings.text and "novalue" in warnings.text
 
 
+def test_unsendable_header_items_are_dropped_with_a_warning_naming_the_variable(monkeypatch, warnings):
+    """A value beyond Latin-1 or with a NUL after percent-decoding, and a name that is no
+    HTTP token, were kept: every export then failed as a retryable "connection error"."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+                       "good=caf%C3%A9,x-tenant=%E2%82%AC,k=a%00b,k2=a%0Ab,bad%20key=v,k%C3%A9y=v,a%2Fb=v")
+    assert otlp_settings.otlp_settings().headers == {"good": "caf\u00e9"}
+    assert warnings.text.count("OTEL_EXPORTER_OTLP_METRICS_HEADERS") == 6
+
+
+@pytest.mark.parametrize("headers", [{"x-tenant": "\u20ac"}, {"k": "a\x00b"}, {"k": "a\nb"}, {"k": "a\rb"},
+                                     {"bad key": "v"}, {"k\u00e9y": "v"}, {"a:b": "v"}, {"": "v"}])
+def test_unsendable_explicit_headers_fail_fast(headers):
+    with pytest.raises(ValueError, match="OTLPMetricExporter header .*: the (name|value)"):
+        OTLPMetricExporter("http://127.0.0.1:9/v1/metrics", headers=headers)
+
+
+def test_headers_that_are_no_mapping_fail_fast_with_a_message():
+    with pytest.raises(ValueError, match="headers: expected a mapping"):
+        OTLPMetricExporter("http://127.0.0.1:9/v1/metrics", headers="api-key=secret")
+
+
 @pytest.mark.parametrize("var", ["OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT"])
 def test_timeout_variable_is_milliseconds(monkeypatch, var):
     monkeypatch.setenv(var, "2500")

@@ -7,17 +7,22 @@ The standard OTEL_* variables apply (OTEL_METRICS_EXPORTER, OTEL_METRIC_EXPORT_I
 OTEL_EXPORTER_OTLP_*, OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME); options given on
 the command line win over them.
 
-Invariants: a bad option or variable (an interval of inf or 1e300) stops the agent at
-start with exit status 2 and a message naming it; ``--count N`` ends after N
-collections, even empty ones; on SIGINT or SIGTERM the agent exits within
-``--shutdown-timeout`` seconds, whatever the collector does; a console agent whose
-stdout's reader has gone stops, with exit status 1, at the export that found it.
+Invariants: a bad option or variable (an interval of inf or 1e300, an
+OTEL_METRIC_EXPORT_INTERVAL or _TIMEOUT that is no duration in range, an
+OTEL_METRICS_EXPORTER that names no exporter, OTEL_SDK_DISABLED=true, which leaves
+nothing to export) stops the agent at start with exit status 2 and a message naming it;
+``--count N`` ends after N collections, even empty ones; on SIGINT or SIGTERM the agent
+exits within ``--shutdown-timeout`` seconds, whatever the collector does, and a repeated
+signal does not cut that shutdown short; a console agent that can no longer write to its
+stdout (its reader has gone, it has none, its disk is full: ``Stdout``) stops, with exit
+status 1, at the export that found it.
 """
 from __future__ import annotations
 
 # The signal module's functions without its enums (Signals, Handlers, Sigmasks: 0.12 MB
 # resident): the C module it wraps, loaded with every interpreter.
 import _signal
+import errno
 import logging
 import os
 import sys
@@ -38,6 +43,7 @@ DEFAULT_INTERVAL_SECONDS = 10.0
 INTERVAL_RANGE = (0.01, 86_400.0)          # seconds: 100 collections a second to one a day
 DEFAULT_SHUTDOWN_SECONDS = 5.0
 SHUTDOWN_RANGE = (0.1, 600.0)
+EXPORT_TIMEOUT_RANGE = (0.01, 86_400.0)    # seconds, for OTEL_METRIC_EXPORT_TIMEOUT
 
 
 class AgentExporter(MetricExporter):
@@ -145,19 +151,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _seconds(low: float, high: float):
-    """A duration in seconds within [low, high]: inf, nan and 1e300 are refused
-    here, with the range, rather than killing or hanging a thread later."""
-    def convert(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError("%r is not a number of seconds" % text) from None
-        if not low <= value <= high:
-            raise ValueError("%s s is out of range: give %g to %g seconds" % (text, low, high))
-        return value
+def _duration(text: str, low: float, high: float, unit: str = "s") -> float:
+    """``text``, a number of seconds (``unit`` "s") or milliseconds ("ms"), as seconds
+    within [low, high]: inf, nan and 1e300 are refused here, with the range, rather than
+    killing or hanging a thread later. ValueError saying what is wrong."""
+    scale, name = (1e3, "milliseconds") if unit == "ms" else (1.0, "seconds")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("%s is not a number of %s" % (text, name)) from None
+    if not low * scale <= value <= high * scale:
+        raise ValueError("%s is out of range: give %.15g to %.15g %s" % (text, low * scale, high * scale, name))
+    return value / scale
 
-    return convert
+
+def _seconds(low: float, high: float):
+    """An option's duration in seconds within [low, high] (``_duration``)."""
+    return lambda text: _duration(text, low, high)
 
 
 OPTIONS = (
@@ -291,35 +301,48 @@ def _endpoint_url(endpoint: str) -> str:
 
 
 def _exporter_name(args) -> Optional[str]:
+    """--exporter, else otlp for --endpoint, else OTEL_METRICS_EXPORTER's first (None for
+    "none"), else console; a variable naming an unknown exporter raises ValueError naming it."""
     if args.exporter:
         return args.exporter
     if args.endpoint:
         return "otlp"
     if _env.env(_env.OTEL_METRICS_EXPORTER) is None:
         return "console"
-    names = _env.metrics_exporters()
+    names = _env.metrics_exporters(strict=True)
     return names[0] if names else None
 
 
+# Errors writing to stdout that will not go away: no reader (EPIPE), no stdout (EBADF), a
+# device that failed or a terminal that hung up (EIO), a full disk or quota, a file at its
+# size limit (ENOSPC, EDQUOT, EFBIG: a document cut short would corrupt the stream for its
+# reader; a supervisor restarts the agent once there is room).
+_STDOUT_GONE = frozenset((errno.EPIPE, errno.EBADF, errno.EIO, errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
+
+
 class Stdout:
-    """The console's stream: ``sys.stdout`` until its reader goes away (``agent | head``, a
-    log pipe that died). Then the write fails with BrokenPipeError once, stdout is pointed
-    at /dev/null (so the final flush and the interpreter's exit write nowhere, quietly),
-    ``gone`` is set and ``done`` too: the agent stops instead of failing every export."""
+    """The console's stream: ``sys.stdout`` until writing to it fails for good
+    (``_STDOUT_GONE``: ``agent | head``, a log pipe that died, an agent started with stdout
+    closed, a full disk). Then that write fails once, stdout is pointed at /dev/null (so
+    the final flush and the interpreter's exit write nowhere, quietly), ``gone`` says why
+    and ``done`` is set: the agent stops instead of failing every export. Any other error
+    (EAGAIN: a non-blocking pipe full for now) fails the export it happens in only."""
 
     def __init__(self, done: threading.Event) -> None:
         self._done = done
-        self.gone = False
+        self.gone: Optional[str] = None
 
     def _call(self, method: str, *args):
+        stream = sys.stdout
         try:
-            return getattr(sys.stdout, method)(*args)
-        except BrokenPipeError:
-            if not self.gone:
-                self.gone = True
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                os.close(devnull)
+            if stream is None:      # started with descriptor 1 closed
+                raise OSError(errno.EBADF, "descriptor 1 was closed at start")
+            return getattr(stream, method)(*args)
+        except OSError as e:
+            if e.errno in _STDOUT_GONE and self.gone is None:
+                self.gone = ("stdout was closed by its reader" if e.errno == errno.EPIPE
+                             else "cannot write to stdout (%s)" % (e.strerror or e))
+                _discard(stream)
                 self._done.set()
             raise
 
@@ -330,6 +353,18 @@ class Stdout:
         self._call("flush")
 
 
+def _discard(stream) -> None:
+    """Point ``stream``'s descriptor at /dev/null; without one, make ``sys.stdout`` /dev/null."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        sys.stdout = open(os.devnull, "w")
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 def _exporter(name: str, args, stdout: Stdout) -> MetricExporter:
     if name == "otlp":
         return export.OTLPMetricExporter(endpoint=_endpoint_url(args.endpoint) if args.endpoint else None,
@@ -337,20 +372,25 @@ def _exporter(name: str, args, stdout: Stdout) -> MetricExporter:
     return ConsoleMetricExporter(out=stdout)
 
 
+def _variable_millis(name: str, low: float, high: float) -> Optional[float]:
+    """The variable ``name``, milliseconds within [low, high] seconds; None when unset.
+    Anything else (inf, nan, 0, -1, "ten", 1e300) raises ValueError naming it: the SDK
+    would warn and use its own default, not what the agent documents."""
+    raw = _env.env(name)
+    if raw is None:
+        return None
+    try:
+        return _duration(raw, low, high, "ms") * 1e3
+    except ValueError as e:
+        raise ValueError("%s=%s" % (name, e)) from None
+
+
 def _interval_millis(args) -> float:
-    """--interval, else OTEL_METRIC_EXPORT_INTERVAL, else the default; a variable out
-    of --interval's range raises ValueError naming it."""
+    """--interval, else OTEL_METRIC_EXPORT_INTERVAL (in --interval's range), else the default."""
     if args.interval is not None:
         return args.interval * 1e3
-    if _env.env(_env.OTEL_METRIC_EXPORT_INTERVAL) is not None:
-        millis = _env.export_interval_millis()
-        low, high = INTERVAL_RANGE
-        if not low <= millis / 1e3 <= high:
-            raise ValueError("%s=%s is out of range: give %d to %d (milliseconds)" % (
-                _env.OTEL_METRIC_EXPORT_INTERVAL, _env.env(_env.OTEL_METRIC_EXPORT_INTERVAL),
-                low * 1e3, high * 1e3))
-        return millis
-    return DEFAULT_INTERVAL_SECONDS * 1e3
+    millis = _variable_millis(_env.OTEL_METRIC_EXPORT_INTERVAL, *INTERVAL_RANGE)
+    return DEFAULT_INTERVAL_SECONDS * 1e3 if millis is None else millis
 
 
 def _shut_down(provider, exporter: AgentExporter, seconds: float) -> bool:
@@ -380,15 +420,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not os.path.isdir(os.path.join(args.root, "proc")):
         print("otelmetrics-agent: no proc directory under --root %s" % args.root, file=sys.stderr)
         return 2
-    name = _exporter_name(args)
-    if name is None:
-        print("otelmetrics-agent: OTEL_METRICS_EXPORTER=none leaves nothing to export to; "
-              "choose --exporter console or otlp", file=sys.stderr)
+    if _env.sdk_disabled():   # configure() would return the API's no-op provider: no reader runs
+        print("otelmetrics-agent: %s=true leaves nothing to export; unset it to run the agent"
+              % _env.OTEL_SDK_DISABLED, file=sys.stderr)
         return 2
     done = threading.Event()
     stdout = Stdout(done)
     try:
+        name = _exporter_name(args)
+        if name is None:
+            print("otelmetrics-agent: OTEL_METRICS_EXPORTER=none leaves nothing to export to; "
+                  "choose --exporter console or otlp", file=sys.stderr)
+            return 2
         interval = _interval_millis(args)
+        timeout = _variable_millis(_env.OTEL_METRIC_EXPORT_TIMEOUT, *EXPORT_TIMEOUT_RANGE)
         exporter = _exporter(name, args, stdout)
     except ValueError as e:  # a bad endpoint, certificate path, spool directory, interval ...
         print("otelmetrics-agent: %s" % e, file=sys.stderr)
@@ -396,8 +441,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     exporter = AgentExporter(exporter, args.count, done)
     provider = otelmetrics.configure(resource=agent_resource(args.root), exporter=[exporter],
-                                     export_interval_millis=interval, set_global=False,
-                                     shutdown_on_exit=False)
+                                     export_interval_millis=interval, export_timeout_millis=timeout,
+                                     set_global=False, shutdown_on_exit=False)
     meter = provider.get_meter("otelmetrics.agent", otelmetrics.__version__)
     # Half an interval: each file is read once per collection, and afresh for the next.
     HostMetrics(meter, root=args.root, max_age=interval / 2e3)
@@ -407,14 +452,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         done.wait()
     finally:
-        for signum, handler in previous.items():
-            _signal.signal(signum, handler)
-        # With --count this flush is dropped; otherwise it is the last export.
-        if not _shut_down(provider, exporter, args.shutdown_timeout):
-            _logger.warning("shutdown did not finish within %g s (--shutdown-timeout); exiting anyway",
-                            args.shutdown_timeout)
+        try:
+            # With --count this flush is dropped; otherwise it is the last export.
+            if not _shut_down(provider, exporter, args.shutdown_timeout):
+                _logger.warning("shutdown did not finish within %g s (--shutdown-timeout); exiting anyway",
+                                args.shutdown_timeout)
+        finally:
+            # Only now: a signal repeated during the shutdown (Ctrl-C twice) just sets
+            # ``done`` again, rather than killing the agent before it spools.
+            for signum, handler in previous.items():
+                _signal.signal(signum, handler)
     if stdout.gone:
-        print("otelmetrics-agent: stdout was closed by its reader; stopped", file=sys.stderr)
+        print("otelmetrics-agent: %s; stopped" % stdout.gone, file=sys.stderr)
         return 1
     # With --count the exit status says whether every export was delivered (a connectivity check).
     return 1 if args.count and exporter.failures else 0

@@ -48,7 +48,7 @@ class Source:
             if now - self._read_at >= self._max_age:
                 try:
                     self._value = self._read(self._root)
-                except (OSError, ValueError, LookupError) as e:
+                except (OSError, LookupError) + procfs.BAD_VALUE as e:
                     self.failed = True
                     self._value = None
                     _logger.warning("%s is unreadable (%s: %s); skipping the metrics read from it",

@@ -6,7 +6,9 @@ and returns plain data already in the units the OpenTelemetry conventions use:
 bytes, seconds, hertz, degrees Celsius.
 
 A required file that is missing or malformed raises ``OSError`` or ``ValueError``;
-the agent then skips that reader. Optional hardware (cpufreq, thermal zones, hwmon,
+the agent then skips that reader. A value that cannot be read (garbage, or an integer
+too large for a float: ``BAD_VALUE``) costs only its line or entry: one disk, network
+interface, swap device, CPU, sensor or mount is left out, and the rest is read. Optional hardware (cpufreq, thermal zones, hwmon,
 the Raspberry Pi firmware) that is absent is not an error: its reader returns nothing.
 
 Reads never wait on a writer and never run without end: only regular files are read
@@ -49,6 +51,9 @@ _KEPT_NODEV = frozenset(("overlay",))
 # has occurred since boot (bit n + 16).
 THROTTLE_REASONS = ("under_voltage", "arm_frequency_capped", "throttled", "soft_temp_limit")
 
+
+# What parsing a value that is garbage, or an integer no float holds, raises.
+BAD_VALUE = (ValueError, OverflowError)
 
 # The largest file read; /proc/mounts of a host with thousands of mounts is well under it.
 MAX_FILE_BYTES = 4 << 20
@@ -103,9 +108,12 @@ def proc_stat(root: str) -> ProcStat:
         name, _, rest = line.partition(" ")
         if name.startswith("cpu") and name[3:].isdigit():
             modes: Dict[str, float] = {}
-            for column, ticks in zip(_CPU_COLUMNS, rest.split()):
-                mode = _CPU_MODE.get(column, column)
-                modes[mode] = modes.get(mode, 0.0) + int(ticks) / _CLOCK_TICKS
+            try:
+                for column, ticks in zip(_CPU_COLUMNS, rest.split()):
+                    mode = _CPU_MODE.get(column, column)
+                    modes[mode] = modes.get(mode, 0.0) + int(ticks) / _CLOCK_TICKS
+            except BAD_VALUE:
+                continue
             cpus[int(name[3:])] = modes
         elif name == "processes":
             created = int(rest)
@@ -121,7 +129,10 @@ def meminfo(root: str) -> Dict[str, int]:
         key, _, rest = line.partition(":")
         fields = rest.split()
         if fields:
-            out[key] = int(fields[0]) * (1024 if fields[1:] == ["kB"] else 1)
+            try:
+                out[key] = int(fields[0]) * (1024 if fields[1:] == ["kB"] else 1)
+            except BAD_VALUE:
+                continue
     if "MemTotal" not in out or "MemFree" not in out:
         raise ValueError("/proc/meminfo has no MemTotal or MemFree")
     return out
@@ -137,8 +148,12 @@ def swaps(root: str) -> List[Swap]:
     out = []
     for line in read_text(root, "/proc/swaps").splitlines()[1:]:  # first line: column titles
         fields = line.split()
-        if fields:
+        if len(fields) < 4:
+            continue
+        try:
             out.append(Swap(_unescape(fields[0]), int(fields[2]) * 1024, int(fields[3]) * 1024))
+        except BAD_VALUE:
+            continue
     return out
 
 
@@ -164,10 +179,13 @@ def diskstats(root: str) -> Dict[str, DiskStats]:
         name = fields[2]
         if _SKIPPED_DISK.match(name):
             continue
-        (reads, read_merged, read_sectors, read_ms,
-         writes, write_merged, write_sectors, write_ms, _in_flight, io_ms) = map(int, fields[3:13])
-        out[name] = DiskStats(reads, writes, read_sectors * 512, write_sectors * 512, read_merged,
-                              write_merged, read_ms / 1e3, write_ms / 1e3, io_ms / 1e3)
+        try:
+            (reads, read_merged, read_sectors, read_ms,
+             writes, write_merged, write_sectors, write_ms, _in_flight, io_ms) = map(int, fields[3:13])
+            out[name] = DiskStats(reads, writes, read_sectors * 512, write_sectors * 512, read_merged,
+                                  write_merged, read_ms / 1e3, write_ms / 1e3, io_ms / 1e3)
+        except BAD_VALUE:
+            continue
     return out
 
 
@@ -188,7 +206,12 @@ def netdev(root: str) -> Dict[str, NetDev]:
         name, sep, rest = line.partition(":")
         if not sep:
             continue
-        f = [int(v) for v in rest.split()]
+        try:
+            f = [int(v) for v in rest.split()]
+        except BAD_VALUE:
+            continue
+        if len(f) < 12:
+            continue
         # receive: bytes packets errs drop fifo frame compressed multicast, then transmit: bytes packets ...
         out[name.strip()] = NetDev(f[0], f[1], f[2], f[3], f[8], f[9], f[10], f[11])
     return out
@@ -254,7 +277,7 @@ def filesystems(root: str, statvfs: Callable = os.statvfs) -> List[Filesystem]:
             continue
         try:
             st = statvfs(os.path.join(root, mountpoint.lstrip("/")))
-        except OSError:  # unmounted meanwhile, or not ours to look at
+        except (OSError, ValueError):  # unmounted meanwhile, not ours to look at, or a NUL in its path
             continue
         if not st.f_blocks:
             continue
@@ -276,18 +299,24 @@ def cpu_frequencies(root: str) -> Dict[int, float]:
     for name in _listdir(root, "/sys/devices/system/cpu"):
         if name.startswith("cpu") and name[3:].isdigit():
             khz = _read_optional(root, "/sys/devices/system/cpu/%s/cpufreq/scaling_cur_freq" % name)
-            if khz:
-                out[int(name[3:])] = int(khz) * 1e3
+            try:
+                if khz:
+                    out[int(name[3:])] = int(khz) * 1e3
+            except BAD_VALUE:
+                continue
     if out:
         return out
     cpu = None
     for line in (_read_optional(root, "/proc/cpuinfo") or "").splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
-        if key == "processor":
-            cpu = int(value)
-        elif key == "cpu MHz" and cpu is not None:
-            out[cpu] = float(value) * 1e6
+        try:
+            if key == "processor":
+                cpu = int(value)
+            elif key == "cpu MHz" and cpu is not None:
+                out[cpu] = float(value) * 1e6
+        except BAD_VALUE:
+            cpu = None if key == "processor" else cpu
     return out
 
 
@@ -302,7 +331,7 @@ def _millidegrees(root: str, path: str) -> Optional[float]:
     raw = _read_optional(root, path)
     try:
         return int(raw) / 1000.0 if raw else None
-    except ValueError:
+    except BAD_VALUE:
         return None
 
 

@@ -6,7 +6,9 @@ every process, several MB on a small device; ``ssl`` is imported here only for a
 endpoint.
 
 - ``send`` never raises: a connection, TLS or HTTP error, and a malformed response, is a
-  RETRYABLE outcome. A kept-alive connection the server has closed since the last
+  RETRYABLE outcome; a request that cannot be written (a header, checked by
+  ``otlp_settings.header_problem``, or an endpoint path or host HTTP/1.1 cannot carry) is
+  PERMANENT, as it would be on every try, and nothing is sent. A kept-alive connection the server has closed since the last
   request is retried once, at once, on a fresh connection (the request may not have
   reached the server).
 - ``send``'s timeout is a deadline for all of it, whatever the server does: the name
@@ -43,7 +45,7 @@ from typing import List, Mapping, Optional, Tuple
 
 from otelmetrics import _env
 from otelmetrics.export import otlp_settings
-from otelmetrics.export.otlp_protocol import RETRYABLE, Outcome, http_outcome
+from otelmetrics.export.otlp_protocol import PERMANENT, RETRYABLE, Outcome, http_outcome
 
 _logger = logging.getLogger("otelmetrics.export.otlp")
 
@@ -216,17 +218,21 @@ class HttpTransport:
 
     def send(self, body: bytes, headers: Mapping[str, str], timeout: float) -> Outcome:
         deadline = time.monotonic() + timeout
+        try:
+            head = self._head(headers, len(body))
+        except ValueError as e:   # the same on every try: not worth retrying, nor keeping
+            return Outcome(PERMANENT, "the request cannot be sent: %s" % e)
         self._aborted = False
         reused = self._conn is not None
         try:
-            response = self._post(body, headers, deadline)
-        except Exception as e:  # OSError (ssl errors too), MalformedResponse, a header we cannot send
+            response = self._post(head, body, deadline)
+        except Exception as e:  # OSError (ssl errors too), MalformedResponse
             self.close()
             if not reused or self._aborted or time.monotonic() >= deadline:
                 return _connection_error(e)
             # A kept-alive connection the server has since closed: once more, on a fresh one.
             try:
-                response = self._post(body, headers, deadline)
+                response = self._post(head, body, deadline)
             except Exception as e:
                 self.close()
                 return _connection_error(e)
@@ -342,7 +348,7 @@ class HttpTransport:
     def _head(self, headers: Mapping[str, str], length: int) -> bytes:
         """The request line and headers, as http.client wrote them: Host and
         Accept-Encoding unless configured, our Content-Length, then the headers given.
-        ValueError for a header that cannot be sent as it is (it would split the request)."""
+        ValueError for a header, path or host that cannot be sent as it is."""
         names = {name.lower() for name in headers}
         lines = ["POST %s HTTP/1.1" % self._target]
         if "host" not in names:
@@ -354,12 +360,12 @@ class HttpTransport:
             if name.lower() in _FRAMING:
                 continue
             name, value = str(name), str(value)
-            if not name or any(c in name for c in ":\r\n\t\0 ") or any(c in value for c in "\r\n\0"):
-                raise ValueError("header %r: cannot be sent (a name with ':' or white space, or a "
-                                 "value with a line break)" % name)
+            problem = otlp_settings.header_problem(name, value)
+            if problem:
+                raise ValueError("header %r cannot be sent: %s" % (name, problem))
             lines.append("%s: %s" % (name, value))
         lines.append("\r\n")
-        # Hosts beyond ASCII go out as IDNA; a target or value outside Latin-1 fails the try.
+        # Hosts beyond ASCII go out as IDNA; a target beyond ASCII cannot be sent.
         if not self._host_header.isascii() and "host" not in names:
             lines[1] = "Host: " + self._host_header.encode("idna").decode("ascii")
         if any(c in self._target for c in " \r\n\t\0") or not self._target.isascii():
@@ -367,10 +373,10 @@ class HttpTransport:
                              "non-ASCII characters (percent-encode them)" % self._target)
         return "\r\n".join(lines).encode("latin-1")
 
-    def _post(self, body: bytes, headers: Mapping[str, str], deadline: float) -> Tuple[int, str, dict, bytes]:
-        """One request on the kept-alive connection, done by ``deadline``: (status, reason,
-        headers with lower-case names, body). Raises on a transport error."""
-        head = self._head(headers, len(body))
+    def _post(self, head: bytes, body: bytes, deadline: float) -> Tuple[int, str, dict, bytes]:
+        """One request (``head``, from ``_head``, and ``body``) on the kept-alive connection,
+        done by ``deadline``: (status, reason, headers with lower-case names, body). Raises on
+        a transport error."""
         conn = self._connection(deadline)
         conn.send(head, body)
         try:

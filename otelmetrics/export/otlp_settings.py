@@ -40,15 +40,53 @@ class OTLPSettings(NamedTuple):
     protocol: str = _env.PROTOBUF
 
 
+# What a header name may hold: RFC 9110's token characters.
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def header_problem(name: str, value: str) -> Optional[str]:
+    """Why the header ``name: value`` cannot be sent in an HTTP/1.1 request (it would be
+    refused, or split the request), or None. The one check of a header: where settings
+    are resolved, and by the OTLP/HTTP transport before a request goes out."""
+    if not name or not all(c in _TOKEN for c in name):
+        return "the name must be ASCII letters, digits or !#$%&'*+-.^_`|~ (no space, ':' or other characters)"
+    if any(c in value for c in "\0\r\n"):
+        return "the value has a NUL or a line break"
+    if any(c > "\xff" for c in value):
+        return "the value has characters beyond Latin-1 (U+00FF), which HTTP/1.1 cannot carry"
+    return None
+
+
 def parse_headers(raw: str, name: str = "OTEL_EXPORTER_OTLP_HEADERS") -> Dict[str, str]:
-    """``key1=value1,key2=value2`` with percent-encoded parts (W3C baggage style)."""
+    """``key1=value1,key2=value2`` with percent-encoded parts (W3C baggage style); an item
+    that is no header that can be sent is dropped with a warning naming the variable."""
     headers: Dict[str, str] = {}
     for key, value, item in _env._key_values(raw):
-        if key is None or any(c in key for c in " \t\r\n:") or "\n" in value or "\r" in value:
-            _logger.warning("%s: ignoring %r, expected key=value", name, item)
+        value = value.strip()
+        problem = "expected key=value" if key is None else header_problem(key, value)
+        if problem:
+            _logger.warning("%s: ignoring %r: %s", name, item, problem)
             continue
-        headers[key.lower()] = value.strip()
+        headers[key.lower()] = value
     return headers
+
+
+def _explicit_headers(headers: Optional[Mapping[str, str]]) -> Dict[str, str]:
+    """The ``headers`` argument with lower-case names; ValueError naming what to change
+    when it is no mapping or holds a header that cannot be sent."""
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise ValueError("OTLPMetricExporter headers: expected a mapping of names to values, such as "
+                         "{'api-key': '...'}, not %s" % type(headers).__name__)
+    out = {}
+    for key, value in headers.items():
+        key, value = str(key), str(value)
+        problem = header_problem(key, value)
+        if problem:
+            raise ValueError("OTLPMetricExporter header %r: %s" % (key, problem))
+        out[key.lower()] = value
+    return out
 
 
 # ---------------------------------------------------------------- reading a URL
@@ -289,7 +327,7 @@ def otlp_settings(
     name, raw = _env._otlp_env("HEADERS")
     merged = parse_headers(raw, name) if raw else {}
     # As the reference does: variable headers, then explicit ones on top.
-    merged.update({str(k).lower(): str(v) for k, v in (headers or {}).items()})
+    merged.update(_explicit_headers(headers))
     return OTLPSettings(
         endpoint=(_resolve_endpoint(endpoint, "https", "", DEFAULT_OTLP_GRPC_ENDPOINT)
                   if protocol == _env.GRPC else _resolve_endpoint(endpoint)),

@@ -220,7 +220,7 @@ def test_options_as_argparse_reads_them():
         assert parse_args(argv) is None
     with pytest.raises(UsageError, match="ambiguous option: --e could match --exporter, --endpoint"):
         parse_args(["--e", "otlp"])
-    with pytest.raises(UsageError, match=r"argument --interval: inf s is out of range: give 0.01 to 86400"):
+    with pytest.raises(UsageError, match=r"argument --interval: inf is out of range: give 0.01 to 86400 seconds"):
         parse_args(["--interval", "inf"])
     with pytest.raises(UsageError, match="argument --exporter: invalid choice: 'x'"):
         parse_args(["--exporter=x"])
@@ -288,4 +288,47 @@ def test_a_console_agent_whose_reader_went_away_stops():
         proc.wait()
     assert rc == 1, err
     assert err.count("BrokenPipeError") == 1 and "stdout was closed by its reader; stopped" in err
+    assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_sdk_disabled_refuses_at_start():
+    """OTEL_SDK_DISABLED=true made configure() return the API's no-op provider: no reader
+    ran, --count never ended, and SIGTERM ended in an AttributeError traceback."""
+    result = run_agent("--count", "1", "--interval", "0.1", env=_env(OTEL_SDK_DISABLED="true"), timeout=20)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "OTEL_SDK_DISABLED=true" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("value", ["prometheus", "console,zipkin"])
+def test_an_exporter_variable_the_agent_cannot_use_is_refused(value):
+    """OTEL_METRICS_EXPORTER=prometheus fell back to otlp (to localhost:4318) with a warning."""
+    result = run_agent("--count", "1", "--interval", "0.1", env=_env(OTEL_METRICS_EXPORTER=value), timeout=20)
+    assert result.returncode == 2, result.stderr
+    assert "OTEL_METRICS_EXPORTER" in result.stderr and "console" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize("stdout", ["closed", "/dev/full"])
+def test_a_console_agent_that_cannot_write_to_stdout_stops(stdout):
+    """Started with stdout closed (sys.stdout is None) or on a full device (ENOSPC), the
+    console agent ran on, every export failing, and exited 0 on SIGTERM."""
+    if stdout == "closed":
+        kwargs = {"stdout": subprocess.DEVNULL, "preexec_fn": lambda: os.close(1)}
+    elif os.path.exists(stdout):
+        kwargs = {"stdout": open(stdout, "w")}
+    else:
+        pytest.skip("no %s here" % stdout)
+    proc = subprocess.Popen(AGENT + ["--interval", "0.1"], stderr=subprocess.PIPE, env=_env(),
+                            cwd=tempfile.gettempdir(), **kwargs)
+    try:
+        rc = proc.wait(timeout=15)
+        err = proc.stderr.read().decode()
+    finally:
+        proc.kill()
+        proc.wait()
+        if "stdout" in kwargs and kwargs["stdout"] is not subprocess.DEVNULL:
+            kwargs["stdout"].close()
+    assert rc == 1, err
+    assert err.endswith("; stopped\n") and "stdout" in err.splitlines()[-1]
     assert "Traceback" not in err and "Exception ignored" not in err

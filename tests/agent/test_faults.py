@@ -28,11 +28,12 @@ from otlp_receiver import OTLPServer, Reply
 from test_callbacks_hung import Recorder
 
 
-def agent(*args, timeout=120):
-    """(CompletedProcess, seconds) of the installed agent, run away from the source tree;
-    the seconds leave out what starting the interpreter and importing the agent takes
-    (a fraction of a second natively, several seconds under qemu-user)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL")}
+def agent(*args, timeout=120, env=None):
+    """(CompletedProcess, seconds) of the installed agent, run away from the source tree,
+    with no OTEL_* variable but those of ``env``; the seconds leave out what starting the
+    interpreter and importing the agent takes (a fraction of a second natively, several
+    seconds under qemu-user)."""
+    env = dict({k: v for k, v in os.environ.items() if not k.startswith("OTEL")}, **(env or {}))
     t0 = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "otelmetrics.agent"] + list(args), capture_output=True,
                             text=True, timeout=timeout, env=env, cwd=tempfile.gettempdir())
@@ -150,7 +151,7 @@ def silent():
     server.close()
 
 
-def _sigterm_during_hung_export(silent, *extra):
+def _sigterm_during_hung_export(silent, *extra, signals=(signal.SIGTERM,)):
     proc = subprocess.Popen([sys.executable, "-m", "otelmetrics.agent", "--endpoint", silent.url,
                              "--interval", "0.3"] + list(extra),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -163,18 +164,26 @@ def _sigterm_during_hung_export(silent, *extra):
         assert silent.received, "the agent sent nothing"
         time.sleep(0.3)                          # the export now waits for an answer
         t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        for i, signum in enumerate(signals):
+            time.sleep(0.5 if i else 0)
+            proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=60)
         return proc.returncode, time.monotonic() - t0, stderr
     finally:
         proc.kill()
 
 
-@pytest.mark.parametrize("shutdown_timeout", [2.0, 4.0])
-def test_sigterm_during_a_hung_export_stops_in_time_and_spools(silent, tmp_path, shutdown_timeout):
+@pytest.mark.parametrize("shutdown_timeout,signals", [
+    (2.0, (signal.SIGTERM,)), (4.0, (signal.SIGTERM,)),
+    # A second signal during the shutdown: the default handlers were back by then, so
+    # it killed the agent (rc -15, or a KeyboardInterrupt traceback) before it spooled.
+    (4.0, (signal.SIGTERM, signal.SIGTERM)), (4.0, (signal.SIGINT, signal.SIGINT)),
+], ids=["SIGTERM-2s", "SIGTERM-4s", "SIGTERM-twice", "SIGINT-twice"])
+def test_sigterm_during_a_hung_export_stops_in_time_and_spools(silent, tmp_path, shutdown_timeout, signals):
     spool = tmp_path / "spool"
     rc, seconds, stderr = _sigterm_during_hung_export(silent, "--spool-dir", str(spool),
-                                                      "--shutdown-timeout", str(shutdown_timeout))
+                                                      "--shutdown-timeout", str(shutdown_timeout),
+                                                      signals=signals)
     kept = Spool(str(spool), max_bytes=1 << 30, max_files=1000)
     try:
         count, oldest = len(kept), kept.oldest()
@@ -184,6 +193,7 @@ def test_sigterm_during_a_hung_export_stops_in_time_and_spools(silent, tmp_path,
           "%d spooled" % (shutdown_timeout, seconds, len(silent.received), count))
     assert seconds < shutdown_timeout + 0.5, stderr
     assert rc == 0, stderr
+    assert "Traceback" not in stderr
     # The request the collector never answered is in the spool, byte for byte.
     assert count >= 1, stderr
     assert oldest.body == silent.received[0].raw
@@ -218,7 +228,25 @@ def test_absurd_durations_are_refused_with_the_range(option, value, capsys):
 def test_absurd_interval_variable_is_refused(monkeypatch, capsys):
     monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "1e300")
     assert main(["--count", "1"]) == 2
-    assert "OTEL_METRIC_EXPORT_INTERVAL=1e300 is out of range" in capsys.readouterr().err
+    assert "OTEL_METRIC_EXPORT_INTERVAL=1e300 is out of range: give 10 to 86400000 milliseconds" \
+        in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name,value", [
+    ("OTEL_METRIC_EXPORT_INTERVAL", "inf"), ("OTEL_METRIC_EXPORT_INTERVAL", "nan"),
+    ("OTEL_METRIC_EXPORT_INTERVAL", "-1"), ("OTEL_METRIC_EXPORT_INTERVAL", "0"),
+    ("OTEL_METRIC_EXPORT_INTERVAL", "ten"), ("OTEL_METRIC_EXPORT_TIMEOUT", "inf"),
+    ("OTEL_METRIC_EXPORT_TIMEOUT", "0"), ("OTEL_METRIC_EXPORT_TIMEOUT", "ten"),
+    ("OTEL_METRIC_EXPORT_TIMEOUT", "1e300"),
+])
+def test_invalid_duration_variables_are_refused_at_start(name, value):
+    """Only 1e300 was refused: inf, nan, -1, 0 and 'ten' ran the agent at the SDK's 60 s
+    (not the agent's 10 s) after a warning, and a bad export timeout fell back to 30 s."""
+    interval = ["--interval", "0.1"] if name.endswith("TIMEOUT") else []
+    result, seconds = agent("--count", "1", *interval, env={name: value}, timeout=20)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("otelmetrics-agent: %s=%s " % (name, value)), result.stderr
+    assert result.stderr.count("\n") == 1 and result.stdout == ""
 
 
 def test_absurd_interval_from_the_command_line_exits_at_once():

@@ -2,6 +2,7 @@
 (tests/data/agent/: a Raspberry Pi 4 and an x86 gateway, written from the kernel's
 documented formats) and against the machine the tests run on."""
 import os
+import shutil
 
 import pytest
 
@@ -145,6 +146,48 @@ def test_malformed_files_raise(tmp_path):
     assert readers.temperatures(str(tmp_path)) == []
     assert readers.cpu_frequencies(str(tmp_path)) == {}
     assert readers.rpi_throttled(str(tmp_path)) == {}
+
+
+HUGE = "9" * 400   # an integer no float holds: int / 1000 raises OverflowError
+
+
+def _replace_field(path, line_start, index, value):
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.split()[:len(line_start.split())] == line_start.split():
+            fields = line.split()
+            fields[index] = value
+            lines[i] = " ".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("bad", [HUGE, "garbage"])
+def test_a_huge_or_malformed_value_skips_its_line_only(tmp_path, bad):
+    """A huge integer raised OverflowError out of the reader (it is not a ValueError), so
+    one broken sensor, disk or CPU line lost every series read from its file."""
+    x86, rpi = tmp_path / "x86", tmp_path / "rpi"
+    shutil.copytree(X86, x86)
+    shutil.copytree(RPI, rpi)
+    (x86 / "sys/class/hwmon/hwmon1/temp2_input").write_text(bad + "\n")
+    _replace_field(x86 / "proc/diskstats", "8 0 sda", 6, bad)          # sda's read_ms
+    _replace_field(x86 / "proc/stat", "cpu1", 3, bad)                  # cpu1's system ticks
+    (rpi / "sys/devices/system/cpu/cpu2/cpufreq/scaling_cur_freq").write_text(bad + "\n")
+    assert [t.id for t in readers.temperatures(str(x86))] == [
+        t.id for t in readers.temperatures(X86) if t.id != "hwmon1_temp2"]
+    assert sorted(readers.diskstats(str(x86))) == ["nvme0n1", "nvme0n1p1", "nvme0n1p2"]
+    assert sorted(readers.proc_stat(str(x86)).cpu_seconds) == [0]
+    assert readers.cpu_frequencies(str(rpi)) == {0: 1.5e9, 1: 1.5e9, 3: 1.8e9}
+
+
+def test_one_mount_line_statvfs_refuses_is_skipped_alone(tmp_path):
+    """A mount point with an embedded NUL (\\000) made statvfs raise ValueError, which
+    failed the whole /proc/mounts source for good: '/' was no longer reported either."""
+    root = tmp_path / "root"
+    shutil.copytree(X86, root)
+    with open(root / "proc" / "mounts", "a") as f:
+        f.write("/dev/sdz1 /mnt/bad\\000name ext4 rw 0 0\n")
+    assert [fs.mountpoint for fs in readers.filesystems(str(root))] == \
+        [fs.mountpoint for fs in readers.filesystems(X86)]
 
 
 # ---------------------------------------------------------------- this machine

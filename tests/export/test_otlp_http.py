@@ -94,12 +94,14 @@ def test_the_query_is_sent_and_the_host_header_names_a_port_only_when_it_is_not_
     assert (ipv6._host, ipv6._port, ipv6._host_header) == ("::1", 80, "[::1]")
 
 
-@pytest.mark.parametrize("headers", [{"x-a": "1\r\nx-b: 2"}, {"x a": "1"}, {"x:a": "1"}, {"x-a": "1\nb"}])
-def test_a_header_that_would_split_the_request_fails_the_try_and_sends_nothing(headers):
+@pytest.mark.parametrize("headers", [{"x-a": "1\r\nx-b: 2"}, {"x a": "1"}, {"x:a": "1"}, {"x-a": "1\nb"},
+                                     {"x-a": "\u20ac"}, {"x-a": "1\x00"}])
+def test_a_header_that_cannot_be_sent_fails_the_request_for_good_and_sends_nothing(headers):
+    """It was a RETRYABLE "connection error": the request was retried and kept for ever."""
     seen = []
     with RawServer(answering(OK, seen=seen)) as server:
         (got,) = send(server.url, headers=dict(PB, **headers))
-        assert got.kind == proto.RETRYABLE and "cannot be sent" in got.detail
+        assert got.kind == proto.PERMANENT and "cannot be sent" in got.detail
         assert server.connections == 0 and seen == []
 
 
