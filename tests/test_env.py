@@ -97,7 +97,7 @@ def test_headers_merge_signal_specific_first_and_explicit_on_top(monkeypatch):
 def test_bad_header_items_are_skipped_with_a_warning(monkeypatch, warnings):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "good=1,novalue,=x,bad key=2")
     assert otlp_settings.otlp_settings().headers == {"good": "1"}
-    assert "OTEL_EXPORTER_OTLP_HEADERS" in warnings.text and "novalue" in warnings.text
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in warnings.text and "item 2" in warnings.text
 
 
 def test_unsendable_header_items_are_dropped_with_a_warning_naming_the_variable(monkeypatch, warnings):
@@ -107,6 +107,14 @@ def test_unsendable_header_items_are_dropped_with_a_warning_naming_the_variable(
                        "good=caf%C3%A9,x-tenant=%E2%82%AC,k=a%00b,k2=a%0Ab,bad%20key=v,k%C3%A9y=v,a%2Fb=v")
     assert otlp_settings.otlp_settings().headers == {"good": "caf\u00e9"}
     assert warnings.text.count("OTEL_EXPORTER_OTLP_METRICS_HEADERS") == 6
+    assert "x-tenant" in warnings.text and "\u20ac" not in warnings.text   # names, never values
+
+
+def test_a_header_warning_never_shows_the_value(monkeypatch, warnings):
+    """A header's value is often a secret (an API key): a dropped one is named, not shown."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cr3t%00x,novalue")
+    assert otlp_settings.otlp_settings().headers == {}
+    assert "api-key" in warnings.text and "s3cr3t" not in warnings.text and "item 2" in warnings.text
 
 
 @pytest.mark.parametrize("headers", [{"x-tenant": "\u20ac"}, {"k": "a\x00b"}, {"k": "a\nb"}, {"k": "a\rb"},

@@ -61,11 +61,13 @@ def parse_headers(raw: str, name: str = "OTEL_EXPORTER_OTLP_HEADERS") -> Dict[st
     """``key1=value1,key2=value2`` with percent-encoded parts (W3C baggage style); an item
     that is no header that can be sent is dropped with a warning naming the variable."""
     headers: Dict[str, str] = {}
-    for key, value, item in _env._key_values(raw):
+    for number, (key, value, _) in enumerate(_env._key_values(raw), 1):
         value = value.strip()
         problem = "expected key=value" if key is None else header_problem(key, value)
         if problem:
-            _logger.warning("%s: ignoring %r: %s", name, item, problem)
+            # by name or position only: a header's value is often a secret (an API key)
+            _logger.warning("%s: ignoring %s: %s", name,
+                            "item %d" % number if key is None else "the header %r" % key, problem)
             continue
         headers[key.lower()] = value
     return headers
