@@ -20,6 +20,8 @@ from otelmetrics.view import (
 __all__ = ["Counter", "UpDownCounter", "Histogram", "Gauge",
            "ObservableCounter", "ObservableUpDownCounter", "ObservableGauge"]
 
+_logger = logging.getLogger("otelmetrics")
+
 
 class _Identity:
     """Name, unit, description and the meter's scope; set by the Meter."""
@@ -95,6 +97,22 @@ class Gauge(GaugeCore, _Identity, api._Gauge):
         return LastValueAggregation()
 
 
+# The callbacks one observable instrument takes, over all its registrations: plenty for one
+# per sensor of a device, and a bound for a program that creates it again at every reconnect.
+MAX_CALLBACKS = 256
+
+
+def _same_callback(a, b) -> bool:
+    """``a`` and ``b`` are the same callback: one object, or equal (a method read twice from
+    one object gives two equal objects). A user's ``__eq__`` that fails means no."""
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
 class _Observable(_Identity):
     """Asynchronous instrument: callbacks run at each collection of each reader."""
 
@@ -106,13 +124,27 @@ class _Observable(_Identity):
     _callbacks: tuple = ()
 
     def _add_callbacks(self, callbacks: Optional[Sequence[Callable]]) -> None:
-        """Register callbacks; one registered already is not added twice. The tuple is
-        replaced, not changed, so a collection iterating the old one is unaffected."""
+        """Register callbacks: one equal to a registered one (the same function, the same
+        method of the same object) is not added twice, and an instrument takes at most
+        ``MAX_CALLBACKS``, so a program that creates it again at every reconnect does not
+        grow without bound (past that, refused with a warning). The tuple is replaced,
+        not changed, so a collection iterating the old one is unaffected."""
+        known = list(self._callbacks)
         new = []
+        refused = 0
         for cb in callbacks or ():
-            if not any(cb is known for known in self._callbacks + tuple(new)):
-                new.append(cb)
-        self._callbacks = self._callbacks + tuple(new)
+            if any(_same_callback(cb, k) for k in known):
+                continue
+            if len(known) >= MAX_CALLBACKS:
+                refused += 1
+                continue
+            known.append(cb)
+            new.append(cb)
+        self._callbacks = tuple(known)
+        if refused:
+            _logger.warning("instrument %r: %d callback(s) refused, it has %d, the most one instrument "
+                            "takes; create an observable instrument once (creating it again adds the new "
+                            "callbacks to its own)", getattr(self, "name", "?"), refused, MAX_CALLBACKS)
         for cb in new:
             if isinstance(cb, GeneratorType):
                 # The API's generator protocol: advanced to its first yield here,
@@ -120,7 +152,7 @@ class _Observable(_Identity):
                 try:
                     next(cb)
                 except Exception as e:
-                    logging.getLogger("otelmetrics").warning(
+                    _logger.warning(
                         "instrument %r: generator callback failed to start: %s: %s",
                         getattr(self, "name", "?"), type(e).__name__, e)
 

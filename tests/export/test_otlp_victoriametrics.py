@@ -27,6 +27,7 @@ from otelmetrics.resources import Resource
 from otelmetrics.view import ExponentialBucketHistogramAggregation, View
 from agent_trees import RPI
 from otlp_receiver import free_port
+from _util import ServerProcess
 
 _CACHED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                        "platforms", ".cache", "victoria-metrics")
@@ -34,15 +35,14 @@ VICTORIA = (os.environ.get("OTELMETRICS_VICTORIA_METRICS") or shutil.which("vict
             or next(iter(glob.glob(os.path.join(_CACHED, "usr", "bin", "victoria-metrics"))), None))
 
 
-class Victoria:
+class Victoria(ServerProcess):
     """A VictoriaMetrics on 127.0.0.1 with its own storage; stop() and start() keep it."""
 
     def __init__(self, workdir):
+        super().__init__("victoria-metrics", workdir)
         self.workdir = workdir
         self.port = free_port()
         self.url = "http://127.0.0.1:%d/opentelemetry/v1/metrics" % self.port
-        self.proc = None
-        self.log = open(os.path.join(workdir, "victoria-metrics.log"), "a+")
         self.start()
 
     def start(self):
@@ -50,36 +50,11 @@ class Victoria:
         libs = glob.glob(os.path.join(os.path.dirname(os.path.dirname(VICTORIA)), "lib", "*-linux-*"))
         if libs:    # trixie's libzstd, unpacked beside the binary (newer than bookworm's)
             env["LD_LIBRARY_PATH"] = os.pathsep.join(libs + [env.get("LD_LIBRARY_PATH", "")])
-        self.proc = subprocess.Popen(
-            [VICTORIA, "-storageDataPath=" + os.path.join(self.workdir, "data"),
-             "-httpListenAddr=127.0.0.1:%d" % self.port,
-             "-search.latencyOffset=0s",       # answer with what was just ingested
-             "-search.disableCache", "-retentionPeriod=100y"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen("http://127.0.0.1:%d/health" % self.port, timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("victoria-metrics did not start: " + self.logs())
-            time.sleep(0.1)
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def logs(self):
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()[-4000:]
+        self.launch([VICTORIA, "-storageDataPath=" + os.path.join(self.workdir, "data"),
+                     "-httpListenAddr=127.0.0.1:%d" % self.port,
+                     "-search.latencyOffset=0s",       # answer with what was just ingested
+                     "-search.disableCache", "-retentionPeriod=100y"],
+                    "http://127.0.0.1:%d/health" % self.port, env=env)
 
     def query(self, expr, settled=bool):
         """{frozenset of labels: value} of an instant PromQL query. A new series becomes

@@ -53,7 +53,7 @@ from otelmetrics.resources import Resource
 from otelmetrics.view import ExponentialBucketHistogramAggregation, ExplicitBucketHistogramAggregation, View
 
 from _sdk_helpers import reference_prometheus_labels_scope, reference_prometheus_reader, reference_provider
-from _util import NEUTRAL_CWD, run_in_child, needs_fork
+from _util import NEUTRAL_CWD, ServerProcess, run_in_child, needs_fork
 
 PROMETHEUS = shutil.which("prometheus") or ("/usr/bin/prometheus" if os.path.exists("/usr/bin/prometheus") else None)
 HUGE = "x" * 10_000
@@ -102,8 +102,9 @@ def _free_port():
         return s.getsockname()[1]
 
 
-class _Prometheus:
+class _Prometheus(ServerProcess):
     def __init__(self, target_port, workdir):
+        super().__init__("prometheus", workdir)
         self.port = _free_port()
         cfg = os.path.join(workdir, "prometheus.yml")
         with open(cfg, "w") as f:
@@ -116,26 +117,9 @@ class _Prometheus:
                     static_configs:
                       - targets: ["127.0.0.1:%d"]
                 """ % target_port))
-        self.log = open(os.path.join(workdir, "prometheus.log"), "w+")
-        self.proc = subprocess.Popen(
-            [PROMETHEUS, "--config.file=" + cfg, "--storage.tsdb.path=" + os.path.join(workdir, "data"),
-             "--web.listen-address=127.0.0.1:%d" % self.port, "--enable-feature=exemplar-storage"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if _get("http://127.0.0.1:%d/-/ready" % self.port, timeout=1)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("prometheus did not start: " + self.logs())
-            time.sleep(0.2)
-
-    def logs(self):
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()[-4000:]
+        self.launch([PROMETHEUS, "--config.file=" + cfg, "--storage.tsdb.path=" + os.path.join(workdir, "data"),
+                     "--web.listen-address=127.0.0.1:%d" % self.port, "--enable-feature=exemplar-storage"],
+                    "http://127.0.0.1:%d/-/ready" % self.port)
 
     def api(self, path, **params):
         status, _, body = _get("http://127.0.0.1:%d/api/v1/%s?%s" % (self.port, path, urllib.parse.urlencode(params)))
@@ -153,12 +137,7 @@ class _Prometheus:
         return res[0][1]
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        super().stop()
         self.log.close()
 
 

@@ -263,3 +263,30 @@ def test_instrument_enabled__false_only_when_all_resolved_views_drop():
     m = mp.get_meter("m")
     assert m.create_counter("a").enabled() is False
     assert m.create_counter("b").enabled() is True
+
+
+def test_duplicate_instrument_registration__recreated_observable_stays_bounded(caplog):
+    """A program that creates its observable instrument again at every reconnect: the same
+    method of the same object is one callback (read twice it is two equal objects, not one),
+    and fresh callbacks stop at MAX_CALLBACKS with a warning, so memory and collection time
+    stay bounded."""
+    from otelmetrics._instruments import MAX_CALLBACKS
+
+    class Connection:
+        def observe(self, options):
+            return [Observation(100, {"link": "up"})]
+
+    mp, r = provider()
+    m = mp.get_meter("m")
+    conn = Connection()
+    for _ in range(3):
+        gauge = m.create_observable_counter("bytes.sent", [conn.observe])
+    assert len(gauge._callbacks) == 1
+    assert [p.value for p in points(r)["bytes.sent"]] == [100]
+    with caplog.at_level(logging.WARNING, logger="otelmetrics"):
+        for i in range(MAX_CALLBACKS + 50):
+            m.create_observable_gauge("temp", [lambda options, i=i: [Observation(i, {"sensor": i})]])
+    temp = m.create_observable_gauge("temp")
+    assert len(temp._callbacks) == MAX_CALLBACKS
+    assert len(points(r)["temp"]) == MAX_CALLBACKS          # one per sensor, within the bound
+    assert warnings_about(caplog, "'temp'", "refused")

@@ -5,10 +5,12 @@ import gc
 import json
 import os
 import select
+import subprocess
 import sys
 import tempfile
 import time
 import traceback
+import urllib.request
 
 import pytest
 
@@ -136,3 +138,41 @@ def run_in_child(body, deadline=CHILD_DEADLINE_S):
     except ValueError:
         return "hung", text       # faulthandler's dump of the stuck child
     return ("ok", msg["ok"]) if "ok" in msg else ("error", msg["error"])
+
+
+class ServerProcess:
+    """A server binary a test runs on 127.0.0.1 (a real Prometheus, a real OTLP receiver):
+    its output goes to ``<workdir>/<name>.log``, which a failure shows."""
+
+    def __init__(self, name, workdir):
+        self.name = name
+        self.proc = None
+        self.log = open(os.path.join(workdir, name + ".log"), "a+")
+
+    def launch(self, argv, ready_url, env=None, deadline=60.0):
+        """Start ``argv`` and return once ``ready_url`` answers 200."""
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        end = time.monotonic() + deadline
+        while True:
+            try:
+                with urllib.request.urlopen(ready_url, timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > end:
+                raise AssertionError("%s did not start: %s" % (self.name, self.logs()))
+            time.sleep(0.1)
+
+    def logs(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()[-4000:]
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
