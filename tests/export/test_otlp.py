@@ -32,6 +32,7 @@ from otelmetrics.export.otlp_json import encode_request_json
 from otelmetrics.view import ExponentialBucketHistogramAggregation, View
 from _sdk_helpers import reference_provider, reference_takes_list_attribute_values
 from native.test_otlp_wire import _snapshot_backed, _with_points, canonical, json_to_proto, sdk_data
+from export.test_otlp_queue import DELTA, Gateway, summed
 from otlp_receiver import OTLPServer, Reply, TinyCA, free_port
 from faulty_servers import RawServer
 from _util import run_in_child, needs_fork
@@ -563,8 +564,6 @@ def test_configure_end_to_end(server, monkeypatch):
 def test_an_export_that_cannot_get_the_connection_hands_its_data_over(server):
     """Another export (or a force_flush) holds the connection past this export's time: the
     batch is not dropped but handed over, and goes out first with the next export."""
-    from export.test_otlp_queue import DELTA, Gateway, summed
-
     gw = Gateway(OTLPMetricExporter(server.url, timeout=0.3, preferred_temporality=DELTA))
     gw.record(3)
     first = gw.recorded.copy()

@@ -1,6 +1,7 @@
 """The OTLP encoders (protobuf in cext/otlp_wire.pxi, JSON in otlp_json.py), checked
 with the official opentelemetry-proto classes and against the reference encoder."""
 import base64
+import enum
 import json
 import math
 import sys
@@ -17,10 +18,13 @@ from opentelemetry.sdk.metrics import export as sdk_export
 from opentelemetry.sdk.resources import Resource as SDKResource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SDKScope
 
+import otelmetrics
 from otelmetrics._native import Snapshot, decode_fields, encode_request
 from otelmetrics import _model as ours
 from otelmetrics.export.otlp_protocol import split_batches as _split
+from otelmetrics.export import InMemoryMetricReader
 from otelmetrics.export.otlp_json import encode_request_json
+from otelmetrics.resources import Resource
 from _util import assert_nothing_per_series, quiet_for_counting
 
 
@@ -492,12 +496,6 @@ def test_histogram_int_extremes_encode_exactly_from_the_snapshot():
 def test_str_subclass_keys_and_values_are_sent_as_their_text():
     """A (str, Enum) member in a resource, scope or point, as a key, a value or in a list, is
     sent as its text ("prod"), not its str() ("Env.PROD"), in both encodings, as the reference."""
-    import enum
-
-    import otelmetrics
-    from otelmetrics.export import InMemoryMetricReader
-    from otelmetrics.resources import Resource
-
     class Env(str, enum.Enum):
         PROD = "prod"
 

@@ -6,6 +6,7 @@ import pytest
 from opentelemetry.metrics import Observation
 
 import otelmetrics
+from otelmetrics._instruments import MAX_CALLBACKS
 from otelmetrics.view import DropAggregation, ExplicitBucketHistogramAggregation, View
 
 from _spec_util import metrics_of, warnings_about
@@ -270,8 +271,6 @@ def test_duplicate_instrument_registration__recreated_observable_stays_bounded(c
     method of the same object is one callback (read twice it is two equal objects, not one),
     and fresh callbacks stop at MAX_CALLBACKS with a warning, so memory and collection time
     stay bounded."""
-    from otelmetrics._instruments import MAX_CALLBACKS
-
     class Connection:
         def observe(self, options):
             return [Observation(100, {"link": "up"})]
