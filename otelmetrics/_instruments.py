@@ -130,7 +130,6 @@ class _Observable(_Identity):
         grow without bound (past that, refused with a warning). The tuple is replaced,
         not changed, so a collection iterating the old one is unaffected."""
         known = list(self._callbacks)
-        new = []
         refused = 0
         for cb in callbacks or ():
             if any(_same_callback(cb, k) for k in known):
@@ -139,7 +138,7 @@ class _Observable(_Identity):
                 refused += 1
                 continue
             known.append(cb)
-            new.append(cb)
+        new = known[len(self._callbacks):]
         self._callbacks = tuple(known)
         if refused:
             _logger.warning("instrument %r: %d callback(s) refused, it has %d, the most one instrument "

@@ -6,8 +6,9 @@ every point of one collection ends at the same instant, after its callbacks; a
 reader's collections take their snapshots one at a time; a callback that hangs
 or raises never stops a collection, and its late observations never leak into
 the next one; one callback run hands over a bounded number of observations
-(``MAX_OBSERVATIONS``) and is no longer iterated once its collection gave up. Readers are duck-typed: the pipeline asks a reader only for its
-temporality, aggregation, cardinality limit and metric filter per kind.
+(``MAX_OBSERVATIONS``) and is no longer iterated once its collection gave up.
+Readers are duck-typed: the pipeline asks a reader only for its temporality,
+aggregation, cardinality limit and metric filter per kind.
 """
 from __future__ import annotations
 

@@ -32,11 +32,11 @@ _SCALARS = (bool, str, int, float)
 def _exact(value):
     """A primitive as its exact type, e.g. a (str, Enum) member as its text (a point's
     attributes are converted alike); anything else as it is."""
-    if type(value) in _SCALARS or not isinstance(value, _SCALARS):
+    if type(value) in _SCALARS:
         return value
     for kind in _SCALARS:       # bool before int: True is an int too
         if isinstance(value, kind):
-            return kind.__str__(value) if kind is str else kind(value)
+            return str.__str__(value) if kind is str else kind(value)
     return value
 
 

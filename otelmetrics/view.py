@@ -115,7 +115,6 @@ def check_cardinality_limit(value, what: str) -> int:
     return check_int(value, 1, MAX_CARDINALITY_LIMIT, what)
 
 
-
 def _attribute_keys(keys, what: str) -> Optional[frozenset]:
     """A view's collection of attribute keys as a frozenset; a lone str is refused
     (it would be taken as the set of its characters)."""

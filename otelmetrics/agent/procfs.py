@@ -8,8 +8,9 @@ bytes, seconds, hertz, degrees Celsius.
 A required file that is missing or malformed raises ``OSError`` or ``ValueError``;
 the agent then skips that reader. A value that cannot be read (garbage, or an integer
 too large for a float: ``BAD_VALUE``) costs only its line or entry: one disk, network
-interface, swap device, CPU, sensor or mount is left out, and the rest is read. Optional hardware (cpufreq, thermal zones, hwmon,
-the Raspberry Pi firmware) that is absent is not an error: its reader returns nothing.
+interface, swap device, CPU, sensor or mount is left out, and the rest is read.
+Optional hardware (cpufreq, thermal zones, hwmon, the Raspberry Pi firmware) that is
+absent is not an error: its reader returns nothing.
 
 Reads never wait on a writer and never run without end: only regular files are read
 (every /proc and /sys file is one; a FIFO, socket or device found in their place, as

@@ -8,9 +8,9 @@ endpoint.
 - ``send`` never raises: a connection, TLS or HTTP error, and a malformed response, is a
   RETRYABLE outcome; a request that cannot be written (a header, checked by
   ``otlp_settings.header_problem``, or an endpoint path or host HTTP/1.1 cannot carry) is
-  PERMANENT, as it would be on every try, and nothing is sent. A kept-alive connection the server has closed since the last
-  request is retried once, at once, on a fresh connection (the request may not have
-  reached the server).
+  PERMANENT, as it would be on every try, and nothing is sent. A kept-alive connection
+  the server has closed since the last request is retried once, at once, on a fresh
+  connection (the request may not have reached the server).
 - ``send``'s timeout is a deadline for all of it, whatever the server does: the name
   lookup, connecting and the TLS handshake get what is left of it, the body goes out in
   pieces and the response comes in reads, each waiting no longer than what is left (a

@@ -217,12 +217,12 @@ class RequestStore:
         can, else it is lost, counted and logged."""
         if self.spool is None and self.queue:
             self.drain(send, deadline)
-        if self.spool is not None:
-            self._to_spool(self.spool)
         lost = 0
-        while self.queue:
-            self.queue.remove(self.queue.oldest())
-            lost += 1
+        while self.queue:   # oldest first (the spool keeps the order); a failed write loses only itself
+            request = self.queue.oldest()
+            self.queue.remove(request)
+            if self.spool is None or not self._put(self.spool, request):
+                lost += 1
         if lost:
             self._counts["requests_dropped_shutdown"] += lost
             _logger.error("OTLP exporter shut down with %d undelivered request(s), now lost; %s", lost,
